@@ -1,0 +1,154 @@
+import CPython
+import Foundation
+
+/// Why an execution was asked to stop.
+enum StopReason: Sendable {
+    case timedOut
+    case cancelled
+
+    var error: PythonError {
+        switch self {
+        case .timedOut:
+            PythonError(code: .timedOut, typeName: "ExecutionInterrupted", message: "the execution ran past its deadline and was stopped")
+        case .cancelled:
+            PythonError(code: .interrupted, typeName: "ExecutionInterrupted", message: "the execution was cancelled")
+        }
+    }
+}
+
+/// One call to ``PythonNamespace/execute(_:timeout:)``: it can be cancelled before it starts,
+/// while it runs, or while one of its native calls waits.
+final class ExecutionTicket: @unchecked Sendable {
+    private let lock = NSLock()
+    private var continuation: CheckedContinuation<ExecutionResult, any Error>?
+    fileprivate var stopReason: StopReason?
+
+    init(_ continuation: CheckedContinuation<ExecutionResult, any Error>) {
+        self.continuation = continuation
+    }
+
+    /// Resumes the caller once; later calls do nothing.
+    func finish(_ result: Result<ExecutionResult, any Error>) {
+        let continuation = lock.withLock { () -> CheckedContinuation<ExecutionResult, any Error>? in
+            defer { self.continuation = nil }
+            return self.continuation
+        }
+        continuation?.resume(with: result)
+    }
+}
+
+/// A native call blocked on async Swift work, woken by its result or by a stop request.
+final class NativeCallWaiter: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var result: Result<PythonValue, any Error>?
+    private var task: Task<Void, Never>?
+
+    func attach(_ task: Task<Void, Never>) {
+        let cancelNow = condition.withLock { () -> Bool in
+            self.task = task
+            return result != nil
+        }
+        if cancelNow { task.cancel() }
+    }
+
+    func complete(_ value: Result<PythonValue, any Error>) {
+        condition.withLock {
+            if result == nil { result = value }
+            condition.broadcast()
+        }
+    }
+
+    func interrupt(_ reason: StopReason) {
+        complete(.failure(reason.error))
+        condition.withLock { task }?.cancel()
+    }
+
+    /// Blocks the calling thread (which must not hold the GIL) until a result arrives.
+    func wait() -> Result<PythonValue, any Error> {
+        condition.lock()
+        defer { condition.unlock() }
+        while result == nil { condition.wait() }
+        return result!
+    }
+}
+
+/// The stop machinery of one namespace: which execution runs on which thread, its deadline, and
+/// the native calls it is waiting on.
+///
+/// Stopping uses `PyThreadState_SetAsyncExc` with `ExecutionInterrupted` (a `BaseException`),
+/// re-injected every few milliseconds until the execution returns, so loops that catch
+/// `Exception` or even `BaseException` still end. It cannot reach code that never returns to the
+/// bytecode loop, such as a catastrophic regular expression: see ``PythonError/Code/abandoned``.
+final class ExecutionControl: @unchecked Sendable {
+    private let lock = NSLock()
+    private var current: ExecutionTicket?
+    private var threadID: UInt = 0
+    private var stopRequested: StopReason?
+    private var waiters: [ObjectIdentifier: NativeCallWaiter] = [:]
+
+    /// Marks `ticket` as running on `threadID`. Returns the reason if it was stopped before it started.
+    func begin(_ ticket: ExecutionTicket, threadID: UInt) -> StopReason? {
+        lock.withLock {
+            if let reason = ticket.stopReason { return reason }
+            current = ticket
+            self.threadID = threadID
+            stopRequested = nil
+            return nil
+        }
+    }
+
+    /// Marks the execution as finished and clears any pending injected exception. GIL held.
+    func end() -> StopReason? {
+        lock.withLock {
+            let reason = stopRequested
+            if current != nil {
+                PyThreadState_SetAsyncExc(threadID, nil)
+            }
+            current = nil
+            stopRequested = nil
+            return reason
+        }
+    }
+
+    /// Asks `ticket`'s execution to stop: now if it runs, or as soon as it would start.
+    func requestStop(_ ticket: ExecutionTicket, reason: StopReason) {
+        let woken: [NativeCallWaiter]? = lock.withLock {
+            guard ticket.stopReason == nil else { return nil }
+            ticket.stopReason = reason
+            guard current === ticket else { return nil }
+            stopRequested = reason
+            defer { waiters.removeAll() }
+            return Array(waiters.values)
+        }
+        guard let woken else { return }
+        for waiter in woken { waiter.interrupt(reason) }
+        Watchdog.shared.startInterrupting(self, ticket: ticket)
+    }
+
+    /// Injects `ExecutionInterrupted` if `ticket` still runs. GIL held. Returns whether it runs.
+    func inject(_ ticket: ExecutionTicket) -> Bool {
+        lock.withLock {
+            guard current === ticket else { return false }
+            PyThreadState_SetAsyncExc(threadID, Bootstrap.handles.executionInterrupted)
+            return true
+        }
+    }
+
+    /// Whether `ticket` is still the running execution.
+    func isRunning(_ ticket: ExecutionTicket) -> Bool {
+        lock.withLock { current === ticket }
+    }
+
+    /// Registers a waiting native call; returns the stop reason instead if a stop was requested.
+    func register(_ waiter: NativeCallWaiter) -> StopReason? {
+        lock.withLock {
+            if let stopRequested { return stopRequested }
+            if current != nil { waiters[ObjectIdentifier(waiter)] = waiter }
+            return nil
+        }
+    }
+
+    func unregister(_ waiter: NativeCallWaiter) {
+        _ = lock.withLock { waiters.removeValue(forKey: ObjectIdentifier(waiter)) }
+    }
+}

@@ -1,0 +1,279 @@
+import CPython
+import Foundation
+import Synchronization
+
+/// An isolated set of Python globals with its own dedicated thread: one REPL.
+///
+/// Each namespace has its own `globals` and runs its code on its own thread, so several
+/// namespaces execute at once (taking turns on the GIL) without sharing variables or output.
+///
+/// ```swift
+/// let namespace = try await PythonNamespace()
+/// try await namespace.set("context", to: .string(hugeText))
+/// let result = try await namespace.execute("print(len(context))", timeout: .seconds(5))
+/// print(result.stdout)
+/// await namespace.close()
+/// ```
+public final class PythonNamespace: Sendable {
+    /// Namespace settings.
+    public struct Configuration: Sendable {
+        /// A name for the namespace's thread and cell file names. Defaults to `"repl"`.
+        public var name: String
+        /// The most characters of stdout (and of stderr) kept per execution; the middle of longer
+        /// output is replaced by a marker. `nil` keeps everything. Defaults to `nil`.
+        public var maxOutputCharacters: Int?
+        /// How long stopped code may take to return before the namespace is abandoned.
+        /// Defaults to 2 seconds.
+        public var stopGracePeriod: Duration
+
+        /// Creates a configuration.
+        public init(name: String = "repl", maxOutputCharacters: Int? = nil, stopGracePeriod: Duration = .seconds(2)) {
+            self.name = name
+            self.maxOutputCharacters = maxOutputCharacters
+            self.stopGracePeriod = stopGracePeriod
+        }
+    }
+
+    private enum State: Sendable {
+        case open
+        case abandoned
+        case closed
+    }
+
+    /// The namespace's settings.
+    public let configuration: Configuration
+    private let thread: PythonThread
+    private let globals: UnsafeSendableObject
+    private let control = ExecutionControl()
+    private let state = Mutex(State.open)
+    private let cellCount = Atomic<Int>(0)
+    private let identifier: Int
+
+    private static let namespaceCount = Atomic<Int>(0)
+
+    /// Creates a namespace with empty globals (only `__name__ == "__main__"` and the builtins).
+    public init(configuration: Configuration = Configuration()) async throws {
+        try Interpreter.ensureStarted()
+        self.configuration = configuration
+        self.identifier = Self.namespaceCount.add(1, ordering: .relaxed).newValue
+        let thread = PythonThread(name: "rlm.python.\(configuration.name)")
+        self.thread = thread
+        self.globals = try await thread.run { gil in
+            let dict = try checked(PyDict_New(), gil)
+            try dict.setItem("__name__", try "__main__".makePythonObject(gil), gil)
+            try dict.setItem("__builtins__", PythonObject(borrowing: Bootstrap.handles.builtins), gil)
+            return UnsafeSendableObject(dict.passRetained())
+        }
+    }
+
+    deinit {
+        thread.stop()
+        ReferencePool.defer(globals.pointer)
+    }
+
+    private func checkOpen() throws {
+        switch state.withLock({ $0 }) {
+        case .open: return
+        case .abandoned:
+            throw PythonError(code: .abandoned, message: "this namespace was abandoned after code that could not be stopped; create a new one")
+        case .closed:
+            throw PythonError(code: .closed, message: "the Python namespace was closed")
+        }
+    }
+
+    /// Runs `body` on the namespace's thread with the GIL held and the globals `dict`.
+    public func withGIL<T: Sendable>(_ body: @escaping @Sendable (borrowing PythonGIL, PythonObject) throws -> T) async throws -> T {
+        try checkOpen()
+        let globals = self.globals
+        return try await thread.run { gil in try body(gil, PythonObject(borrowing: globals.pointer)) }
+    }
+
+    /// Binds `name` to a value in the globals.
+    public func set(_ name: String, to value: some PythonConvertible & Sendable) async throws {
+        try await withGIL { gil, globals in
+            try globals.setItem(name, try value.makePythonObject(gil), gil)
+        }
+    }
+
+    /// Binds `name` to a `str` decoded from UTF-8 bytes, with a single copy into the new string.
+    ///
+    /// Throws ``PythonError/Code/conversion`` naming the byte offset when the data is not UTF-8.
+    public func setString(_ name: String, utf8 data: Data) async throws {
+        try await withGIL { gil, globals in
+            try globals.setItem(name, try PythonObject.string(utf8: data, gil), gil)
+        }
+    }
+
+    /// The value bound to `name` in the globals, or `nil` if there is none.
+    public func value(of name: String) async throws -> PythonValue? {
+        try await withGIL { gil, globals in
+            guard let item = PyDict_GetItemString(globals.pointer, name) else { return nil }
+            return try PythonValue(PythonObject(borrowing: item), gil)
+        }
+    }
+
+    /// Installs a Swift closure as a Python function named `function.name` in the globals.
+    ///
+    /// Its async waits are interrupted when this namespace's execution is stopped.
+    public func install(_ function: NativeFunction) async throws {
+        let control = self.control
+        try await withGIL { gil, globals in
+            try globals.setItem(function.name, try NativeFunctionBox.makeFunction(function, control: control, gil), gil)
+        }
+    }
+
+    /// Evaluates one expression and returns its value.
+    public func evaluate(_ expression: String) async throws -> PythonValue {
+        try await withGIL { gil, globals in
+            guard let result = PyRun_StringFlags(expression, Py_eval_input, globals.pointer, globals.pointer, nil) else {
+                throw PythonError.fetch(gil)
+            }
+            return try PythonValue(PythonObject(owning: result), gil)
+        }
+    }
+
+    /// Runs a cell of code, as a REPL does: output is captured for this execution only, the value
+    /// of a final expression is echoed, and an exception is reported with its traceback.
+    ///
+    /// - Parameter timeout: stops the code when it runs longer (within a few milliseconds for
+    ///   bytecode, even in loops that catch `BaseException`). `nil` means no deadline.
+    /// - Returns: the outcome. Exceptions in the code are part of the result, not thrown.
+    /// - Throws: `CancellationError` if the task is cancelled (the code is stopped first), and
+    ///   ``PythonError`` if the namespace is closed or abandoned.
+    public func execute(_ code: String, timeout: Duration? = nil) async throws -> ExecutionResult {
+        try checkOpen()
+        let cell = cellCount.add(1, ordering: .relaxed).newValue
+        let filename = "<cell \(identifier).\(cell)>"
+        let limit = configuration.maxOutputCharacters
+        let grace = Self.nanoseconds(configuration.stopGracePeriod)
+        let deadline = timeout.map { Watchdog.now() + Self.nanoseconds($0) }
+        let control = self.control
+        let globals = self.globals
+        let threadID = thread.pythonThreadID
+        let ticketBox = Mutex<ExecutionTicket?>(nil)
+
+        let result: ExecutionResult = try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let ticket = ExecutionTicket(continuation)
+                ticketBox.withLock { $0 = ticket }
+                let accepted = thread.submit { gil in
+                    let outcome = Self.run(
+                        code, filename: filename, limit: limit, globals: globals, control: control,
+                        ticket: ticket, threadID: threadID, deadline: deadline, grace: grace,
+                        onAbandon: {
+                            self.state.withLock { $0 = .abandoned }
+                            ticket.finish(.success(ExecutionResult(
+                                status: .abandoned,
+                                error: PythonError(code: .abandoned, typeName: "ExecutionInterrupted",
+                                                   message: "the code did not stop after its deadline (a long-running C call?); the namespace was abandoned"),
+                                duration: timeout ?? .zero)))
+                        }, gil)
+                    ticket.finish(outcome)
+                }
+                if !accepted {
+                    ticket.finish(.failure(PythonError(code: .closed, message: "the Python namespace was closed")))
+                }
+                if Task.isCancelled { control.requestStop(ticket, reason: .cancelled) }
+            }
+        } onCancel: {
+            if let ticket = ticketBox.withLock({ $0 }) { control.requestStop(ticket, reason: .cancelled) }
+        }
+        return result
+    }
+
+    private static func nanoseconds(_ duration: Duration) -> UInt64 {
+        let (seconds, attoseconds) = duration.components
+        return UInt64(max(0, seconds)) * 1_000_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000)
+    }
+
+    /// The body of an execution, on the namespace's thread with the GIL held.
+    private static func run(
+        _ code: String, filename: String, limit: Int?, globals: UnsafeSendableObject, control: ExecutionControl,
+        ticket: ExecutionTicket, threadID: UInt, deadline: UInt64?, grace: UInt64,
+        onAbandon: @escaping @Sendable () -> Void, _ gil: borrowing PythonGIL
+    ) -> Result<ExecutionResult, any Error> {
+        let handles = Bootstrap.handles!
+        let clock = ContinuousClock()
+        let start = clock.now
+        do {
+            let limitObject = try limit.makePythonObject(gil)
+            _ = try PythonObject(borrowing: handles.beginCapture).call([limitObject], gil)
+            var error: PythonError?
+            var status = ExecutionResult.Status.completed
+            let compiled: PythonObject?
+            do {
+                compiled = try PythonObject(borrowing: handles.compileCell).call(
+                    [try code.makePythonObject(gil), try filename.makePythonObject(gil)], gil)
+            } catch var syntaxError as PythonError {
+                compiled = nil
+                status = .failed
+                syntaxError.traceback = syntaxError.traceback.isEmpty ? "" : syntaxError.traceback
+                error = syntaxError
+            }
+            if let compiled {
+                if let reason = control.begin(ticket, threadID: threadID) {
+                    _ = try? PythonObject(borrowing: handles.endCapture).call([], gil)
+                    return reason == .cancelled ? .failure(CancellationError()) : .success(ExecutionResult(status: .timedOut, error: reason.error))
+                }
+                Watchdog.shared.watch(control, ticket: ticket, deadline: deadline, grace: grace, onAbandon: onAbandon)
+                let value = withExtendedLifetime(compiled) {
+                    PyEval_EvalCode(compiled.pointer, globals.pointer, globals.pointer)
+                }
+                let stopReason = control.end()
+                Watchdog.shared.unwatch(ticket)
+                if let value {
+                    rlm_decref(value)
+                } else {
+                    error = PythonError.fetch(gil)
+                    status = .failed
+                }
+                switch stopReason {
+                case .cancelled?:
+                    _ = try? PythonObject(borrowing: handles.endCapture).call([], gil)
+                    return .failure(CancellationError())
+                case .timedOut?:
+                    status = .timedOut
+                    var stopped = StopReason.timedOut.error
+                    stopped.traceback = error?.traceback ?? ""
+                    error = stopped
+                case nil:
+                    break
+                }
+            }
+            let captured = try PythonObject(borrowing: handles.endCapture).call([], gil)
+            let parts = try PythonValue(captured, gil).listValue ?? []
+            return .success(ExecutionResult(
+                status: status,
+                stdout: parts.first?.stringValue ?? "",
+                stderr: parts.count > 2 ? parts[2].stringValue ?? "" : "",
+                stdoutOmittedCharacters: parts.count > 1 ? parts[1].intValue ?? 0 : 0,
+                stderrOmittedCharacters: parts.count > 3 ? parts[3].intValue ?? 0 : 0,
+                error: error,
+                duration: clock.now - start))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// Stops the namespace's thread after queued work and releases its globals.
+    ///
+    /// The globals are cleared first, so objects that refer back to them (functions defined in
+    /// the namespace) are freed too.
+    public func close() async {
+        guard state.withLock({ current -> Bool in
+            guard current == .open else { return false }
+            current = .closed
+            return true
+        }) else { return }
+        let globals = self.globals
+        _ = try? await thread.run { _ in PyDict_Clear(globals.pointer) }
+        thread.stop()
+    }
+}
+
+/// A Python object pointer that is only dereferenced with the GIL held; the owner keeps one
+/// reference for the wrapper's lifetime.
+struct UnsafeSendableObject: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<PyObject>
+    init(_ pointer: UnsafeMutablePointer<PyObject>) { self.pointer = pointer }
+}
