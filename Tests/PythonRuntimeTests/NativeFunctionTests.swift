@@ -1,0 +1,114 @@
+import Foundation
+import PythonRuntime
+import Synchronization
+import Testing
+
+@Suite("Native functions")
+struct NativeFunctionTests {
+    struct Refusal: PythonExceptionConvertible {
+        var pythonExceptionTypeName: String { "KeyError" }
+        var pythonExceptionMessage: String { "no such key" }
+    }
+
+    struct Opaque: Error, CustomStringConvertible {
+        var description: String { "opaque failure" }
+    }
+
+    @Test("positional and keyword arguments arrive in Swift; results come back")
+    func arguments() async throws {
+        let namespace = try await PythonNamespace()
+        try await namespace.install(NativeFunction(name: "describe", documentation: "Describes its arguments.") { arguments in
+            ["positional": .list(arguments.positional), "model": arguments.value(at: 1, named: "model") ?? nil]
+        })
+        let result = try await namespace.execute("""
+            print(describe('p', model='m'))
+            print(describe('p', 'q'))
+            print(describe.__name__, describe.__doc__)
+            """)
+        #expect(result.stdout == "{'positional': ['p'], 'model': 'm'}\n{'positional': ['p', 'q'], 'model': 'q'}\ndescribe Describes its arguments.\n")
+        await namespace.close()
+    }
+
+    @Test("Swift errors become Python exceptions, catchable by type")
+    func swiftErrors() async throws {
+        let namespace = try await PythonNamespace()
+        try await namespace.install(NativeFunction(name: "refuse") { _ in throw Refusal() })
+        try await namespace.install(NativeFunction(name: "opaque") { _ in throw Opaque() })
+        try await namespace.install(NativeFunction(name: "invalid") { _ in
+            throw PythonError(code: .exception, typeName: "ValueError", message: "bad value")
+        })
+        let result = try await namespace.execute("""
+            try:
+                refuse()
+            except KeyError as e:
+                print('KeyError', e)
+            try:
+                opaque()
+            except RuntimeError as e:
+                print('RuntimeError', e)
+            try:
+                invalid()
+            except ValueError as e:
+                print('ValueError', e)
+            opaque()
+            """)
+        #expect(result.stdout == "KeyError 'no such key'\nRuntimeError opaque failure\nValueError bad value\n")
+        #expect(result.status == .failed)
+        #expect(result.error?.typeName == "RuntimeError")
+        #expect(result.error?.traceback.contains("line 13") == true)
+        await namespace.close()
+    }
+
+    @Test("arguments without a Swift value get a clear TypeError")
+    func unconvertibleArgument() async throws {
+        let namespace = try await PythonNamespace()
+        try await namespace.install(NativeFunction(name: "take") { _ in .none })
+        let result = try await namespace.execute("take(1, object())")
+        #expect(result.error?.typeName == "TypeError")
+        #expect(result.error?.message.contains("take() argument 2") == true)
+        await namespace.close()
+    }
+
+    @Test("an async native call releases the GIL while it waits")
+    func asyncReleasesGIL() async throws {
+        let waiting = try await PythonNamespace()
+        let other = try await PythonNamespace()
+        let entered = AsyncStream<Void>.makeStream()
+        let release = AsyncStream<Void>.makeStream()
+        try await waiting.install(NativeFunction(name: "block", async: { _ in
+            entered.continuation.yield()
+            for await _ in release.stream { break }
+            return "released"
+        }))
+        let blocked = Task { try await waiting.execute("print(block())") }
+        var iterator = entered.stream.makeAsyncIterator()
+        _ = await iterator.next()
+        // The other namespace runs Python while the first one waits inside `block()`.
+        let work = try await other.execute("print(sum(range(100000)))", timeout: .seconds(10))
+        #expect(work.stdout == "4999950000\n")
+        release.continuation.yield()
+        #expect(try await blocked.value.stdout == "released\n")
+        await waiting.close()
+        await other.close()
+    }
+
+    @Test("Python threads can call async native functions concurrently")
+    func concurrentCallsFromThreads() async throws {
+        let namespace = try await PythonNamespace()
+        let inFlight = Mutex((current: 0, peak: 0))
+        try await namespace.install(NativeFunction(name: "slow_upper", async: { arguments in
+            inFlight.withLock { $0.current += 1; $0.peak = max($0.peak, $0.current) }
+            try await Task.sleep(for: .milliseconds(100))
+            inFlight.withLock { $0.current -= 1 }
+            return .string((arguments.positional.first?.stringValue ?? "").uppercased())
+        }))
+        let result = try await namespace.execute("""
+            from concurrent.futures import ThreadPoolExecutor
+            with ThreadPoolExecutor(8) as pool:
+                print(list(pool.map(slow_upper, ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'])))
+            """, timeout: .seconds(10))
+        #expect(result.stdout == "['A', 'B', 'C', 'D', 'E', 'F', 'G', 'H']\n")
+        #expect(inFlight.withLock { $0.peak } >= 4)
+        await namespace.close()
+    }
+}

@@ -1,0 +1,90 @@
+import CPython
+import Foundation
+import Testing
+
+@testable import PythonRuntime
+
+@Suite("References")
+struct ReferenceTests {
+    @Test("reference counts stay flat over 100k conversions")
+    func conversionsDoNotLeak() async throws {
+        let namespace = try await PythonNamespace()
+        _ = try await namespace.execute("import sys\nprobe = 'a probe string ' * 3\nitems = [probe, 1, 2.5, None, b'x']")
+        let counts: (Int, Int, Int, Int) = try await namespace.withGIL { gil, globals in
+            let probe = PythonObject(borrowing: PyDict_GetItemString(globals.pointer, "probe")!)
+            let items = PythonObject(borrowing: PyDict_GetItemString(globals.pointer, "items")!)
+            let sys = try checked(PyImport_ImportModule("sys"), gil)
+            let allocated = try sys.attribute("getallocatedblocks", gil)
+            let before = probe.referenceCount(gil)
+            let blocksBefore = try Int(try allocated.call([], gil), gil)
+            for index in 0..<100_000 {
+                let text = try String(probe, gil)
+                let back = try text.makePythonObject(gil)
+                let value = try PythonValue(items, gil)
+                let object = try value.makePythonObject(gil)
+                let number = try index.makePythonObject(gil)
+                _ = (back, object, number)
+            }
+            let blocksAfter = try Int(try allocated.call([], gil), gil)
+            return (before, probe.referenceCount(gil), blocksBefore, blocksAfter)
+        }
+        #expect(counts.0 == counts.1)
+        // Allowing for interpreter caches; a leak of one block per iteration would be 100k or more.
+        #expect(abs(counts.3 - counts.2) < 1_000)
+        await namespace.close()
+    }
+
+    @Test("reference counts stay flat over 100k native calls")
+    func callsDoNotLeak() async throws {
+        let namespace = try await PythonNamespace()
+        try await namespace.install(NativeFunction(name: "echo") { arguments in
+            .list(arguments.positional + arguments.keywords.map(\.value))
+        })
+        let result = try await namespace.execute("""
+            import sys
+            arg = ['payload', 1, {'k': 'v'}]
+            def loop(n):
+                for i in range(n):
+                    out = echo(arg, i, key='word')
+                    assert out[0] == arg and out[1] == i and out[2] == 'word'
+            loop(1000)
+            before_ref = sys.getrefcount(arg)
+            loop(100_000)
+            before_blocks = sys.getallocatedblocks()
+            loop(100_000)
+            mid_blocks = sys.getallocatedblocks()
+            loop(100_000)
+            print(sys.getrefcount(arg) - before_ref, mid_blocks - before_blocks, sys.getallocatedblocks() - mid_blocks)
+            """)
+        #expect(result.status == .completed, "\(result.error?.traceback ?? "")")
+        let numbers = result.stdout.split(separator: " ").map { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) ?? .max }
+        #expect(numbers.count == 3)
+        #expect(numbers.first == 0)
+        print("allocated-block deltas per 100k calls:", numbers.dropFirst())
+        #expect(numbers.dropFirst().allSatisfy { abs($0) < 1_000 })
+        await namespace.close()
+    }
+
+    @Test("an object dropped without the GIL is released at the next acquisition")
+    func deferredRelease() async throws {
+        let namespace = try await PythonNamespace()
+        _ = try await namespace.execute("import sys\nprobe = object()")
+        let before: Int = try await namespace.withGIL { gil, globals in
+            PythonObject(borrowing: PyDict_GetItemString(globals.pointer, "probe")!).referenceCount(gil)
+        }
+        // Take a reference with the GIL, then drop it on a thread that does not hold it.
+        final class Holder: @unchecked Sendable { var object: PythonObject? }
+        let holder = Holder()
+        try await namespace.withGIL { _, globals in
+            holder.object = PythonObject(borrowing: PyDict_GetItemString(globals.pointer, "probe")!)
+        }
+        let dropped = Thread { holder.object = nil }
+        dropped.start()
+        while !dropped.isFinished { try await Task.sleep(for: .milliseconds(5)) }
+        let after: Int = try await namespace.withGIL { gil, globals in
+            PythonObject(borrowing: PyDict_GetItemString(globals.pointer, "probe")!).referenceCount(gil)
+        }
+        #expect(after == before)
+        await namespace.close()
+    }
+}
