@@ -43,7 +43,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "PythonRuntimeTests", dependencies: ["PythonRuntime"]),
-        .testTarget(name: "RLMTests", dependencies: ["RLM", "RLMTesting"]),
+        .testTarget(name: "RLMTests", dependencies: ["RLM", "RLMTesting", "PythonRuntime"]),
     ]
 )
 

@@ -44,6 +44,7 @@ public final class PythonNamespace: Sendable {
     public let configuration: Configuration
     private let thread: PythonThread
     private let globals: UnsafeSendableObject
+    private let support: UnsafeSendableObject
     private let control = ExecutionControl()
     private let state = Mutex(State.open)
     private let cellCount = Atomic<Int>(0)
@@ -58,17 +59,25 @@ public final class PythonNamespace: Sendable {
         self.identifier = Self.namespaceCount.add(1, ordering: .relaxed).newValue
         let thread = PythonThread(name: "rlm.python.\(configuration.name)")
         self.thread = thread
-        self.globals = try await thread.run { gil in
+        let (globals, support) = try await thread.run { gil in
+            let builtins = PythonObject(borrowing: Bootstrap.handles.builtins)
             let dict = try checked(PyDict_New(), gil)
             try dict.setItem("__name__", try "__main__".makePythonObject(gil), gil)
-            try dict.setItem("__builtins__", PythonObject(borrowing: Bootstrap.handles.builtins), gil)
-            return UnsafeSendableObject(dict.passRetained())
+            try dict.setItem("__builtins__", builtins, gil)
+            let support = try checked(PyDict_New(), gil)
+            try support.setItem("__name__", try "__host__".makePythonObject(gil), gil)
+            try support.setItem("__builtins__", builtins, gil)
+            try support.setItem("user_globals", dict, gil)
+            return (UnsafeSendableObject(dict.passRetained()), UnsafeSendableObject(support.passRetained()))
         }
+        self.globals = globals
+        self.support = support
     }
 
     deinit {
         thread.stop()
         ReferencePool.defer(globals.pointer)
+        ReferencePool.defer(support.pointer)
     }
 
     private func checkOpen() throws {
@@ -126,6 +135,32 @@ public final class PythonNamespace: Sendable {
     public func evaluate(_ expression: String) async throws -> PythonValue {
         try await withGIL { gil, globals in
             guard let result = PyRun_StringFlags(expression, Py_eval_input, globals.pointer, globals.pointer, nil) else {
+                throw PythonError.fetch(gil)
+            }
+            return try PythonValue(PythonObject(owning: result), gil)
+        }
+    }
+
+    /// Runs host code in the namespace's private scope: a second set of globals that user code
+    /// cannot see, where `user_globals` is the user's globals `dict`.
+    ///
+    /// Use it for helpers the host needs after each cell (reading an answer, restoring names)
+    /// without exposing them to the code being run.
+    public func executePrivately(_ code: String) async throws {
+        let support = self.support
+        try await withGIL { gil, _ in
+            guard let result = PyRun_StringFlags(code, Py_file_input, support.pointer, support.pointer, nil) else {
+                throw PythonError.fetch(gil)
+            }
+            rlm_decref(result)
+        }
+    }
+
+    /// Evaluates an expression in the private scope (see ``executePrivately(_:)``).
+    public func evaluatePrivately(_ expression: String) async throws -> PythonValue {
+        let support = self.support
+        return try await withGIL { gil, _ in
+            guard let result = PyRun_StringFlags(expression, Py_eval_input, support.pointer, support.pointer, nil) else {
                 throw PythonError.fetch(gil)
             }
             return try PythonValue(PythonObject(owning: result), gil)
@@ -266,7 +301,11 @@ public final class PythonNamespace: Sendable {
             return true
         }) else { return }
         let globals = self.globals
-        _ = try? await thread.run { _ in PyDict_Clear(globals.pointer) }
+        let support = self.support
+        _ = try? await thread.run { _ in
+            PyDict_Clear(support.pointer)
+            PyDict_Clear(globals.pointer)
+        }
         thread.stop()
     }
 }

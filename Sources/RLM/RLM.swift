@@ -1,1 +1,210 @@
-// placeholder
+import Foundation
+import PythonRuntime
+import Synchronization
+
+/// A Recursive Language Model: answers a query over a context far larger than a model's window.
+///
+/// The context lives in a Python REPL; the root model writes code to inspect it and calls
+/// `llm_query` (a model call) or `rlm_query` (a child RLM) on pieces of it. Depth, iterations,
+/// calls, tokens, cost and time are bounded by one ``Budget`` for the whole tree.
+///
+/// ```swift
+/// let rlm = RLM(configuration: RLMConfiguration(rootModel: model))
+/// let result = try await rlm.complete(query: "Which city is mentioned most?", context: .file(url))
+/// print(result.answer, result.usage.total.costUSD)
+/// ```
+public struct RLM: Sendable {
+    /// How runs work.
+    public var configuration: RLMConfiguration
+
+    /// Creates an RLM.
+    public init(configuration: RLMConfiguration) {
+        self.configuration = configuration
+    }
+
+    /// Answers `query` about `context`.
+    ///
+    /// - Parameters:
+    ///   - trajectory: writes every event to a JSON Lines file as it happens.
+    ///   - observer: called with every event, on the thread that produced it; keep it short.
+    /// - Throws: ``RLMError`` (a limit, with the best answer so far; a failed model; a bad context)
+    ///   or `CancellationError` when the task is cancelled.
+    public func complete(
+        query: String, context: RLMContext, trajectory: TrajectoryWriter? = nil,
+        observer: (@Sendable (RLMEvent) -> Void)? = nil
+    ) async throws -> RLMResult {
+        let sink = EventSink(continuation: nil, trajectory: trajectory, observer: observer, start: .now)
+        return try await Self.execute(configuration, query: query, context: context, sink: sink)
+    }
+
+    /// Starts answering `query` and returns at once with a live event stream.
+    public func run(query: String, context: RLMContext, trajectory: TrajectoryWriter? = nil) -> RLMRun {
+        let (stream, continuation) = AsyncStream<RLMEvent>.makeStream()
+        let sink = EventSink(continuation: continuation, trajectory: trajectory, observer: nil, start: .now)
+        let configuration = self.configuration
+        let task = Task {
+            try await Self.execute(configuration, query: query, context: context, sink: sink)
+        }
+        return RLMRun(events: stream, task: task)
+    }
+
+    /// A conversation whose REPL persists across queries.
+    public func session() -> RLMSession {
+        RLMSession(configuration: configuration)
+    }
+
+    static func execute(_ configuration: RLMConfiguration, query: String, context: RLMContext, sink: EventSink) async throws -> RLMResult {
+        defer { sink.finish() }
+        try configuration.validate()
+        let info = NodeInfo(id: 0, parentID: nil, depth: 0)
+        let binding = REPLBinding(node: info)
+        let repl: REPLEnvironment
+        do {
+            repl = try await REPLEnvironment(
+                name: "rlm0", maxOutputCharacters: configuration.maxOutputCharacters, execTimeout: configuration.execTimeout,
+                functions: binding.functions(tools: configuration.tools, maxDepth: configuration.maxDepth),
+                extraReserved: configuration.tools.map(\.name))
+        } catch let error as PythonError {
+            throw RLMError(code: .pythonFailed, message: "the Python REPL could not start: \(error)")
+        }
+        do {
+            let description = try await repl.addContext(context, index: 0)
+            let result = try await runRoot(
+                configuration, query: query, contextDescription: description, repl: repl, binding: binding,
+                persistent: false, sink: sink)
+            await repl.close()
+            return result
+        } catch {
+            await repl.close()
+            throw error
+        }
+    }
+
+    /// Runs the root node on a prepared REPL, racing it against the budget and the deadline.
+    static func runRoot(
+        _ configuration: RLMConfiguration, query: String, contextDescription: String, repl: REPLEnvironment,
+        binding: REPLBinding, persistent: Bool, sink: EventSink
+    ) async throws -> RLMResult {
+        let start = ContinuousClock.now
+        let (trips, tripContinuation) = AsyncStream<Limit>.makeStream()
+        let tracker = BudgetTracker(budget: configuration.budget) { tripContinuation.yield($0) }
+        let tree = RunTree(configuration: configuration, tracker: tracker, events: sink)
+        let info = NodeInfo(id: tree.newNodeID(), parentID: nil, depth: 0)
+        binding.bind(tree)
+        let root = RLMNode(tree: tree, info: info, model: configuration.rootModel)
+
+        enum Outcome: Sendable {
+            case answered(NodeOutcome)
+            case failed(any Error)
+            case tripped(Limit)
+        }
+        let outcome: Outcome = await withTaskGroup(of: Outcome?.self) { group in
+            group.addTask {
+                do {
+                    return .answered(try await root.run(
+                        query: query, contextDescription: contextDescription, repl: repl, persistent: persistent))
+                } catch {
+                    return .failed(error)
+                }
+            }
+            group.addTask {
+                for await limit in trips { return .tripped(limit) }
+                return nil
+            }
+            if let deadline = configuration.budget.deadline {
+                group.addTask {
+                    try? await Task.sleep(for: deadline)
+                    if !Task.isCancelled { tracker.trip(.deadline) }
+                    return nil
+                }
+            }
+            var first: Outcome?
+            while first == nil, let next = await group.next() {
+                first = next
+            }
+            group.cancelAll()
+            return first ?? .failed(CancellationError())
+        }
+        tripContinuation.finish()
+
+        func finish(_ error: (any Error)?) {
+            sink.emit(info, .runFinished(usage: tracker.usage, elapsed: .now - start, error: error.map { String(describing: $0) }))
+        }
+
+        var limit: Limit
+        switch outcome {
+        case .answered(let node):
+            finish(nil)
+            return RLMResult(
+                answer: node.answer, usage: tracker.usage, iterations: node.iterations, elapsed: .now - start,
+                events: sink.events, answeredAfterLimit: nil)
+        case .tripped(let tripped):
+            limit = tripped
+        case .failed(let error as RLMError) where error.code == .limitReached:
+            limit = tracker.tripped ?? error.limit ?? .iterations
+        case .failed(var error as RLMError):
+            error.usage = tracker.usage
+            finish(error)
+            throw error
+        case .failed(let error):
+            if Task.isCancelled || error is CancellationError {
+                finish(CancellationError())
+                throw CancellationError()
+            }
+            finish(error)
+            throw error
+        }
+
+        // A limit ended the run.
+        if configuration.finalAnswerOnLimit && limit != .deadline && !Task.isCancelled {
+            var messages = root.messages
+            messages.append(.user(Prompts.finalAnswerRequest(limit)))
+            do {
+                let response = try await tree.call(configuration.rootModel, messages, depth: 0, limited: false, force: true)
+                sink.emit(info, .modelReplied(iteration: root.iterations + 1, text: response.text, usage: response.usage, latency: .zero))
+                var answer = response.text.trimmingCharacters(in: .whitespacesAndNewlines)
+                switch ReplyParser.finalMarker(in: response.text) {
+                case .text(let text)?: answer = text
+                case .variable(let name)?: answer = try await repl.variable(named: name) ?? answer
+                case nil: break
+                }
+                sink.emit(info, .answer(text: answer, iterations: root.iterations))
+                finish(nil)
+                return RLMResult(
+                    answer: answer, usage: tracker.usage, iterations: root.iterations, elapsed: .now - start,
+                    events: sink.events, answeredAfterLimit: limit)
+            } catch {
+                // Fall through to the limit error.
+            }
+        }
+        var error = RLMError.limitReached(limit)
+        error.partialAnswer = root.bestAnswer
+        error.usage = tracker.usage
+        if limit != .iterations && limit != .consecutiveErrors {
+            sink.emit(info, .limitReached(limit: limit, partialAnswer: root.bestAnswer))
+        }
+        finish(error)
+        throw error
+    }
+}
+
+/// A run in progress: its live events and, later, its result.
+public struct RLMRun: Sendable {
+    /// Every event of the run as it happens; the stream ends with the run.
+    public let events: AsyncStream<RLMEvent>
+    let task: Task<RLMResult, any Error>
+
+    /// Waits for the run to end. Cancelling the waiting task cancels the run.
+    public func result() async throws -> RLMResult {
+        try await withTaskCancellationHandler {
+            try await task.value
+        } onCancel: {
+            task.cancel()
+        }
+    }
+
+    /// Cancels the run: model calls are cancelled and Python code is stopped.
+    public func cancel() {
+        task.cancel()
+    }
+}

@@ -1,0 +1,86 @@
+/// The price of a model, in US dollars per million tokens.
+public struct ModelPrice: Sendable, Hashable, Codable {
+    /// Dollars per million uncached input tokens.
+    public var inputPerMillion: Double
+    /// Dollars per million output tokens.
+    public var outputPerMillion: Double
+    /// Dollars per million cached input tokens. Defaults to the input price.
+    public var cachedInputPerMillion: Double
+
+    /// Creates a price.
+    public init(inputPerMillion: Double, outputPerMillion: Double, cachedInputPerMillion: Double? = nil) {
+        self.inputPerMillion = inputPerMillion
+        self.outputPerMillion = outputPerMillion
+        self.cachedInputPerMillion = cachedInputPerMillion ?? inputPerMillion
+    }
+
+    /// The cost of `usage` at this price.
+    public func cost(of usage: TokenUsage) -> Double {
+        let cached = min(usage.cachedInputTokens, usage.inputTokens)
+        return (Double(usage.inputTokens - cached) * inputPerMillion + Double(cached) * cachedInputPerMillion
+            + Double(usage.outputTokens) * outputPerMillion) / 1_000_000
+    }
+}
+
+/// Limits shared by a whole recursion tree: the root, its children and every batched call draw
+/// from one budget.
+///
+/// Every limit defaults to `nil`, meaning unlimited; ``RLMConfiguration/maxIterations`` and
+/// ``RLMConfiguration/maxDepth`` bound a run in any case.
+public struct Budget: Sendable, Hashable {
+    /// The most model calls in the tree (root iterations, sub-calls and children's calls).
+    public var maxModelCalls: Int?
+    /// The most input plus output tokens in the tree.
+    public var maxTokens: Int?
+    /// The most US dollars, priced with ``prices``.
+    public var maxCostUSD: Double?
+    /// Wall-clock time for the whole run.
+    public var deadline: Duration?
+    /// How many failed steps in a row (model errors, or cells that raised) one RLM may take.
+    public var maxConsecutiveErrors: Int?
+    /// Prices by ``LanguageModel/modelName``; models without a price cost nothing.
+    public var prices: [String: ModelPrice]
+
+    /// Creates a budget.
+    public init(
+        maxModelCalls: Int? = nil, maxTokens: Int? = nil, maxCostUSD: Double? = nil, deadline: Duration? = nil,
+        maxConsecutiveErrors: Int? = nil, prices: [String: ModelPrice] = [:]
+    ) {
+        self.maxModelCalls = maxModelCalls
+        self.maxTokens = maxTokens
+        self.maxCostUSD = maxCostUSD
+        self.deadline = deadline
+        self.maxConsecutiveErrors = maxConsecutiveErrors
+        self.prices = prices
+    }
+
+    /// No limits.
+    public static let unlimited = Budget()
+}
+
+/// Which limit ended a run.
+public enum Limit: String, Sendable, Hashable, Codable, CustomStringConvertible {
+    /// ``RLMConfiguration/maxIterations`` at the root.
+    case iterations
+    /// ``Budget/maxModelCalls``.
+    case modelCalls
+    /// ``Budget/maxTokens``.
+    case tokens
+    /// ``Budget/maxCostUSD``.
+    case cost
+    /// ``Budget/deadline``.
+    case deadline
+    /// ``Budget/maxConsecutiveErrors``.
+    case consecutiveErrors
+
+    public var description: String {
+        switch self {
+        case .iterations: "iteration limit"
+        case .modelCalls: "model-call limit"
+        case .tokens: "token limit"
+        case .cost: "cost limit"
+        case .deadline: "deadline"
+        case .consecutiveErrors: "consecutive-error limit"
+        }
+    }
+}

@@ -1,0 +1,98 @@
+/// A chat message sent to a language model.
+public struct ChatMessage: Sendable, Hashable, Codable {
+    /// Who wrote the message.
+    public enum Role: String, Sendable, Hashable, Codable {
+        case system, user, assistant
+    }
+
+    /// Who wrote the message.
+    public var role: Role
+    /// The text.
+    public var content: String
+
+    /// Creates a message.
+    public init(role: Role, content: String) {
+        self.role = role
+        self.content = content
+    }
+
+    /// A system message.
+    public static func system(_ content: String) -> ChatMessage { ChatMessage(role: .system, content: content) }
+    /// A user message.
+    public static func user(_ content: String) -> ChatMessage { ChatMessage(role: .user, content: content) }
+    /// An assistant message.
+    public static func assistant(_ content: String) -> ChatMessage { ChatMessage(role: .assistant, content: content) }
+}
+
+/// Tokens consumed by model calls.
+public struct TokenUsage: Sendable, Hashable, Codable {
+    /// Prompt tokens, including cached ones.
+    public var inputTokens: Int
+    /// Completion tokens.
+    public var outputTokens: Int
+    /// Prompt tokens the provider served from its cache (a part of ``inputTokens``).
+    public var cachedInputTokens: Int
+
+    /// Creates a usage record.
+    public init(inputTokens: Int = 0, outputTokens: Int = 0, cachedInputTokens: Int = 0) {
+        self.inputTokens = inputTokens
+        self.outputTokens = outputTokens
+        self.cachedInputTokens = cachedInputTokens
+    }
+
+    /// Input plus output tokens.
+    public var totalTokens: Int { inputTokens + outputTokens }
+
+    /// Adds two usage records.
+    public static func + (lhs: TokenUsage, rhs: TokenUsage) -> TokenUsage {
+        TokenUsage(
+            inputTokens: lhs.inputTokens + rhs.inputTokens,
+            outputTokens: lhs.outputTokens + rhs.outputTokens,
+            cachedInputTokens: lhs.cachedInputTokens + rhs.cachedInputTokens)
+    }
+
+    /// Adds `rhs` to `lhs`.
+    public static func += (lhs: inout TokenUsage, rhs: TokenUsage) { lhs = lhs + rhs }
+}
+
+/// What a language model returned.
+public struct ModelResponse: Sendable, Hashable {
+    /// The reply text.
+    public var text: String
+    /// Tokens the call consumed, as the provider reported them.
+    public var usage: TokenUsage
+
+    /// Creates a response.
+    public init(text: String, usage: TokenUsage = TokenUsage()) {
+        self.text = text
+        self.usage = usage
+    }
+}
+
+/// A language model: messages in, text and token usage out.
+///
+/// This is the engine's only seam to models, so the engine has no HTTP dependency. HTTP
+/// providers implement it in their own module; `RLMTesting` has a scripted one for tests.
+///
+/// ```swift
+/// struct Echo: LanguageModel {
+///     func complete(_ messages: [ChatMessage]) async throws -> ModelResponse {
+///         ModelResponse(text: messages.last?.content ?? "")
+///     }
+/// }
+/// ```
+public protocol LanguageModel: Sendable {
+    /// Sends the conversation and returns the model's reply.
+    ///
+    /// Implementations should honour task cancellation: the engine cancels calls when a run
+    /// ends early.
+    func complete(_ messages: [ChatMessage]) async throws -> ModelResponse
+
+    /// The name usage and prices are recorded under. Defaults to the type's name.
+    var modelName: String { get }
+}
+
+extension LanguageModel {
+    /// The type's name.
+    public var modelName: String { String(describing: Self.self) }
+}

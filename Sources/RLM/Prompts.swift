@@ -1,0 +1,129 @@
+/// The words the engine says to models. The system prompt is our own; it names the REPL helpers,
+/// both answer protocols and the output truncation, as the paper's and the reference's do.
+enum Prompts {
+    struct SystemPromptInput {
+        var contextDescription: String
+        var depth: Int
+        var maxDepth: Int
+        var maxOutputCharacters: Int
+        var execTimeoutSeconds: Int
+        var modelNames: [String]
+        var tools: [(name: String, description: String)]
+        var extraInstructions: String?
+        var persistent: Bool
+    }
+
+    static func system(_ input: SystemPromptInput) -> String {
+        let childrenAreRLMs = input.depth + 1 < input.maxDepth
+        var text = """
+            You answer a query about a context that is too large to read at once. The context is not in \
+            this conversation: it lives in a Python REPL as the variable `context`, and you work on it by \
+            writing code that slices, searches and transforms it, and by asking language models about \
+            pieces of it.
+
+            ## The REPL
+            Write Python in fenced blocks that open with ```repl and close with ```. Every block in a reply \
+            runs in order and you see what it prints. Variables persist across blocks and turns, also \
+            after an exception.
+
+            - `context` (also `context_0`): \(input.contextDescription).
+            - `llm_query(prompt, model=None) -> str`: asks a language model one question and returns its \
+            answer. Use it to read or judge slices of the context; give it all the text it needs.
+            - `llm_query_batched(prompts, model=None) -> list[str]`: asks many independent questions \
+            concurrently and returns the answers in the same order. A failed slot holds a string that \
+            starts with "[error]"; the other slots are unaffected. Prefer it to a loop of `llm_query`.
+            """
+        if childrenAreRLMs {
+            text += """
+
+                - `rlm_query(prompt, model=None) -> str`: hands a sub-task to a recursive RLM: a new \
+                model with its own REPL whose `context` is `prompt`. Use it for sub-tasks that need \
+                code of their own. `rlm_query_batched(prompts, model=None) -> list[str]` runs several at once.
+                """
+        } else {
+            text += """
+
+                - `rlm_query(prompt, model=None)` and `rlm_query_batched(prompts, model=None)`: at this \
+                depth they are plain model calls, the same as `llm_query` and `llm_query_batched`.
+                """
+        }
+        text += """
+
+            - `SHOW_VARS()`: lists the variables you have created.
+            """
+        if input.persistent {
+            text += """
+
+                - This is a conversation: earlier contexts stay in the REPL as `context_0`, `context_1`, … \
+                (`context` is the newest) and `history` holds the earlier queries and answers.
+                """
+        }
+        if !input.modelNames.isEmpty {
+            text += "\n- Models you can name with `model=`: " + input.modelNames.map { "\"\($0)\"" }.joined(separator: ", ") + "."
+        }
+        for tool in input.tools {
+            text += "\n- `\(tool.name)`: \(tool.description)"
+        }
+        text += """
+
+
+            Output of each block is cut to \(input.maxOutputCharacters) characters (the start and the end \
+            are kept, with a marker in between), so print summaries and samples, never the whole context. \
+            A block that runs longer than \(input.execTimeoutSeconds) seconds is stopped. The names above \
+            are reserved: if you rebind them they are restored after the block.
+
+            ## Answering
+            Submit your answer in one of two ways; either ends the work:
+            1. In code: `answer["content"] = <your answer as a string>` then `answer["ready"] = True`.
+            2. In your reply, outside any code block, on a line of its own: `FINAL(your answer)`, or \
+            `FINAL_VAR(name)` to submit the value of a REPL variable.
+            Keep `answer["content"]` up to date with your best answer so far. Submit only when you have \
+            checked the answer against the context.
+
+            ## How to work
+            Look at the shape of the context first (its type, length, a few samples). Then split it, \
+            search it with code, delegate reading to `llm_query_batched` on chunks, keep intermediate \
+            results in variables, and verify before you answer.
+            """
+        if let extra = input.extraInstructions, !extra.isEmpty {
+            text += "\n\n" + extra
+        }
+        return text
+    }
+
+    static func firstUserMessage(query: String?, contextDescription: String) -> String {
+        guard let query else {
+            return """
+                Your task is written in `context` (\(contextDescription)). Read it in the REPL and carry \
+                it out; submit the result as your answer.
+                """
+        }
+        return """
+            Query: \(query)
+
+            `context` is \(contextDescription). You have not looked at it yet: start by exploring it in the REPL.
+            """
+    }
+
+    static func continueMessage(query: String?) -> String {
+        if let query {
+            return "Continue with the query: \(query)\nSubmit with answer[\"ready\"] = True or FINAL(...) once you are sure."
+        }
+        return "Continue with the task in `context`. Submit with answer[\"ready\"] = True or FINAL(...) once you are sure."
+    }
+
+    static let noCodeNoAnswer = """
+        [your reply had no ```repl block and no FINAL(...) answer: write code to make progress, or submit your answer]
+        """
+
+    static func missingFinalVariable(_ name: String) -> String {
+        "[FINAL_VAR(\(name)): there is no variable named `\(name)` in the REPL; assign it first, or answer with FINAL(...)]"
+    }
+
+    static func finalAnswerRequest(_ limit: Limit) -> String {
+        """
+        The run has reached its \(limit): no more code will run. Give your final answer now, on a line \
+        of its own: FINAL(your answer).
+        """
+    }
+}

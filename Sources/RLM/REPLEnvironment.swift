@@ -1,0 +1,139 @@
+import Foundation
+import PythonRuntime
+
+/// The Python side of one RLM node: a namespace with the context, the helpers of the REPL
+/// protocol (`llm_query`, `rlm_query`, their batched forms, `SHOW_VARS`, the `answer` dict) and
+/// the bookkeeping after each cell (restoring reserved names, reading the answer).
+final class REPLEnvironment: Sendable {
+    static let reservedNames = [
+        "context", "context_0", "llm_query", "llm_query_batched", "rlm_query", "rlm_query_batched",
+        "SHOW_VARS", "FINAL", "FINAL_VAR", "history",
+    ]
+
+    let namespace: PythonNamespace
+    let execTimeout: Duration
+
+    /// What a cell left behind.
+    struct CellOutcome: Sendable {
+        var result: ExecutionResult
+        var answer: RLMLoop.AnswerState
+        var restoredNames: [String]
+    }
+
+    init(name: String, maxOutputCharacters: Int, execTimeout: Duration, functions: [NativeFunction], extraReserved: [String]) async throws {
+        self.execTimeout = execTimeout
+        namespace = try await PythonNamespace(configuration: .init(name: name, maxOutputCharacters: maxOutputCharacters))
+        for function in functions {
+            try await namespace.install(function)
+        }
+        let reserved = (Self.reservedNames + extraReserved).map { "\"\($0)\"" }.joined(separator: ", ")
+        try await namespace.executePrivately("RESERVED = (\(reserved),)\n" + Self.support)
+    }
+
+    /// Binds a context as `context_<index>` and makes `context` point to it.
+    func addContext(_ context: RLMContext, index: Int) async throws -> String {
+        let description = try await context.load(into: namespace, as: "context_\(index)")
+        try await namespace.executePrivately("g['context'] = g['context_\(index)']\nreserve()")
+        return description
+    }
+
+    /// Sets `history` to the earlier turns of a session.
+    func setHistory(_ turns: [(query: String, answer: String)]) async throws {
+        let value = PythonValue.list(turns.map { ["query": .string($0.query), "answer": .string($0.answer)] })
+        try await namespace.set("history", to: value)
+        try await namespace.executePrivately("reserve()\ng['answer'] = {'content': '', 'ready': False}")
+    }
+
+    /// Runs one cell and reads the answer protocol afterwards.
+    func run(_ code: String) async throws -> CellOutcome {
+        let result = try await namespace.execute(code, timeout: execTimeout)
+        if result.status == .abandoned {
+            return CellOutcome(result: result, answer: .init(ready: false, content: ""), restoredNames: [])
+        }
+        let after = try await namespace.evaluatePrivately("after_cell()").listValue ?? []
+        let ready = after.first == .bool(true)
+        let content = after.count > 1 ? after[1].stringValue ?? "" : ""
+        let restored = after.count > 2 ? (after[2].listValue ?? []).compactMap(\.stringValue) : []
+        return CellOutcome(result: result, answer: .init(ready: ready, content: content), restoredNames: restored)
+    }
+
+    /// The `str()` of a variable, for `FINAL_VAR(name)`; `nil` when it does not exist.
+    func variable(named name: String) async throws -> String? {
+        guard name.isPythonIdentifier else { return nil }
+        let literal = PythonValue.string(name).description
+        let found = try await namespace.evaluatePrivately("final_var(\(literal))").listValue ?? []
+        guard found.first == .bool(true) else { return nil }
+        return found.count > 1 ? found[1].stringValue : nil
+    }
+
+    func close() async {
+        await namespace.close()
+    }
+
+    /// Host-side helpers, run in the namespace's private scope (`g` is the user's globals).
+    private static let support = #"""
+import types as _types
+g = user_globals
+
+def SHOW_VARS():
+    rows = []
+    for name, value in list(g.items()):
+        if name.startswith("_") or name in RESERVED or name == "answer" or isinstance(value, _types.ModuleType):
+            continue
+        description = type(value).__name__
+        try:
+            description += ", len " + str(len(value))
+        except Exception:
+            pass
+        rows.append(name + ": " + description)
+    print("\n".join(rows) if rows else "No variables yet.")
+
+def _final_is_not_a_function(*args, **kwargs):
+    raise NameError("FINAL(...) and FINAL_VAR(...) are not functions: write them in your reply, outside "
+                    "any code block. Inside code, set answer['content'] = ... and answer['ready'] = True.")
+
+g["SHOW_VARS"] = SHOW_VARS
+g["FINAL"] = _final_is_not_a_function
+g["FINAL_VAR"] = _final_is_not_a_function
+g["answer"] = {"content": "", "ready": False}
+saved = {}
+
+def reserve():
+    saved.clear()
+    saved.update({name: g[name] for name in RESERVED if name in g})
+
+reserve()
+
+def after_cell():
+    restored = [name for name, value in saved.items() if g.get(name, saved) is not value]
+    for name in restored:
+        g[name] = saved[name]
+    answer = g.get("answer")
+    if not isinstance(answer, dict):
+        answer = {"content": "", "ready": False}
+        g["answer"] = answer
+        restored.append("answer")
+    content = answer.get("content", "")
+    if content is None:
+        content = ""
+    if not isinstance(content, str):
+        try:
+            content = str(content)
+        except Exception as error:
+            content = "<answer content could not be converted: %r>" % (error,)
+    try:
+        ready = bool(answer.get("ready", False))
+    except Exception:
+        ready = False
+    return [ready, content, restored]
+
+def final_var(name):
+    if name not in g:
+        return [False, None]
+    value = g[name]
+    try:
+        return [True, value if isinstance(value, str) else str(value)]
+    except Exception as error:
+        return [True, "<value could not be converted: %r>" % (error,)]
+"""#
+}

@@ -1,0 +1,111 @@
+import PythonRuntime
+import Synchronization
+
+/// Connects a REPL's Python functions to the run that currently uses it. A session's REPL
+/// outlives each run, so the functions look the run up at call time.
+final class REPLBinding: Sendable {
+    let node: NodeInfo
+    private let current = Mutex<RunTree?>(nil)
+
+    init(node: NodeInfo, tree: RunTree? = nil) {
+        self.node = node
+        current.withLock { $0 = tree }
+    }
+
+    func bind(_ tree: RunTree) { current.withLock { $0 = tree } }
+
+    var tree: RunTree {
+        get throws {
+            guard let tree = current.withLock({ $0 }) else {
+                throw PythonError(code: .exception, typeName: "RuntimeError", message: "no run is using this REPL")
+            }
+            return tree
+        }
+    }
+
+    /// `llm_query`, `llm_query_batched`, `rlm_query`, `rlm_query_batched` and the tools.
+    func functions(tools: [RLMTool], maxDepth: Int) -> [NativeFunction] {
+        let node = self.node
+        let childrenAreRLMs = node.depth + 1 < maxDepth
+        var functions = [
+            NativeFunction(name: "llm_query", documentation: "llm_query(prompt, model=None) -> str", async: { [self] arguments in
+                let (prompt, model) = try Self.promptAndModel(arguments, function: "llm_query")
+                return .string(try await self.tree.subcall(prompt, model: model, from: node))
+            }),
+            NativeFunction(name: "llm_query_batched", documentation: "llm_query_batched(prompts, model=None) -> list[str]", async: { [self] arguments in
+                let (prompts, model) = try Self.promptsAndModel(arguments, function: "llm_query_batched")
+                let tree = try self.tree
+                return .list(await Self.batch(prompts) { try await tree.subcall($0, model: model, from: node) })
+            }),
+            NativeFunction(name: "rlm_query", documentation: "rlm_query(prompt, model=None) -> str", async: { [self] arguments in
+                let (prompt, model) = try Self.promptAndModel(arguments, function: "rlm_query")
+                let tree = try self.tree
+                guard childrenAreRLMs, case .string(let text) = prompt else {
+                    return .string(try await tree.subcall(prompt, model: model, from: node))
+                }
+                return .string(try await tree.child(text, model: model, from: node))
+            }),
+            NativeFunction(name: "rlm_query_batched", documentation: "rlm_query_batched(prompts, model=None) -> list[str]", async: { [self] arguments in
+                let (prompts, model) = try Self.promptsAndModel(arguments, function: "rlm_query_batched")
+                let tree = try self.tree
+                return .list(await Self.batch(prompts) { prompt in
+                    guard childrenAreRLMs, case .string(let text) = prompt else {
+                        return try await tree.subcall(prompt, model: model, from: node)
+                    }
+                    return try await tree.child(text, model: model, from: node)
+                })
+            }),
+        ]
+        for tool in tools {
+            functions.append(NativeFunction(name: tool.name, documentation: tool.description, async: tool.body))
+        }
+        return functions
+    }
+
+    /// Runs `body` on every prompt concurrently; results keep their order and a failed slot
+    /// holds `"[error] …"` without failing the others.
+    static func batch(_ prompts: [PythonValue], _ body: @escaping @Sendable (PythonValue) async throws -> String) async -> [PythonValue] {
+        await withTaskGroup(of: (Int, String).self) { group in
+            for (index, prompt) in prompts.enumerated() {
+                group.addTask {
+                    do {
+                        return (index, try await body(prompt))
+                    } catch let error as PythonError {
+                        return (index, "[error] \(error.typeName.isEmpty ? "" : error.typeName + ": ")\(error.message)")
+                    } catch {
+                        return (index, "[error] \(error)")
+                    }
+                }
+            }
+            var results = [PythonValue](repeating: .none, count: prompts.count)
+            for await (index, text) in group { results[index] = .string(text) }
+            return results
+        }
+    }
+
+    private static func modelName(_ arguments: PythonArguments, function: String) throws -> String? {
+        switch arguments.value(at: 1, named: "model") {
+        case nil, .none?: return nil
+        case .string(let name)?: return name
+        case let other?:
+            throw PythonError(code: .exception, typeName: "TypeError", message: "\(function)() model must be a str or None, not \(other.pythonTypeName)")
+        }
+    }
+
+    private static func promptAndModel(_ arguments: PythonArguments, function: String) throws -> (PythonValue, String?) {
+        guard let prompt = arguments.value(at: 0, named: "prompt") else {
+            throw PythonError(code: .exception, typeName: "TypeError", message: "\(function)() missing required argument: 'prompt'")
+        }
+        return (prompt, try modelName(arguments, function: function))
+    }
+
+    private static func promptsAndModel(_ arguments: PythonArguments, function: String) throws -> ([PythonValue], String?) {
+        guard let prompts = arguments.value(at: 0, named: "prompts") else {
+            throw PythonError(code: .exception, typeName: "TypeError", message: "\(function)() missing required argument: 'prompts'")
+        }
+        guard case .list(let items) = prompts else {
+            throw PythonError(code: .exception, typeName: "TypeError", message: "\(function)() prompts must be a list, not \(prompts.pythonTypeName)")
+        }
+        return (items, try modelName(arguments, function: function))
+    }
+}

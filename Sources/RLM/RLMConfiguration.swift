@@ -1,0 +1,115 @@
+import PythonRuntime
+
+/// How an ``RLM`` runs. Every field has a documented default.
+///
+/// ```swift
+/// var configuration = RLMConfiguration(rootModel: gpt)
+/// configuration.subModel = gptMini
+/// configuration.maxDepth = 2
+/// configuration.budget = Budget(maxModelCalls: 200, deadline: .seconds(600))
+/// ```
+public struct RLMConfiguration: Sendable {
+    /// The model that drives the REPL loop at every depth.
+    public var rootModel: any LanguageModel
+    /// The model behind `llm_query` and `llm_query_batched`. Defaults to `nil`: the root model.
+    public var subModel: (any LanguageModel)?
+    /// Models that `llm_query(prompt, model="name")` and `rlm_query(prompt, model="name")` may
+    /// pick, by name. Defaults to none.
+    public var models: [String: any LanguageModel]
+    /// How many RLM levels the tree may have; the root is depth 0. With 1 (the default) only the
+    /// root is an RLM and `rlm_query` is a plain model call; with 2 the root's children are RLMs.
+    public var maxDepth: Int
+    /// Model turns one RLM node may take. Defaults to 30.
+    public var maxIterations: Int
+    /// How long one code cell may run before it is stopped (the model is told). Defaults to 60 s.
+    public var execTimeout: Duration
+    /// The most characters of output per cell shown to the model; the middle of longer output is
+    /// cut. Defaults to 20,000.
+    public var maxOutputCharacters: Int
+    /// The most model calls in flight at once across the whole tree, not counting the root
+    /// node's own turns. Defaults to 16.
+    public var maxConcurrentSubcalls: Int
+    /// Limits for the whole tree. Defaults to ``Budget/unlimited``.
+    public var budget: Budget
+    /// When a limit is reached, ask the root model once more for a final answer instead of
+    /// failing. Does not apply to the deadline or to cancellation. Defaults to `false`.
+    public var finalAnswerOnLimit: Bool
+    /// Swift functions offered to the model as Python functions. Defaults to none.
+    public var tools: [RLMTool]
+    /// Extra instructions appended to the system prompt. Defaults to `nil`.
+    public var extraInstructions: String?
+
+    /// Creates a configuration with the defaults above.
+    public init(
+        rootModel: any LanguageModel,
+        subModel: (any LanguageModel)? = nil,
+        models: [String: any LanguageModel] = [:],
+        maxDepth: Int = 1,
+        maxIterations: Int = 30,
+        execTimeout: Duration = .seconds(60),
+        maxOutputCharacters: Int = 20_000,
+        maxConcurrentSubcalls: Int = 16,
+        budget: Budget = .unlimited,
+        finalAnswerOnLimit: Bool = false,
+        tools: [RLMTool] = [],
+        extraInstructions: String? = nil
+    ) {
+        self.rootModel = rootModel
+        self.subModel = subModel
+        self.models = models
+        self.maxDepth = maxDepth
+        self.maxIterations = maxIterations
+        self.execTimeout = execTimeout
+        self.maxOutputCharacters = maxOutputCharacters
+        self.maxConcurrentSubcalls = maxConcurrentSubcalls
+        self.budget = budget
+        self.finalAnswerOnLimit = finalAnswerOnLimit
+        self.tools = tools
+        self.extraInstructions = extraInstructions
+    }
+
+    /// Checks that the numbers make sense.
+    func validate() throws(RLMError) {
+        func invalid(_ message: String) -> RLMError { RLMError(code: .invalidConfiguration, message: message) }
+        if maxDepth < 1 { throw invalid("maxDepth must be at least 1 (got \(maxDepth))") }
+        if maxIterations < 1 { throw invalid("maxIterations must be at least 1 (got \(maxIterations))") }
+        if maxConcurrentSubcalls < 1 { throw invalid("maxConcurrentSubcalls must be at least 1 (got \(maxConcurrentSubcalls))") }
+        if maxOutputCharacters < 100 { throw invalid("maxOutputCharacters must be at least 100 (got \(maxOutputCharacters))") }
+        if execTimeout <= .zero { throw invalid("execTimeout must be positive") }
+        let reserved = Set(REPLEnvironment.reservedNames)
+        for tool in tools where reserved.contains(tool.name) || !tool.name.isPythonIdentifier {
+            throw invalid("tool name '\(tool.name)' is not a free Python identifier")
+        }
+    }
+}
+
+/// A Swift function offered to the model as a Python function in the REPL, and listed with its
+/// description in the system prompt.
+///
+/// ```swift
+/// let lookup = RLMTool(name: "lookup", description: "lookup(key) -> str: reads the key-value store") { arguments in
+///     .string(store[arguments.positional.first?.stringValue ?? ""] ?? "")
+/// }
+/// ```
+public struct RLMTool: Sendable {
+    /// The Python name.
+    public var name: String
+    /// What it does and how to call it, shown to the model.
+    public var description: String
+    /// The body; async work runs while the Python thread waits with the GIL released.
+    public var body: @Sendable (PythonArguments) async throws -> PythonValue
+
+    /// Creates a tool.
+    public init(name: String, description: String, body: @escaping @Sendable (PythonArguments) async throws -> PythonValue) {
+        self.name = name
+        self.description = description
+        self.body = body
+    }
+}
+
+extension String {
+    var isPythonIdentifier: Bool {
+        guard let first = unicodeScalars.first, first == "_" || first.properties.isXIDStart else { return false }
+        return unicodeScalars.dropFirst().allSatisfy { $0 == "_" || $0.properties.isXIDContinue }
+    }
+}

@@ -1,0 +1,60 @@
+import Foundation
+import PythonRuntime
+
+/// The context of a run: what the REPL's `context` variable holds. The model sees only its
+/// type and size until its code looks inside.
+public enum RLMContext: Sendable {
+    /// A `str`.
+    case text(String)
+    /// A `list[str]`, for example documents or chunks.
+    case texts([String])
+    /// Any JSON-like value: a `dict`, a `list`, numbers.
+    case json(PythonValue)
+    /// `bytes`.
+    case bytes(Data)
+    /// A UTF-8 text file, memory-mapped and copied once, straight into the Python `str`.
+    case file(URL)
+
+    /// Binds the context to `names` in the namespace (the first binding is made, the others
+    /// alias the same object). Returns a short description for the prompt.
+    func load(into namespace: PythonNamespace, as name: String) async throws -> String {
+        switch self {
+        case .text(let text):
+            try await namespace.set(name, to: text)
+            return "a str of \(text.count) characters"
+        case .texts(let texts):
+            try await namespace.set(name, to: texts)
+            let lengths = texts.prefix(20).map { String($0.count) }.joined(separator: ", ")
+            let more = texts.count > 20 ? ", …" : ""
+            return "a list of \(texts.count) str chunks with \(texts.reduce(0) { $0 + $1.count }) characters in all (chunk lengths: \(lengths)\(more))"
+        case .json(let value):
+            try await namespace.set(name, to: value)
+            switch value {
+            case .dictionary(let entries):
+                let keys = entries.prefix(20).map(\.key.debugDescription).joined(separator: ", ")
+                return "a dict with \(entries.count) keys (\(keys)\(entries.count > 20 ? ", …" : ""))"
+            case .list(let items):
+                return "a list of \(items.count) items"
+            default:
+                return "a \(value.pythonTypeName)"
+            }
+        case .bytes(let data):
+            try await namespace.set(name, to: data)
+            return "a bytes object of \(data.count) bytes"
+        case .file(let url):
+            let data: Data
+            do {
+                data = try Data(contentsOf: url, options: .alwaysMapped)
+            } catch {
+                throw RLMError(code: .invalidContext, message: "cannot read the context file \(url.path): \(error.localizedDescription)")
+            }
+            do {
+                try await namespace.setString(name, utf8: data)
+            } catch let error as PythonError where error.code == .conversion {
+                throw RLMError(code: .invalidContext, message: "the context file \(url.path) is not UTF-8 text: \(error.message)")
+            }
+            let characters = try await namespace.evaluate("len(\(name))").intValue ?? data.count
+            return "a str of \(characters) characters (read from \(url.lastPathComponent))"
+        }
+    }
+}

@@ -1,0 +1,52 @@
+import Foundation
+
+/// Something that happened in a run, tagged with the RLM node it happened in.
+///
+/// Nodes form the recursion tree: the root has ``nodeID`` 0 and no parent; a child RLM started
+/// by `rlm_query` has its own id and its parent's. A UI or tracer can draw the tree live from
+/// the ``RLM/run(query:context:)`` event stream.
+public struct RLMEvent: Sendable {
+    /// What happened.
+    public enum Kind: Sendable {
+        /// A node started: the root, or a child created by `rlm_query`.
+        case nodeStarted(query: String?, context: String)
+        /// A model turn began.
+        case iterationStarted(iteration: Int)
+        /// The node's model replied.
+        case modelReplied(iteration: Int, text: String, usage: TokenUsage, latency: Duration)
+        /// A code cell ran.
+        case codeExecuted(iteration: Int, cell: Int, code: String, output: String, status: CellStatus, duration: Duration)
+        /// A sub-call (`llm_query`, a batched slot, or an `rlm_query` at the depth limit) started.
+        case subcallStarted(callID: Int, model: String, prompt: String)
+        /// A sub-call finished; ``error`` is set when it failed.
+        case subcallFinished(callID: Int, model: String, response: String, usage: TokenUsage, latency: Duration, error: String?)
+        /// A child RLM started, as node `childID`.
+        case childStarted(childID: Int, prompt: String)
+        /// A child RLM finished.
+        case childFinished(childID: Int, answer: String?, iterations: Int, latency: Duration, error: String?)
+        /// A model turn ended without an answer.
+        case iterationFinished(iteration: Int)
+        /// The node produced its answer.
+        case answer(text: String, iterations: Int)
+        /// A limit ended the node (for the root: the run).
+        case limitReached(limit: Limit, partialAnswer: String?)
+        /// The run ended (root only), successfully or not.
+        case runFinished(usage: UsageSummary, elapsed: Duration, error: String?)
+    }
+
+    /// How a code cell ended.
+    public enum CellStatus: String, Sendable, Codable {
+        case completed, failed, timedOut, abandoned
+    }
+
+    /// The RLM node the event belongs to.
+    public var nodeID: Int
+    /// The node's parent, `nil` for the root.
+    public var parentID: Int?
+    /// The node's depth; the root is 0.
+    public var depth: Int
+    /// Time since the run started.
+    public var time: Duration
+    /// What happened.
+    public var kind: Kind
+}

@@ -1,0 +1,198 @@
+import PythonRuntime
+import Synchronization
+
+/// What a node produced.
+struct NodeOutcome: Sendable {
+    var answer: String
+    var iterations: Int
+}
+
+/// One RLM in the tree: a model driving a REPL through ``RLMLoop`` until it answers or a limit ends it.
+final class RLMNode: Sendable {
+    let tree: RunTree
+    let info: NodeInfo
+    let model: any LanguageModel
+
+    private struct Progress {
+        var messages: [ChatMessage] = []
+        var bestAnswer: String?
+        var iterations = 0
+    }
+
+    private let progress = Mutex(Progress())
+
+    init(tree: RunTree, info: NodeInfo, model: any LanguageModel) {
+        self.tree = tree
+        self.info = info
+        self.model = model
+    }
+
+    /// The last non-empty `answer["content"]`, kept for limit errors.
+    var bestAnswer: String? { progress.withLock { $0.bestAnswer } }
+    /// The conversation so far, for a final-answer request.
+    var messages: [ChatMessage] { progress.withLock { $0.messages } }
+    /// Turns taken so far.
+    var iterations: Int { progress.withLock { $0.iterations } }
+
+    /// Runs a node with a REPL of its own, closed when it ends.
+    func runFresh(query: String?, context: RLMContext) async throws -> NodeOutcome {
+        let configuration = tree.configuration
+        let binding = REPLBinding(node: info, tree: tree)
+        let repl = try await REPLEnvironment(
+            name: "rlm\(info.id)", maxOutputCharacters: configuration.maxOutputCharacters,
+            execTimeout: configuration.execTimeout,
+            functions: binding.functions(tools: configuration.tools, maxDepth: configuration.maxDepth),
+            extraReserved: configuration.tools.map(\.name))
+        do {
+            let description = try await repl.addContext(context, index: 0)
+            let outcome = try await run(query: query, contextDescription: description, repl: repl, persistent: false)
+            await repl.close()
+            return outcome
+        } catch {
+            await repl.close()
+            throw error
+        }
+    }
+
+    /// Runs the loop on a prepared REPL.
+    func run(query: String?, contextDescription: String, repl: REPLEnvironment, persistent: Bool) async throws -> NodeOutcome {
+        let configuration = tree.configuration
+        let events = tree.events
+        events.emit(info, .nodeStarted(query: query, context: contextDescription))
+        let system = Prompts.system(.init(
+            contextDescription: contextDescription, depth: info.depth, maxDepth: configuration.maxDepth,
+            maxOutputCharacters: configuration.maxOutputCharacters,
+            execTimeoutSeconds: Int(configuration.execTimeout.components.seconds),
+            modelNames: configuration.models.keys.sorted(),
+            tools: configuration.tools.map { ($0.name, $0.description) },
+            extraInstructions: configuration.extraInstructions, persistent: persistent))
+        var messages: [ChatMessage] = [.system(system), .user(Prompts.firstUserMessage(query: query, contextDescription: contextDescription))]
+        var loop = RLMLoop(maxIterations: configuration.maxIterations, maxConsecutiveErrors: configuration.budget.maxConsecutiveErrors)
+        var action = loop.start()
+        var cell = 0
+
+        func remember() {
+            let best = loop.bestAnswer
+            let iteration = loop.iteration
+            progress.withLock {
+                $0.messages = messages
+                $0.bestAnswer = best
+                $0.iterations = iteration
+            }
+        }
+
+        func takeFeedback() {
+            let feedback = loop.takeFeedback()
+            if !feedback.isEmpty {
+                messages.append(.user(feedback.joined(separator: "\n\n") + "\n\n" + Prompts.continueMessage(query: query)))
+            }
+        }
+
+        while true {
+            if Task.isCancelled {
+                remember()
+                throw CancellationError()
+            }
+            switch action {
+            case .callModel(let iteration):
+                if iteration > 1 { events.emit(info, .iterationFinished(iteration: iteration - 1)) }
+                takeFeedback()
+                remember()
+                events.emit(info, .iterationStarted(iteration: iteration))
+                let start = ContinuousClock.now
+                let response: ModelResponse
+                do {
+                    response = try await tree.call(model, messages, depth: info.depth, limited: info.depth > 0)
+                } catch var error as RLMError {
+                    error.partialAnswer = loop.bestAnswer
+                    if let limit = error.limit { events.emit(info, .limitReached(limit: limit, partialAnswer: loop.bestAnswer)) }
+                    throw error
+                } catch {
+                    if Task.isCancelled || error is CancellationError { throw CancellationError() }
+                    guard configuration.budget.maxConsecutiveErrors != nil else {
+                        throw RLMError(
+                            code: .modelFailed, message: "the model '\(model.modelName)' failed: \(error)",
+                            partialAnswer: loop.bestAnswer)
+                    }
+                    action = loop.modelFailed(String(describing: error))
+                    continue
+                }
+                events.emit(info, .modelReplied(iteration: iteration, text: response.text, usage: response.usage, latency: .now - start))
+                messages.append(.assistant(response.text))
+                action = loop.modelReplied(response.text)
+
+            case .execute(let index, let code):
+                cell += 1
+                let outcome = try await repl.run(code)
+                let output = Self.describe(outcome, cell: index, timeout: configuration.execTimeout)
+                events.emit(info, .codeExecuted(
+                    iteration: loop.iteration, cell: cell, code: code, output: output,
+                    status: RLMEvent.CellStatus(outcome.result.status), duration: outcome.result.duration))
+                if outcome.result.status == .abandoned {
+                    remember()
+                    throw RLMError(code: .pythonFailed, message: output, partialAnswer: loop.bestAnswer)
+                }
+                action = loop.cellFinished(
+                    output: output, failed: outcome.result.status != .completed, answer: outcome.answer)
+                remember()
+
+            case .resolveVariable(let name):
+                action = loop.variableResolved(name: name, value: try await repl.variable(named: name))
+
+            case .finish(let answer):
+                remember()
+                events.emit(info, .answer(text: answer, iterations: loop.iteration))
+                return NodeOutcome(answer: answer, iterations: loop.iteration)
+
+            case .stop(let limit):
+                takeFeedback()
+                remember()
+                events.emit(info, .limitReached(limit: limit, partialAnswer: loop.bestAnswer))
+                var error = RLMError.limitReached(limit)
+                error.partialAnswer = loop.bestAnswer
+                throw error
+            }
+        }
+    }
+
+    /// What the model is told about a cell.
+    static func describe(_ outcome: REPLEnvironment.CellOutcome, cell: Int, timeout: Duration) -> String {
+        let result = outcome.result
+        var parts: [String] = []
+        let header: String
+        switch result.status {
+        case .completed: header = "[cell \(cell) output]"
+        case .failed: header = "[cell \(cell) raised \(result.error?.typeName ?? "an exception")]"
+        case .timedOut:
+            header = "[cell \(cell) was stopped: it ran past the \(timeout.components.seconds)-second limit per cell. Variables it assigned before that are kept.]"
+        case .abandoned:
+            header = "[cell \(cell) could not be stopped after its time limit (a long C-level call); the REPL is lost]"
+        }
+        parts.append(header)
+        if !result.stdout.isEmpty { parts.append(result.stdout.hasSuffix("\n") ? String(result.stdout.dropLast()) : result.stdout) }
+        if !result.stderr.isEmpty { parts.append("[stderr]\n" + result.stderr) }
+        if let error = result.error, result.status != .completed {
+            let trace = error.traceback.isEmpty ? "\(error.typeName): \(error.message)" : error.traceback
+            parts.append(trace.hasSuffix("\n") ? String(trace.dropLast()) : trace)
+        }
+        if result.status == .completed && result.stdout.isEmpty && result.stderr.isEmpty {
+            parts.append("(no output)")
+        }
+        if !outcome.restoredNames.isEmpty {
+            parts.append("[note: " + outcome.restoredNames.map { "`\($0)`" }.joined(separator: ", ")
+                + " are reserved and were restored]")
+        }
+        return parts.joined(separator: "\n")
+    }
+}
+
+extension RLMEvent.CellStatus {
+    init(_ status: ExecutionResult.Status) {
+        switch status {
+        case .completed: self = .completed
+        case .failed: self = .failed
+        case .timedOut: self = .timedOut
+        case .abandoned: self = .abandoned
+        }
+    }
+}

@@ -1,0 +1,119 @@
+import Foundation
+import PythonRuntime
+import Synchronization
+
+/// Everything the nodes of one run share: configuration, budget, the tree-wide sub-call limit,
+/// the event sink and the id counters.
+final class RunTree: Sendable {
+    let configuration: RLMConfiguration
+    let tracker: BudgetTracker
+    let subcallPermits: AsyncSemaphore
+    let events: EventSink
+    private let nodeCounter = Atomic<Int>(0)
+    private let callCounter = Atomic<Int>(0)
+
+    init(configuration: RLMConfiguration, tracker: BudgetTracker, events: EventSink) {
+        self.configuration = configuration
+        self.tracker = tracker
+        self.events = events
+        self.subcallPermits = AsyncSemaphore(permits: configuration.maxConcurrentSubcalls)
+    }
+
+    func newNodeID() -> Int { nodeCounter.add(1, ordering: .relaxed).oldValue }
+
+    /// The model for `model=name`, or `fallback` when no name is given.
+    func model(named name: String?, fallback: any LanguageModel) throws -> any LanguageModel {
+        guard let name else { return fallback }
+        if let model = configuration.models[name] { return model }
+        if name == configuration.rootModel.modelName { return configuration.rootModel }
+        if let sub = configuration.subModel, name == sub.modelName { return sub }
+        let known = configuration.models.keys.sorted().map { "'\($0)'" }.joined(separator: ", ")
+        throw PythonError(code: .exception, typeName: "ValueError",
+                          message: "unknown model '\(name)'" + (known.isEmpty ? "; no named models are configured" : "; known models: \(known)"))
+    }
+
+    /// One model call, counted in the budget. `limited` calls wait for a tree-wide permit.
+    func call(
+        _ model: any LanguageModel, _ messages: [ChatMessage], depth: Int, limited: Bool, force: Bool = false
+    ) async throws -> ModelResponse {
+        try tracker.reserveCall(force: force)
+        let response: ModelResponse
+        if limited {
+            response = try await subcallPermits.withPermit { try await model.complete(messages) }
+        } else {
+            response = try await model.complete(messages)
+        }
+        _ = tracker.record(model: model.modelName, depth: depth, tokens: response.usage)
+        return response
+    }
+
+    /// A plain model call made from a node's REPL (`llm_query`, or `rlm_query` at the depth limit).
+    func subcall(_ prompt: PythonValue, model name: String?, from node: NodeInfo) async throws -> String {
+        let messages = try Self.messages(from: prompt)
+        let model = try model(named: name, fallback: configuration.subModel ?? configuration.rootModel)
+        let callID = callCounter.add(1, ordering: .relaxed).newValue
+        let promptText = messages.map(\.content).joined(separator: "\n\n")
+        events.emit(node, .subcallStarted(callID: callID, model: model.modelName, prompt: promptText))
+        let start = ContinuousClock.now
+        do {
+            let response = try await call(model, messages, depth: node.depth + 1, limited: true)
+            events.emit(node, .subcallFinished(
+                callID: callID, model: model.modelName, response: response.text, usage: response.usage,
+                latency: .now - start, error: nil))
+            return response.text
+        } catch {
+            events.emit(node, .subcallFinished(
+                callID: callID, model: model.modelName, response: "", usage: TokenUsage(), latency: .now - start,
+                error: String(describing: error)))
+            throw error
+        }
+    }
+
+    /// A child RLM whose context is `prompt`, one level deeper than `parent`.
+    func child(_ prompt: String, model name: String?, from parent: NodeInfo) async throws -> String {
+        let model = try model(named: name, fallback: configuration.rootModel)
+        let info = NodeInfo(id: newNodeID(), parentID: parent.id, depth: parent.depth + 1)
+        events.emit(parent, .childStarted(childID: info.id, prompt: prompt))
+        let start = ContinuousClock.now
+        let node = RLMNode(tree: self, info: info, model: model)
+        do {
+            let outcome = try await node.runFresh(query: nil, context: .text(prompt))
+            events.emit(parent, .childFinished(
+                childID: info.id, answer: outcome.answer, iterations: outcome.iterations, latency: .now - start, error: nil))
+            return outcome.answer
+        } catch let error as RLMError where error.limit == .iterations || error.limit == .consecutiveErrors {
+            // Limits of the child alone: the parent gets the child's best answer, or an error.
+            events.emit(parent, .childFinished(
+                childID: info.id, answer: error.partialAnswer, iterations: node.iterations, latency: .now - start,
+                error: error.message))
+            if let partial = error.partialAnswer { return partial }
+            throw PythonError(code: .exception, typeName: "RuntimeError",
+                              message: "the child RLM reached its \(error.limit ?? .iterations) without an answer")
+        } catch {
+            events.emit(parent, .childFinished(
+                childID: info.id, answer: nil, iterations: node.iterations, latency: .now - start, error: String(describing: error)))
+            throw error
+        }
+    }
+
+    /// Turns a prompt argument into messages: a `str`, or a list of `{"role", "content"}` dicts.
+    static func messages(from prompt: PythonValue) throws -> [ChatMessage] {
+        switch prompt {
+        case .string(let text):
+            return [.user(text)]
+        case .list(let items):
+            return try items.map { item in
+                guard let role = item["role"]?.stringValue.flatMap(ChatMessage.Role.init(rawValue:)),
+                    let content = item["content"]?.stringValue
+                else {
+                    throw PythonError(code: .exception, typeName: "TypeError",
+                                      message: "a message list needs dicts with 'role' (system, user or assistant) and 'content' str")
+                }
+                return ChatMessage(role: role, content: content)
+            }
+        default:
+            throw PythonError(code: .exception, typeName: "TypeError",
+                              message: "the prompt must be a str or a list of {'role', 'content'} dicts, not \(prompt.pythonTypeName)")
+        }
+    }
+}

@@ -1,0 +1,18 @@
+import RLM
+import RLMTesting
+
+/// A ```repl block.
+func repl(_ code: String) -> String { "```repl\n\(code)\n```" }
+
+/// Expected usage of a scripted model's calls, from its own log and token rule.
+func expectedUsage(_ models: ScriptedModel...) -> TokenUsage {
+    var total = TokenUsage()
+    for model in models {
+        for request in model.requests {
+            guard let reply = model.replies[request.index] else { continue }
+            total.inputTokens += request.messages.reduce(0) { $0 + ScriptedModel.tokens($1.content) }
+            total.outputTokens += ScriptedModel.tokens(reply)
+        }
+    }
+    return total
+}
