@@ -23,11 +23,12 @@ public final class PythonNamespace: Sendable {
         /// output is replaced by a marker. `nil` keeps everything. Defaults to `nil`.
         public var maxOutputCharacters: Int?
         /// How long stopped code may take to return before the namespace is abandoned.
-        /// Defaults to 2 seconds.
+        /// Defaults to 5 seconds: stopping needs the GIL, which can take a while to win when
+        /// many threads run Python at once.
         public var stopGracePeriod: Duration
 
         /// Creates a configuration.
-        public init(name: String = "repl", maxOutputCharacters: Int? = nil, stopGracePeriod: Duration = .seconds(2)) {
+        public init(name: String = "repl", maxOutputCharacters: Int? = nil, stopGracePeriod: Duration = .seconds(5)) {
             self.name = name
             self.maxOutputCharacters = maxOutputCharacters
             self.stopGracePeriod = stopGracePeriod
