@@ -45,16 +45,30 @@ final class REPLEnvironment: Sendable {
     }
 
     /// Runs one cell and reads the answer protocol afterwards.
-    func run(_ code: String) async throws -> CellOutcome {
-        let result = try await namespace.execute(code, timeout: execTimeout)
+    ///
+    /// - Parameter onInterrupted: when the cell is cancelled, receives the answer state it left,
+    ///   so the best answer so far includes what the stopped cell wrote.
+    func run(_ code: String, onInterrupted: (RLMLoop.AnswerState) -> Void) async throws -> CellOutcome {
+        let result: ExecutionResult
+        do {
+            result = try await namespace.execute(code, timeout: execTimeout)
+        } catch is CancellationError {
+            if let state = try? await afterCell() { onInterrupted(state.answer) }
+            throw CancellationError()
+        }
         if result.status == .abandoned {
             return CellOutcome(result: result, answer: .init(ready: false, content: ""), restoredNames: [])
         }
+        let state = try await afterCell()
+        return CellOutcome(result: result, answer: state.answer, restoredNames: state.restored)
+    }
+
+    private func afterCell() async throws -> (answer: RLMLoop.AnswerState, restored: [String]) {
         let after = try await namespace.evaluatePrivately("after_cell()").listValue ?? []
         let ready = after.first == .bool(true)
         let content = after.count > 1 ? after[1].stringValue ?? "" : ""
         let restored = after.count > 2 ? (after[2].listValue ?? []).compactMap(\.stringValue) : []
-        return CellOutcome(result: result, answer: .init(ready: ready, content: content), restoredNames: restored)
+        return (.init(ready: ready, content: content), restored)
     }
 
     /// The `str()` of a variable, for `FINAL_VAR(name)`; `nil` when it does not exist.

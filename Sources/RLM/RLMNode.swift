@@ -76,7 +76,7 @@ final class RLMNode: Sendable {
             let iteration = loop.iteration
             progress.withLock {
                 $0.messages = messages
-                $0.bestAnswer = best
+                if let best { $0.bestAnswer = best }
                 $0.iterations = iteration
             }
         }
@@ -123,7 +123,9 @@ final class RLMNode: Sendable {
 
             case .execute(let index, let code):
                 cell += 1
-                let outcome = try await repl.run(code)
+                let outcome = try await repl.run(code) { state in
+                    if !state.content.isEmpty { progress.withLock { $0.bestAnswer = state.content } }
+                }
                 let output = Self.describe(outcome, cell: index, timeout: configuration.execTimeout)
                 events.emit(info, .codeExecuted(
                     iteration: loop.iteration, cell: cell, code: code, output: output,

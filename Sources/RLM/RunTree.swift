@@ -36,11 +36,15 @@ final class RunTree: Sendable {
     func call(
         _ model: any LanguageModel, _ messages: [ChatMessage], depth: Int, limited: Bool, force: Bool = false
     ) async throws -> ModelResponse {
-        try tracker.reserveCall(force: force)
         let response: ModelResponse
         if limited {
-            response = try await subcallPermits.withPermit { try await model.complete(messages) }
+            // Reserve once a permit is held, so calls still queued when a limit trips never count.
+            response = try await subcallPermits.withPermit {
+                try tracker.reserveCall(force: force)
+                return try await model.complete(messages)
+            }
         } else {
+            try tracker.reserveCall(force: force)
             response = try await model.complete(messages)
         }
         _ = tracker.record(model: model.modelName, depth: depth, tokens: response.usage)
