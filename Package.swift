@@ -8,11 +8,15 @@ let package = Package(
         .library(name: "PythonRuntime", targets: ["PythonRuntime"]),
         .library(name: "RLM", targets: ["RLM"]),
         .library(name: "RLMTesting", targets: ["RLMTesting"]),
+        .library(name: "RLMProviders", targets: ["RLMProviders"]),
+        .library(name: "RLMTestServers", targets: ["RLMTestServers"]),
         .executable(name: "rlm", targets: ["RLMCommand"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
     ],
     targets: [
         // The CPython C API, found through pkg-config.
@@ -34,16 +38,37 @@ let package = Package(
         ),
         // Scripted models for tests, examples and the offline demo.
         .target(name: "RLMTesting", dependencies: ["RLM"]),
+        // Layer 3: language models over HTTP (OpenAI-compatible servers, Anthropic).
+        .target(
+            name: "RLMProviders",
+            dependencies: [
+                "RLM",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Real HTTP servers on 127.0.0.1 that play model APIs, for tests and benchmarks.
+        .target(
+            name: "RLMTestServers",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         // Layer 4: the `rlm` command.
         .executableTarget(
             name: "RLMCommand",
             dependencies: [
-                "RLM", "RLMTesting",
+                "RLM", "RLMTesting", "RLMProviders",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "PythonRuntimeTests", dependencies: ["PythonRuntime"]),
         .testTarget(name: "RLMTests", dependencies: ["RLM", "RLMTesting", "PythonRuntime"]),
+        .testTarget(name: "RLMProvidersTests", dependencies: ["RLMProviders", "RLMTestServers", "RLM", "RLMTesting"]),
     ]
 )
 

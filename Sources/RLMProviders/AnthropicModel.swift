@@ -1,0 +1,98 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import RLM
+
+/// A model behind Anthropic's Messages API.
+///
+/// System messages go to the top-level `system` field; the reply is the text of all text
+/// blocks (thinking blocks are skipped).
+public struct AnthropicModel: LanguageModel {
+    /// Connection and sampling settings.
+    public struct Configuration: Sendable {
+        /// The API root. Defaults to `https://api.anthropic.com`; requests go to `<baseURL>/v1/messages`.
+        public var baseURL: String
+        /// The model name, also used for usage and prices.
+        public var model: String
+        /// The environment variable holding the API key. Defaults to `ANTHROPIC_API_KEY`.
+        public var apiKeyVariable: String?
+        /// The `anthropic-version` header. Defaults to `2023-06-01`.
+        public var version: String
+        /// `max_tokens` (required by the API). Defaults to 8192.
+        public var maxTokens: Int
+        /// Sampling temperature. Defaults to `nil`.
+        public var temperature: Double?
+        /// Extra headers sent with every request (for example `anthropic-beta`).
+        public var extraHeaders: [String: String]
+        /// How long one HTTP attempt may take. Defaults to 300 s.
+        public var requestTimeout: Duration
+        /// Retries for 408, 429, 5xx (including 529 overloaded), timeouts and dropped connections.
+        public var retry: RetryPolicy
+
+        /// Creates a configuration.
+        public init(
+            baseURL: String = "https://api.anthropic.com", model: String, apiKeyVariable: String? = "ANTHROPIC_API_KEY",
+            version: String = "2023-06-01", maxTokens: Int = 8192, temperature: Double? = nil,
+            extraHeaders: [String: String] = [:], requestTimeout: Duration = .seconds(300), retry: RetryPolicy = RetryPolicy()
+        ) {
+            self.baseURL = baseURL
+            self.model = model
+            self.apiKeyVariable = apiKeyVariable
+            self.version = version
+            self.maxTokens = maxTokens
+            self.temperature = temperature
+            self.extraHeaders = extraHeaders
+            self.requestTimeout = requestTimeout
+            self.retry = retry
+        }
+    }
+
+    /// The settings.
+    public let configuration: Configuration
+    private let transport: HTTPTransport
+    private let apiKey: APIKey?
+
+    public var modelName: String { configuration.model }
+
+    /// Creates a model; throws when the base URL is unusable or a needed API key is missing.
+    public init(configuration: Configuration, client: HTTPClient = ModelHTTPClient.shared, logger: Logger = Logger(label: "rlm.provider.anthropic")) throws {
+        let baseURL = try HTTPTransport.validate(baseURL: configuration.baseURL)
+        self.configuration = configuration
+        self.apiKey = try APIKey.resolve(
+            variable: configuration.apiKeyVariable, required: configuration.apiKeyVariable != nil && !HTTPTransport.isLocal(baseURL),
+            provider: "the Anthropic API at \(baseURL)")
+        self.transport = HTTPTransport(client: client, baseURL: baseURL, timeout: configuration.requestTimeout, retry: configuration.retry, logger: logger)
+    }
+
+    public func complete(_ messages: [ChatMessage]) async throws -> ModelResponse {
+        let system = messages.filter { $0.role == .system }.map(\.content).joined(separator: "\n\n")
+        var body: [String: Any] = [
+            "model": configuration.model,
+            "max_tokens": configuration.maxTokens,
+            "messages": messages.filter { $0.role != .system }.map { ["role": $0.role.rawValue, "content": $0.content] },
+        ]
+        if !system.isEmpty { body["system"] = system }
+        if let temperature = configuration.temperature { body["temperature"] = temperature }
+        var headers = configuration.extraHeaders.map { ($0.key, $0.value) }
+        headers.append(("anthropic-version", configuration.version))
+        if let apiKey { headers.append(("x-api-key", apiKey.value)) }
+        let data = try await transport.post(path: "/v1/messages", headers: headers, body: try JSONSerialization.data(withJSONObject: body))
+        return try Self.parse(data, baseURL: transport.baseURL)
+    }
+
+    static func parse(_ data: Data, baseURL: String) throws -> ModelResponse {
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let content = object["content"] as? [[String: Any]]
+        else {
+            throw ProviderError(code: .malformedResponse, message: "\(baseURL) answered, but not with a Messages response: \(String(decoding: data.prefix(200), as: UTF8.self))")
+        }
+        let text = content.filter { $0["type"] as? String == "text" }.compactMap { $0["text"] as? String }.joined()
+        let usage = object["usage"] as? [String: Any] ?? [:]
+        let cacheRead = usage["cache_read_input_tokens"] as? Int ?? 0
+        let cacheWrite = usage["cache_creation_input_tokens"] as? Int ?? 0
+        return ModelResponse(text: text, usage: TokenUsage(
+            inputTokens: (usage["input_tokens"] as? Int ?? 0) + cacheRead + cacheWrite,
+            outputTokens: usage["output_tokens"] as? Int ?? 0,
+            cachedInputTokens: cacheRead))
+    }
+}

@@ -1,0 +1,175 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
+
+/// When and how often a failed request is tried again.
+public struct RetryPolicy: Sendable, Hashable {
+    /// Retries after the first attempt. Defaults to 4.
+    public var maxRetries: Int
+    /// The first backoff; each retry doubles it. Defaults to 0.5 s.
+    public var initialBackoff: Duration
+    /// The longest backoff, and the longest `Retry-After` honoured. Defaults to 30 s.
+    public var maxBackoff: Duration
+    /// The random share added to or removed from each backoff, from 0 to 1. Defaults to 0.2.
+    public var jitter: Double
+
+    /// Creates a policy.
+    public init(maxRetries: Int = 4, initialBackoff: Duration = .milliseconds(500), maxBackoff: Duration = .seconds(30), jitter: Double = 0.2) {
+        self.maxRetries = maxRetries
+        self.initialBackoff = initialBackoff
+        self.maxBackoff = maxBackoff
+        self.jitter = jitter
+    }
+
+    /// No retries.
+    public static let none = RetryPolicy(maxRetries: 0)
+
+    func backoff(attempt: Int) -> Duration {
+        let base = initialBackoff * (1 << min(attempt, 20))
+        let capped = min(base, maxBackoff)
+        let factor = 1 + Double.random(in: -jitter...jitter)
+        return capped * max(0, factor)
+    }
+}
+
+/// An API key that never prints itself.
+struct APIKey: Sendable, CustomStringConvertible, CustomDebugStringConvertible {
+    let value: String
+    var description: String { "<redacted>" }
+    var debugDescription: String { "<redacted>" }
+
+    /// Reads the key from `variable`; throws when it is needed but missing.
+    static func resolve(variable: String?, required: Bool, provider: String) throws -> APIKey? {
+        if let variable, let value = ProcessInfo.processInfo.environment[variable], !value.isEmpty {
+            return APIKey(value: value)
+        }
+        guard required else { return nil }
+        let name = variable ?? "an API key variable"
+        throw ProviderError(code: .missingAPIKey, message: "\(provider) needs an API key: set the environment variable \(name)")
+    }
+}
+
+/// POSTs JSON with retries, timeouts and typed errors, over one shared HTTP client (so
+/// connections are reused across sub-calls).
+struct HTTPTransport: Sendable {
+    let client: HTTPClient
+    let baseURL: String
+    let timeout: Duration
+    let retry: RetryPolicy
+    let logger: Logger
+
+    /// Whether a base URL points at this machine (where local servers need no API key).
+    static func isLocal(_ baseURL: String) -> Bool {
+        guard let host = URL(string: baseURL)?.host?.lowercased() else { return false }
+        return host == "localhost" || host == "127.0.0.1" || host == "::1" || host == "[::1]" || host.hasPrefix("127.")
+    }
+
+    /// Checks a base URL and returns it without a trailing slash.
+    static func validate(baseURL: String) throws -> String {
+        guard let url = URL(string: baseURL), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https",
+            let host = url.host, !host.isEmpty
+        else {
+            throw ProviderError(code: .invalidConfiguration, message: "'\(baseURL)' is not a usable base URL: give one like http://127.0.0.1:8000/v1 or https://api.openai.com/v1")
+        }
+        return baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+    }
+
+    func post(path: String, headers: [(String, String)], body: Data) async throws -> Data {
+        let url = baseURL + path
+        var attempt = 0
+        while true {
+            try Task.checkCancellation()
+            let failure: ProviderError
+            var retryAfter: Duration?
+            do {
+                var request = HTTPClientRequest(url: url)
+                request.method = .POST
+                request.headers.add(name: "content-type", value: "application/json")
+                for (name, value) in headers { request.headers.add(name: name, value: value) }
+                request.body = .bytes(ByteBuffer(data: body))
+                let response = try await client.execute(request, timeout: .nanoseconds(Int64(Self.nanoseconds(timeout))))
+                let buffer = try await response.body.collect(upTo: 64 << 20)
+                let data = Data(buffer: buffer)
+                let status = Int(response.status.code)
+                if (200..<300).contains(status) { return data }
+                let reason = Self.serverMessage(data)
+                switch status {
+                case 401, 403:
+                    throw ProviderError(code: .authentication, message: "\(baseURL) rejected the credentials (HTTP \(status)): check the API key\(reason)", statusCode: status)
+                case 429:
+                    failure = ProviderError(code: .rateLimited, message: "\(baseURL) kept rate-limiting the requests (HTTP 429)\(reason)", statusCode: status)
+                    retryAfter = Self.retryAfter(response.headers)
+                case 408:
+                    failure = ProviderError(code: .timeout, message: "\(baseURL) timed out the request (HTTP 408)\(reason)", statusCode: status)
+                    retryAfter = Self.retryAfter(response.headers)
+                case 500...599:
+                    failure = ProviderError(code: .server, message: "\(baseURL) kept failing with HTTP \(status)\(reason)", statusCode: status)
+                    retryAfter = Self.retryAfter(response.headers)
+                default:
+                    throw ProviderError(code: .badRequest, message: "\(baseURL) refused the request with HTTP \(status)\(reason)", statusCode: status)
+                }
+            } catch let error as ProviderError {
+                throw error
+            } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .writeTimeout {
+                failure = ProviderError(code: .timeout, message: "\(baseURL) did not answer within \(timeout) (the request timeout)")
+            } catch let error as HTTPClientError where error == .cancelled {
+                throw CancellationError()
+            } catch let error as HTTPClientError where error == .connectTimeout {
+                failure = ProviderError(code: .unreachable, message: "could not connect to \(baseURL) (connect timeout): is the server running and the URL right?")
+            } catch {
+                if Task.isCancelled { throw CancellationError() }
+                let text = String(describing: error)
+                if text.localizedCaseInsensitiveContains("refused") {
+                    throw ProviderError(code: .unreachable, message: "nothing is listening at \(baseURL) (connection refused): start the server or fix --base-url")
+                }
+                if text.localizedCaseInsensitiveContains("resolve") || text.localizedCaseInsensitiveContains("NXDOMAIN") {
+                    throw ProviderError(code: .unreachable, message: "the host of \(baseURL) could not be resolved: check the URL")
+                }
+                failure = ProviderError(code: .unreachable, message: "the connection to \(baseURL) failed: \(text)")
+            }
+            guard attempt < retry.maxRetries else {
+                var final = failure
+                if attempt > 0 { final.message += " (after \(attempt) retries)" }
+                throw final
+            }
+            let wait = min(retryAfter ?? retry.backoff(attempt: attempt), retry.maxBackoff)
+            logger.debug("retrying model request", metadata: [
+                "url": "\(url)", "attempt": "\(attempt + 1)", "reason": "\(failure.code)", "wait": "\(wait)",
+            ])
+            attempt += 1
+            try await Task.sleep(for: wait)
+        }
+    }
+
+    static func nanoseconds(_ duration: Duration) -> UInt64 {
+        let (seconds, attoseconds) = duration.components
+        return UInt64(max(0, seconds)) * 1_000_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000)
+    }
+
+    /// `Retry-After` in seconds or as an HTTP date.
+    static func retryAfter(_ headers: HTTPHeaders) -> Duration? {
+        guard let value = headers.first(name: "retry-after")?.trimmingCharacters(in: .whitespaces) else { return nil }
+        if let seconds = Double(value) { return .milliseconds(Int64(max(0, seconds) * 1000)) }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        guard let date = formatter.date(from: value) else { return nil }
+        return .milliseconds(Int64(max(0, date.timeIntervalSinceNow) * 1000))
+    }
+
+    /// The server's error message, quoted briefly.
+    static func serverMessage(_ data: Data) -> String {
+        if let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
+            if let error = object["error"] as? [String: Any], let message = error["message"] as? String {
+                return ": " + String(message.prefix(300))
+            }
+            if let message = object["message"] as? String { return ": " + String(message.prefix(300)) }
+        }
+        let text = String(decoding: data.prefix(300), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return text.isEmpty ? "" : ": " + text
+    }
+}

@@ -1,0 +1,107 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import RLM
+
+/// A model behind an OpenAI-compatible Chat Completions API: OpenAI, vLLM, Ollama, llama.cpp
+/// server, LM Studio, OpenRouter and other gateways.
+///
+/// ```swift
+/// let model = try OpenAICompatibleModel(configuration: .init(
+///     baseURL: "http://127.0.0.1:8000/v1", model: "Qwen/Qwen3-8B", apiKeyVariable: nil))
+/// ```
+public struct OpenAICompatibleModel: LanguageModel {
+    /// Connection and sampling settings.
+    public struct Configuration: Sendable {
+        /// The API root, for example `https://api.openai.com/v1`; requests go to
+        /// `<baseURL>/chat/completions`.
+        public var baseURL: String
+        /// The model name sent to the server, also used for usage and prices.
+        public var model: String
+        /// The environment variable holding the API key. Defaults to `OPENAI_API_KEY`. A key is
+        /// required unless the server is on this machine; `nil` sends none.
+        public var apiKeyVariable: String?
+        /// Extra headers sent with every request (for example a gateway's routing header).
+        public var extraHeaders: [String: String]
+        /// Sampling temperature. Defaults to `nil` (the server's default).
+        public var temperature: Double?
+        /// The most completion tokens. Defaults to `nil`.
+        public var maxTokens: Int?
+        /// A sampling seed, where the server takes one. Defaults to `nil`.
+        public var seed: Int?
+        /// `reasoning_effort` for reasoning models (`"low"`, `"medium"`, `"high"`). Defaults to `nil`.
+        public var reasoningEffort: String?
+        /// How long one HTTP attempt may take. Defaults to 300 s.
+        public var requestTimeout: Duration
+        /// Retries for 408, 429, 5xx, timeouts and dropped connections.
+        public var retry: RetryPolicy
+
+        /// Creates a configuration.
+        public init(
+            baseURL: String, model: String, apiKeyVariable: String? = "OPENAI_API_KEY", extraHeaders: [String: String] = [:],
+            temperature: Double? = nil, maxTokens: Int? = nil, seed: Int? = nil, reasoningEffort: String? = nil,
+            requestTimeout: Duration = .seconds(300), retry: RetryPolicy = RetryPolicy()
+        ) {
+            self.baseURL = baseURL
+            self.model = model
+            self.apiKeyVariable = apiKeyVariable
+            self.extraHeaders = extraHeaders
+            self.temperature = temperature
+            self.maxTokens = maxTokens
+            self.seed = seed
+            self.reasoningEffort = reasoningEffort
+            self.requestTimeout = requestTimeout
+            self.retry = retry
+        }
+    }
+
+    /// The settings.
+    public let configuration: Configuration
+    private let transport: HTTPTransport
+    private let apiKey: APIKey?
+
+    public var modelName: String { configuration.model }
+
+    /// Creates a model; throws when the base URL is unusable or a needed API key is missing.
+    ///
+    /// - Parameter client: the HTTP client; defaults to the process-wide shared one, so every
+    ///   model reuses the same connection pool.
+    public init(configuration: Configuration, client: HTTPClient = ModelHTTPClient.shared, logger: Logger = Logger(label: "rlm.provider.openai")) throws {
+        let baseURL = try HTTPTransport.validate(baseURL: configuration.baseURL)
+        self.configuration = configuration
+        self.apiKey = try APIKey.resolve(
+            variable: configuration.apiKeyVariable, required: configuration.apiKeyVariable != nil && !HTTPTransport.isLocal(baseURL),
+            provider: "the OpenAI-compatible server at \(baseURL)")
+        self.transport = HTTPTransport(client: client, baseURL: baseURL, timeout: configuration.requestTimeout, retry: configuration.retry, logger: logger)
+    }
+
+    public func complete(_ messages: [ChatMessage]) async throws -> ModelResponse {
+        var body: [String: Any] = [
+            "model": configuration.model,
+            "messages": messages.map { ["role": $0.role.rawValue, "content": $0.content] },
+        ]
+        if let temperature = configuration.temperature { body["temperature"] = temperature }
+        if let maxTokens = configuration.maxTokens { body["max_tokens"] = maxTokens }
+        if let seed = configuration.seed { body["seed"] = seed }
+        if let effort = configuration.reasoningEffort { body["reasoning_effort"] = effort }
+        var headers = configuration.extraHeaders.map { ($0.key, $0.value) }
+        if let apiKey { headers.append(("authorization", "Bearer \(apiKey.value)")) }
+        let data = try await transport.post(path: "/chat/completions", headers: headers, body: try JSONSerialization.data(withJSONObject: body))
+        return try Self.parse(data, baseURL: transport.baseURL)
+    }
+
+    static func parse(_ data: Data, baseURL: String) throws -> ModelResponse {
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let choices = object["choices"] as? [[String: Any]], let message = choices.first?["message"] as? [String: Any]
+        else {
+            throw ProviderError(code: .malformedResponse, message: "\(baseURL) answered, but not with a chat completion: \(String(decoding: data.prefix(200), as: UTF8.self))")
+        }
+        let text = message["content"] as? String ?? ""
+        let usage = object["usage"] as? [String: Any] ?? [:]
+        let details = usage["prompt_tokens_details"] as? [String: Any] ?? [:]
+        return ModelResponse(text: text, usage: TokenUsage(
+            inputTokens: usage["prompt_tokens"] as? Int ?? 0,
+            outputTokens: usage["completion_tokens"] as? Int ?? 0,
+            cachedInputTokens: details["cached_tokens"] as? Int ?? 0))
+    }
+}
