@@ -1,0 +1,190 @@
+import ArgumentParser
+import Foundation
+import RLM
+import RLMProviders
+
+/// `rlm run`: one query over one context file, against a real model server.
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Answer a query over a context file with a model behind an HTTP API.",
+        discussion: """
+            Exit status: 0 when the model submitted an answer, 2 when a limit ended the run (the \
+            best answer so far, if any, is still printed), 1 for bad input or a failed provider, \
+            130 when interrupted.
+            """)
+
+    enum Provider: String, ExpressibleByArgument, CaseIterable {
+        case openai, anthropic
+    }
+
+    @Option(help: "The API root, for example https://api.openai.com/v1 or http://127.0.0.1:8000/v1.")
+    var baseURL: String
+
+    @Option(help: "The model name the server knows.")
+    var model: String
+
+    @Option(help: "The file whose text becomes the REPL's `context` (UTF-8).")
+    var contextFile: String
+
+    @Option(help: "The question to answer.")
+    var query: String
+
+    @Option(help: "The API's shape.")
+    var provider: Provider = .openai
+
+    @Option(help: "The environment variable with the API key (default OPENAI_API_KEY or ANTHROPIC_API_KEY; not needed for a server on this machine).")
+    var apiKeyEnv: String?
+
+    @Option(help: "The model behind llm_query (default: the main model).")
+    var subModel: String?
+
+    @Option(help: "RLM levels: 1 makes rlm_query a plain call, 2 lets the root start child RLMs.")
+    var maxDepth: Int = 1
+
+    @Option(help: "Model turns per RLM.")
+    var maxIterations: Int = 30
+
+    @Option(help: "Seconds one code cell may run.")
+    var execTimeout: Double = 60
+
+    @Option(help: "Model calls in flight at once across the tree.")
+    var maxConcurrency: Int = 16
+
+    @Option(help: "The most model calls in the whole run.")
+    var maxCalls: Int?
+
+    @Option(help: "The most input plus output tokens in the whole run.")
+    var maxTokens: Int?
+
+    @Option(help: "The most US dollars; needs --price for the models.")
+    var maxCost: Double?
+
+    @Option(help: "Wall-clock seconds for the whole run.")
+    var deadline: Double?
+
+    @Option(help: "A model's price as NAME=INPUT:OUTPUT in USD per million tokens (repeatable).")
+    var price: [String] = []
+
+    @Option(help: "Write every event to this JSON Lines file (see `rlm view`).")
+    var trajectory: String?
+
+    @Flag(help: "Print one JSON object (answer, usage, iterations, elapsed_seconds) instead of the answer text.")
+    var json = false
+
+    @Flag(help: "When a limit is reached, ask the model for a final answer instead of failing.")
+    var finalAnswerOnLimit = false
+
+    @Flag(help: "No progress line on stderr.")
+    var quiet = false
+
+    mutating func validate() throws {
+        if query.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { throw ValidationError("the query is empty: pass --query TEXT") }
+        if maxDepth < 1 { throw ValidationError("--max-depth must be at least 1") }
+        if maxIterations < 1 { throw ValidationError("--max-iterations must be at least 1") }
+        if maxConcurrency < 1 { throw ValidationError("--max-concurrency must be at least 1") }
+        if execTimeout <= 0 { throw ValidationError("--exec-timeout must be positive") }
+        if let deadline, deadline <= 0 { throw ValidationError("--deadline must be positive") }
+        if maxCost != nil && price.isEmpty { throw ValidationError("--max-cost needs prices: add --price \(model)=INPUT:OUTPUT (USD per million tokens)") }
+        _ = try Self.parsePrices(price)
+    }
+
+    static func parsePrices(_ specs: [String]) throws -> [String: ModelPrice] {
+        var prices: [String: ModelPrice] = [:]
+        for spec in specs {
+            let parts = spec.split(separator: "=", maxSplits: 1)
+            let numbers = parts.count == 2 ? parts[1].split(separator: ":").compactMap { Double($0) } : []
+            guard parts.count == 2, numbers.count == 2, numbers.allSatisfy({ $0 >= 0 }) else {
+                throw ValidationError("--price '\(spec)' should look like gpt-4o-mini=0.15:0.60")
+            }
+            prices[String(parts[0])] = ModelPrice(inputPerMillion: numbers[0], outputPerMillion: numbers[1])
+        }
+        return prices
+    }
+
+    func run() async throws {
+        do {
+            try await execute()
+        } catch let code as ExitCode {
+            throw code
+        } catch let error as ProviderError {
+            printError("rlm: \(error.message)")
+            throw ExitStatus.failure
+        } catch let error as RLMError {
+            printError("rlm: \(error.message)")
+            throw ExitStatus.failure
+        } catch is CancellationError {
+            printError("rlm: interrupted")
+            throw ExitStatus.interrupted
+        } catch {
+            printError("rlm: \(error)")
+            throw ExitStatus.failure
+        }
+    }
+
+    private func makeModel(_ name: String) throws -> any LanguageModel {
+        switch provider {
+        case .openai:
+            return try OpenAICompatibleModel(configuration: .init(
+                baseURL: baseURL, model: name, apiKeyVariable: apiKeyEnv ?? "OPENAI_API_KEY"))
+        case .anthropic:
+            return try AnthropicModel(configuration: .init(
+                baseURL: baseURL, model: name, apiKeyVariable: apiKeyEnv ?? "ANTHROPIC_API_KEY"))
+        }
+    }
+
+    private func execute() async throws {
+        let url = try ContextFile.check(contextFile)
+        let prices = try Self.parsePrices(price)
+        let root = try makeModel(model)
+        var configuration = RLMConfiguration(
+            rootModel: root, subModel: try subModel.map(makeModel), maxDepth: maxDepth, maxIterations: maxIterations,
+            execTimeout: .milliseconds(Int64(execTimeout * 1000)), maxConcurrentSubcalls: maxConcurrency,
+            budget: Budget(
+                maxModelCalls: maxCalls, maxTokens: maxTokens, maxCostUSD: maxCost,
+                deadline: deadline.map { .milliseconds(Int64($0 * 1000)) }, prices: prices),
+            finalAnswerOnLimit: finalAnswerOnLimit)
+        configuration.models = [:]
+        let writer = try trajectory.map { try TrajectoryWriter(url: URL(fileURLWithPath: $0)) }
+        defer { writer?.close() }
+        let progress = ProgressDisplay(enabled: !quiet, prices: prices)
+        let rootName = root.modelName
+        let rlm = RLM(configuration: configuration)
+        let started = ContinuousClock.now
+        let outcome = await Interruptible.run {
+            try await rlm.complete(query: query, context: .file(url), trajectory: writer) { progress.observe($0, rootModel: rootName) }
+        }
+        progress.finish()
+        switch outcome {
+        case .success(let result):
+            Output.printResult(answer: result.answer, usage: result.usage, iterations: result.iterations,
+                               elapsed: result.elapsed, json: json, limit: result.answeredAfterLimit)
+            if let limit = result.answeredAfterLimit {
+                printError("rlm: the \(limit) was reached; the model gave this final answer when asked")
+            }
+        case .failure(let error as RLMError) where error.code == .limitReached:
+            let limit = error.limit.map { "\($0)" } ?? "a limit"
+            printError("rlm: stopped by the \(limit)\(Self.flag(for: error.limit))" + (error.partialAnswer == nil ? "; the model had no answer yet" : "; the best answer so far follows on stdout"))
+            if let partial = error.partialAnswer {
+                Output.printResult(answer: partial, usage: error.usage ?? UsageSummary(), iterations: nil,
+                                   elapsed: .now - started, json: json, limit: error.limit, complete: false)
+            } else if json {
+                Output.printResult(answer: nil, usage: error.usage ?? UsageSummary(), iterations: nil,
+                                   elapsed: .now - started, json: true, limit: error.limit, complete: false)
+            }
+            throw ExitStatus.limitReached
+        case .failure(let error):
+            throw error
+        }
+    }
+
+    static func flag(for limit: Limit?) -> String {
+        switch limit {
+        case .iterations?: " (--max-iterations)"
+        case .modelCalls?: " (--max-calls)"
+        case .tokens?: " (--max-tokens)"
+        case .cost?: " (--max-cost)"
+        case .deadline?: " (--deadline)"
+        default: ""
+        }
+    }
+}

@@ -1,0 +1,79 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import RLM
+
+/// Checks a context file before a run, with errors that say what is wrong.
+enum ContextFile {
+    static func check(_ path: String) throws -> URL {
+        let url = URL(fileURLWithPath: path)
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
+            throw ValidationError("the context file \(path) does not exist")
+        }
+        guard !isDirectory.boolValue else { throw ValidationError("\(path) is a directory; --context-file takes a text file") }
+        guard let handle = FileHandle(forReadingAtPath: url.path) else {
+            throw ValidationError("the context file \(path) cannot be read (check its permissions)")
+        }
+        defer { try? handle.close() }
+        let head = (try? handle.read(upToCount: 65_536)) ?? Data()
+        if head.contains(0) {
+            throw ValidationError("\(path) looks like a binary file (it contains NUL bytes); --context-file takes UTF-8 text")
+        }
+        return url
+    }
+}
+
+/// Runs work that Ctrl-C cancels.
+enum Interruptible {
+    static func run<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async -> Result<T, any Error> {
+        let task = Task { try await body() }
+        signal(SIGINT, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        source.setEventHandler {
+            printError("\nrlm: interrupting…")
+            task.cancel()
+        }
+        source.resume()
+        defer {
+            source.cancel()
+            signal(SIGINT, SIG_DFL)
+        }
+        do {
+            return .success(try await task.value)
+        } catch {
+            return .failure(error)
+        }
+    }
+}
+
+/// What `rlm` prints on stdout.
+enum Output {
+    static func usageObject(_ usage: ModelUsage) -> [String: Any] {
+        [
+            "calls": usage.calls, "input_tokens": usage.tokens.inputTokens, "output_tokens": usage.tokens.outputTokens,
+            "cached_input_tokens": usage.tokens.cachedInputTokens, "cost_usd": usage.costUSD,
+        ]
+    }
+
+    static func printResult(
+        answer: String?, usage: UsageSummary, iterations: Int?, elapsed: Duration, json: Bool, limit: Limit?, complete: Bool = true
+    ) {
+        guard json else {
+            if let answer { print(answer) }
+            return
+        }
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        var object: [String: Any] = [
+            "answer": answer ?? NSNull(),
+            "complete": complete,
+            "usage": ["total": usageObject(usage.total), "by_model": usage.byModel.mapValues(usageObject)],
+            "elapsed_seconds": seconds,
+            "limit": limit?.rawValue ?? NSNull(),
+        ]
+        object["iterations"] = iterations ?? NSNull()
+        if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) {
+            print(String(decoding: data, as: UTF8.self))
+        }
+    }
+}

@@ -1,0 +1,181 @@
+import Foundation
+import RLMTestServers
+import Testing
+
+/// Runs the built `rlm` binary as a user would, with stdout and stderr apart.
+struct CommandResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+/// The `rlm` binary next to the test bundle (`swift build` makes it; `scripts/test.sh` runs that first).
+struct MissingBinary: Error, CustomStringConvertible {
+    var path: String
+    var description: String { "\(path) does not exist: run `swift build` before `swift test` (scripts/test.sh does)" }
+}
+
+/// Waits for the process without blocking a cooperative thread (the in-process test servers
+/// answer on those threads).
+func rlm(_ arguments: [String], environment: [String: String] = [:]) async throws -> CommandResult {
+    let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("rlm")
+    guard FileManager.default.isExecutableFile(atPath: binary.path) else { throw MissingBinary(path: binary.path) }
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rlm-cli-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let out = directory.appendingPathComponent("out")
+    let err = directory.appendingPathComponent("err")
+    FileManager.default.createFile(atPath: out.path, contents: nil)
+    FileManager.default.createFile(atPath: err.path, contents: nil)
+    let process = Process()
+    process.executableURL = binary
+    process.arguments = arguments
+    process.currentDirectoryURL = directory
+    var env = ProcessInfo.processInfo.environment
+    env["OPENAI_API_KEY"] = nil
+    env["ANTHROPIC_API_KEY"] = nil
+    for (key, value) in environment { env[key] = value }
+    process.environment = env
+    process.standardOutput = try FileHandle(forWritingTo: out)
+    process.standardError = try FileHandle(forWritingTo: err)
+    process.standardInput = FileHandle.nullDevice
+    let exited = AsyncStream<Void>.makeStream()
+    process.terminationHandler = { _ in exited.continuation.finish() }
+    try process.run()
+    for await _ in exited.stream {}
+    return CommandResult(
+        status: process.terminationStatus,
+        stdout: String(decoding: try Data(contentsOf: out), as: UTF8.self),
+        stderr: String(decoding: try Data(contentsOf: err), as: UTF8.self))
+}
+
+func temporaryFile(_ contents: Data, name: String = "context.txt") throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("rlm-\(UUID().uuidString)-\(name)")
+    try contents.write(to: url)
+    return url
+}
+
+/// A fake OpenAI-compatible server whose root model runs `turns` in order and whose other
+/// models upper-case their prompt.
+func scriptedServer(_ turns: [String]) async throws -> ScriptedHTTPServer {
+    try await ModelServers.openAI { request in
+        guard request.model == "root" else { return request.prompt.uppercased() }
+        let turn = request.messages.filter { $0.role == "assistant" }.count
+        return turn < turns.count ? turns[turn] : "```repl\nx = 1\n```"
+    }
+}
+
+@Suite("The rlm command")
+struct CommandTests {
+    @Test("rlm demo solves its haystack offline and says the model is scripted")
+    func demo() async throws {
+        let result = try await rlm(["demo", "--megabytes", "3", "--trajectory", "demo.jsonl", "--quiet"])
+        #expect(result.status == 0)
+        #expect(result.stdout.split(separator: "\n").count == 1)
+        #expect(result.stdout.range(of: #"^[A-Z2-9]{4}-[A-Z2-9]{4}\n$"#, options: .regularExpression) != nil)
+        #expect(result.stderr.contains("SCRIPTED"))
+        #expect(result.stderr.contains("found the right code"))
+    }
+
+    @Test("bad input gets one clear line and a non-zero exit", arguments: [
+        (["--context-file", "/nonexistent/file.txt", "--query", "q"], "does not exist"),
+        (["--context-file", "/tmp", "--query", "q"], "is a directory"),
+        (["--context-file", "CONTEXT", "--query", "  "], "the query is empty"),
+        (["--context-file", "BINARY", "--query", "q"], "binary file"),
+        (["--context-file", "CONTEXT", "--query", "q", "--base-url", "not a url"], "not a usable base URL"),
+        (["--context-file", "CONTEXT", "--query", "q", "--base-url", "https://api.example.com/v1"], "OPENAI_API_KEY"),
+        (["--context-file", "CONTEXT", "--query", "q", "--base-url", "http://127.0.0.1:9/v1"], "nothing is listening"),
+    ])
+    func badInput(arguments: [String], message: String) async throws {
+        let context = try temporaryFile(Data("some text".utf8))
+        let binary = try temporaryFile(Data([0x50, 0x4B, 0x03, 0x04, 0x00, 0x00, 0xFF]), name: "archive.zip")
+        defer {
+            try? FileManager.default.removeItem(at: context)
+            try? FileManager.default.removeItem(at: binary)
+        }
+        var full = ["run", "--model", "m", "--quiet"]
+        if !arguments.contains("--base-url") { full += ["--base-url", "http://127.0.0.1:9/v1"] }
+        full += arguments.map { $0 == "CONTEXT" ? context.path : $0 == "BINARY" ? binary.path : $0 }
+        let result = try await rlm(full)
+        #expect(result.status != 0)
+        #expect(result.stdout.isEmpty)
+        #expect(result.stderr.contains(message), "stderr: \(result.stderr)")
+        #expect(!result.stderr.contains("Fatal error") && !result.stderr.contains("Backtrace"))
+    }
+
+    @Test("rlm run answers over HTTP; --json reports usage; stdout carries only the result")
+    func run() async throws {
+        let server = try await scriptedServer([
+            "```repl\nparts = llm_query_batched(context.split())\nprint(parts)\n```",
+            "```repl\nanswer['content'] = '-'.join(parts); answer['ready'] = True\n```",
+        ])
+        let context = try temporaryFile(Data("alpha beta gamma".utf8))
+        defer { try? FileManager.default.removeItem(at: context) }
+        let base = ["run", "--base-url", server.baseURL + "/v1", "--model", "root", "--sub-model", "sub", "--context-file", context.path, "--query", "shout"]
+        let plain = try await rlm(base + ["--quiet"])
+        #expect(plain.status == 0, "\(plain.stderr)")
+        #expect(plain.stdout == "ALPHA-BETA-GAMMA\n")
+
+        let json = try await rlm(base + ["--json", "--price", "sub=1:2"])
+        #expect(json.status == 0)
+        let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        #expect(object?["answer"] as? String == "ALPHA-BETA-GAMMA")
+        #expect(object?["iterations"] as? Int == 2)
+        #expect(object?["elapsed_seconds"] is Double)
+        let usage = object?["usage"] as? [String: Any]
+        let byModel = usage?["by_model"] as? [String: [String: Any]]
+        #expect(byModel?["sub"]?["calls"] as? Int == 3)
+        #expect(((byModel?["sub"]?["cost_usd"] as? Double) ?? 0) > 0)
+        #expect((usage?["total"] as? [String: Any])?["calls"] as? Int == 5)
+        try await server.shutdown()
+    }
+
+    @Test("a run that hits a limit exits 2, names the limit and prints the best answer so far")
+    func limit() async throws {
+        let server = try await scriptedServer(["```repl\nanswer['content'] = 'partial result'\n```"])
+        let context = try temporaryFile(Data("text".utf8))
+        defer { try? FileManager.default.removeItem(at: context) }
+        let result = try await rlm(["run", "--base-url", server.baseURL + "/v1", "--model", "root", "--context-file", context.path,
+                              "--query", "q", "--max-iterations", "2", "--quiet"])
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("iteration limit"))
+        #expect(result.stdout == "partial result\n")
+        try await server.shutdown()
+    }
+
+    @Test("a 40 MB context file works")
+    func largeContext() async throws {
+        let server = try await scriptedServer(["```repl\nanswer['content'] = str(len(context)) + ' ' + context[-6:]; answer['ready'] = True\n```"])
+        var data = Data(repeating: UInt8(ascii: "x"), count: 40_000_000)
+        data.append(contentsOf: Array("NEEDLE".utf8))
+        let context = try temporaryFile(data)
+        defer { try? FileManager.default.removeItem(at: context) }
+        let result = try await rlm(["run", "--base-url", server.baseURL + "/v1", "--model", "root", "--context-file", context.path, "--query", "q", "--quiet"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout == "40000006 NEEDLE\n")
+        try await server.shutdown()
+    }
+
+    @Test("rlm view renders the tree into one self-contained page")
+    func view() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rlm-view-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let trajectory = directory.appendingPathComponent("t.jsonl").path
+        let page = directory.appendingPathComponent("t.html").path
+        #expect(try await rlm(["demo", "--megabytes", "2", "--trajectory", trajectory, "--quiet"]).status == 0)
+        let result = try await rlm(["view", trajectory, "--output", page])
+        #expect(result.status == 0)
+        let html = try String(contentsOfFile: page, encoding: .utf8)
+        #expect(html.contains("data-node=\"0\""))
+        #expect(html.contains("class=\"subcall\""))
+        #expect(html.contains("llm_query_batched"))
+        #expect(!html.contains("http://") && !html.contains("https://"))
+
+        let bogus = directory.appendingPathComponent("bogus.jsonl")
+        try Data("not json\n".utf8).write(to: bogus)
+        let failed = try await rlm(["view", bogus.path, "--output", page])
+        #expect(failed.status != 0)
+        #expect(failed.stderr.contains("line 1 is not a trajectory event"))
+    }
+}
