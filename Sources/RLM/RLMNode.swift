@@ -157,18 +157,18 @@ final class RLMNode: Sendable {
         }
     }
 
-    /// What the model is told about a cell.
+    /// What the model is told about a cell; `cell` is the block's place in the reply.
     static func describe(_ outcome: REPLEnvironment.CellOutcome, cell: Int, timeout: Duration) -> String {
         let result = outcome.result
         var parts: [String] = []
         let header: String
         switch result.status {
-        case .completed: header = "[cell \(cell) output]"
-        case .failed: header = "[cell \(cell) raised \(result.error?.typeName ?? "an exception")]"
+        case .completed: header = "[block \(cell) output]"
+        case .failed: header = "[block \(cell) raised \(result.error?.typeName ?? "an exception")]"
         case .timedOut:
-            header = "[cell \(cell) was stopped: it ran past the \(timeout.components.seconds)-second limit per cell. Variables it assigned before that are kept.]"
+            header = "[block \(cell) was stopped: it ran past the \(timeout.components.seconds)-second limit per cell. Variables it assigned before that are kept.]"
         case .abandoned:
-            header = "[cell \(cell) could not be stopped after its time limit (a long C-level call); the REPL is lost]"
+            header = "[block \(cell) could not be stopped after its time limit (a long C-level call); the REPL is lost]"
         }
         parts.append(header)
         if !result.stdout.isEmpty { parts.append(result.stdout.hasSuffix("\n") ? String(result.stdout.dropLast()) : result.stdout) }

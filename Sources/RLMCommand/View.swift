@@ -228,5 +228,6 @@ struct TrajectoryPage {
 
     static let script = """
         function setAll(open){document.querySelectorAll('details').forEach(function(d){d.open=open;});}
+        if(location.hash==='#expand-all'){setAll(true);}
         """
 }

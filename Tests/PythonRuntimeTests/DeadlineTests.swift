@@ -4,8 +4,9 @@ import Testing
 
 @Suite("Deadlines and cancellation")
 struct DeadlineTests {
-    /// Stopping must be prompt; the bound here is generous for a loaded 2-core machine.
-    static let stopBound: Duration = .seconds(2)
+    /// Stopping is prompt (benchmarks measure how prompt); this bound only tells a stop from
+    /// the 5-second abandonment path, with room for a loaded 2-core machine.
+    static let stopBound: Duration = .seconds(4)
 
     @Test(
         "runaway loops are stopped by their deadline",

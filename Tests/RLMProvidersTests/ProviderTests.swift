@@ -117,7 +117,7 @@ struct ProviderTests {
     func concurrency() async throws {
         let server = try await ScriptedHTTPServer.start { http in
             guard let request = ModelServers.decode(http) else { return .respond(status: 400, body: Data()) }
-            return .respond(status: 200, body: ModelServers.openAIBody(text: "x", request: request), delay: .milliseconds(300))
+            return .respond(status: 200, body: ModelServers.openAIBody(text: "x", request: request), delay: .seconds(1))
         }
         let model = try openAI(server)
         try await withThrowingTaskGroup(of: Void.self) { group in

@@ -32,7 +32,7 @@ struct RLMTests {
     @Test("llm_query_batched aggregates concurrently, in order")
     func batchedAggregation() async throws {
         let chunks = (0..<16).map { index in String(repeating: "apple banana ", count: index + 1) }
-        let sub = ScriptedModel(name: "counter", latency: .milliseconds(100)) { request in
+        let sub = ScriptedModel(name: "counter", latency: .milliseconds(250)) { request in
             String(request.prompt.components(separatedBy: "apple").count - 1)
         }
         let root = ScriptedModel.sequence([
