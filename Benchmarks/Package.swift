@@ -7,7 +7,7 @@ let package = Package(
     name: "swift-rlm-benchmarks",
     platforms: [.macOS(.v15)],
     dependencies: [
-        .package(path: "../"),
+        .package(name: "swift-rlm", path: "../"),
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.0", traits: ["MallocInterposer"]),
     ],
     targets: [
@@ -19,6 +19,14 @@ let package = Package(
             ],
             path: "Benchmarks/BridgeBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        .executableTarget(
+            name: "SideBySide",
+            dependencies: [
+                .product(name: "RLM", package: "swift-rlm"),
+                .product(name: "RLMProviders", package: "swift-rlm"),
+            ],
+            path: "Benchmarks/SideBySide"
         ),
         .executableTarget(
             name: "EngineBenchmarks",

@@ -32,19 +32,23 @@ final class RunTree: Sendable {
                           message: "unknown model '\(name)'" + (known.isEmpty ? "; no named models are configured" : "; known models: \(known)"))
     }
 
-    /// One model call, counted in the budget. `limited` calls wait for a tree-wide permit.
+    /// One model call, counted in the budget. `limited` calls wait for a tree-wide permit;
+    /// `onStart` runs once the call really starts (permit held, budget reserved).
     func call(
-        _ model: any LanguageModel, _ messages: [ChatMessage], depth: Int, limited: Bool, force: Bool = false
+        _ model: any LanguageModel, _ messages: [ChatMessage], depth: Int, limited: Bool, force: Bool = false,
+        onStart: () -> Void = {}
     ) async throws -> ModelResponse {
         let response: ModelResponse
         if limited {
             // Reserve once a permit is held, so calls still queued when a limit trips never count.
             response = try await subcallPermits.withPermit {
                 try tracker.reserveCall(force: force)
+                onStart()
                 return try await model.complete(messages)
             }
         } else {
             try tracker.reserveCall(force: force)
+            onStart()
             response = try await model.complete(messages)
         }
         _ = tracker.record(model: model.modelName, depth: depth, tokens: response.usage)
@@ -57,18 +61,24 @@ final class RunTree: Sendable {
         let model = try model(named: name, fallback: configuration.subModel ?? configuration.rootModel)
         let callID = callCounter.add(1, ordering: .relaxed).newValue
         let promptText = messages.map(\.content).joined(separator: "\n\n")
-        events.emit(node, .subcallStarted(callID: callID, model: model.modelName, prompt: promptText))
-        let start = ContinuousClock.now
+        var start = ContinuousClock.now
+        var started = false
         do {
-            let response = try await call(model, messages, depth: node.depth + 1, limited: true)
+            let response = try await call(model, messages, depth: node.depth + 1, limited: true) {
+                started = true
+                start = .now
+                events.emit(node, .subcallStarted(callID: callID, model: model.modelName, prompt: promptText))
+            }
             events.emit(node, .subcallFinished(
                 callID: callID, model: model.modelName, response: response.text, usage: response.usage,
                 latency: .now - start, error: nil))
             return response.text
         } catch {
-            events.emit(node, .subcallFinished(
-                callID: callID, model: model.modelName, response: "", usage: TokenUsage(), latency: .now - start,
-                error: String(describing: error)))
+            if started {
+                events.emit(node, .subcallFinished(
+                    callID: callID, model: model.modelName, response: "", usage: TokenUsage(), latency: .now - start,
+                    error: String(describing: error)))
+            }
             throw error
         }
     }

@@ -56,12 +56,10 @@ public struct AnthropicModel: LanguageModel {
 
     /// Creates a model; throws when the base URL is unusable or a needed API key is missing.
     public init(configuration: Configuration, client: HTTPClient = ModelHTTPClient.shared, logger: Logger = Logger(label: "rlm.provider.anthropic")) throws {
-        let baseURL = try HTTPTransport.validate(baseURL: configuration.baseURL)
         self.configuration = configuration
-        self.apiKey = try APIKey.resolve(
-            variable: configuration.apiKeyVariable, required: configuration.apiKeyVariable != nil && !HTTPTransport.isLocal(baseURL),
-            provider: "the Anthropic API at \(baseURL)")
-        self.transport = HTTPTransport(client: client, baseURL: baseURL, timeout: configuration.requestTimeout, retry: configuration.retry, logger: logger)
+        (transport, apiKey) = try HTTPTransport.make(
+            baseURL: configuration.baseURL, apiKeyVariable: configuration.apiKeyVariable, provider: "the Anthropic API",
+            timeout: configuration.requestTimeout, retry: configuration.retry, client: client, logger: logger)
     }
 
     public func complete(_ messages: [ChatMessage]) async throws -> ModelResponse {

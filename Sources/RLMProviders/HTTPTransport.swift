@@ -61,6 +61,18 @@ struct HTTPTransport: Sendable {
     let retry: RetryPolicy
     let logger: Logger
 
+    /// A transport for `baseURL` and the API key it needs: the key is required unless the server is
+    /// on this machine, and `apiKeyVariable == nil` sends none.
+    static func make(
+        baseURL: String, apiKeyVariable: String?, provider: String, timeout: Duration, retry: RetryPolicy,
+        client: HTTPClient, logger: Logger
+    ) throws -> (HTTPTransport, APIKey?) {
+        let validated = try validate(baseURL: baseURL)
+        let key = try APIKey.resolve(
+            variable: apiKeyVariable, required: apiKeyVariable != nil && !isLocal(validated), provider: "\(provider) at \(validated)")
+        return (HTTPTransport(client: client, baseURL: validated, timeout: timeout, retry: retry, logger: logger), key)
+    }
+
     /// Whether a base URL points at this machine (where local servers need no API key).
     static func isLocal(_ baseURL: String) -> Bool {
         guard let host = URL(string: baseURL)?.host?.lowercased() else { return false }

@@ -67,12 +67,10 @@ public struct OpenAICompatibleModel: LanguageModel {
     /// - Parameter client: the HTTP client; defaults to the process-wide shared one, so every
     ///   model reuses the same connection pool.
     public init(configuration: Configuration, client: HTTPClient = ModelHTTPClient.shared, logger: Logger = Logger(label: "rlm.provider.openai")) throws {
-        let baseURL = try HTTPTransport.validate(baseURL: configuration.baseURL)
         self.configuration = configuration
-        self.apiKey = try APIKey.resolve(
-            variable: configuration.apiKeyVariable, required: configuration.apiKeyVariable != nil && !HTTPTransport.isLocal(baseURL),
-            provider: "the OpenAI-compatible server at \(baseURL)")
-        self.transport = HTTPTransport(client: client, baseURL: baseURL, timeout: configuration.requestTimeout, retry: configuration.retry, logger: logger)
+        (transport, apiKey) = try HTTPTransport.make(
+            baseURL: configuration.baseURL, apiKeyVariable: configuration.apiKeyVariable, provider: "the OpenAI-compatible server",
+            timeout: configuration.requestTimeout, retry: configuration.retry, client: client, logger: logger)
     }
 
     public func complete(_ messages: [ChatMessage]) async throws -> ModelResponse {

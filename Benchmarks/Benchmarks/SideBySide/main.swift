@@ -1,0 +1,43 @@
+// Runs one side-by-side scenario with swift-rlm against the scripted server and prints JSON
+// timings, like Benchmarks/side-by-side/ref_runner.py does for the reference implementation.
+//
+//   SideBySide SCENARIO BASE_URL CONTEXT_FILE REPETITIONS LATENCY_MS
+import Foundation
+import RLM
+import RLMProviders
+
+let arguments = CommandLine.arguments
+guard arguments.count == 6, let repetitions = Int(arguments[4]), let latency = Int(arguments[5]) else {
+    FileHandle.standardError.write(Data("usage: SideBySide SCENARIO BASE_URL CONTEXT_FILE REPETITIONS LATENCY_MS\n".utf8))
+    exit(64)
+}
+let scenario = arguments[1]
+let baseURL = arguments[2]
+let contextURL = URL(fileURLWithPath: arguments[3])
+let concurrent = scenario == "concurrent-64" ? 64 : 1
+let batch = scenario == "batch-256" ? 256 : 16
+
+let root = try OpenAICompatibleModel(configuration: .init(
+    baseURL: baseURL, model: "root:\(scenario)@\(concurrent > 1 ? latency : 0)", apiKeyVariable: nil))
+let sub = try OpenAICompatibleModel(configuration: .init(baseURL: baseURL, model: "sub@\(latency)", apiKeyVariable: nil))
+let rlm = RLM(configuration: RLMConfiguration(
+    rootModel: root, subModel: sub, maxDepth: scenario == "depth-2" ? 2 : 1, maxIterations: 10,
+    maxConcurrentSubcalls: batch))
+
+var times: [Double] = []
+var answers: [String] = []
+let clock = ContinuousClock()
+for _ in 0..<repetitions {
+    let start = clock.now
+    let results = try await withThrowingTaskGroup(of: String.self) { group in
+        for _ in 0..<concurrent {
+            group.addTask { try await rlm.complete(query: "benchmark", context: .file(contextURL)).answer }
+        }
+        return try await group.reduce(into: []) { $0.append($1) }
+    }
+    let elapsed = clock.now - start
+    times.append(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+    answers.append(Set(results).count == 1 ? results[0] : "MIXED")
+}
+let output = try JSONSerialization.data(withJSONObject: ["times": times, "answers": answers])
+print(String(decoding: output, as: UTF8.self))
