@@ -60,6 +60,15 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    Benchmark("stop a runaway loop (deadline 20 ms, except BaseException)", configuration: .init(metrics: [.wallClock], maxDuration: .seconds(5))) { benchmark in
+        let namespace = try await Fixtures.shared.namespace()
+        for _ in benchmark.scaledIterations {
+            let result = try await namespace.execute(
+                "while True:\n    try:\n        pass\n    except BaseException:\n        pass", timeout: .milliseconds(20))
+            precondition(result.status == .timedOut)
+        }
+    }
+
     Benchmark("execute an empty cell") { benchmark in
         let namespace = try await Fixtures.shared.namespace()
         for _ in benchmark.scaledIterations {

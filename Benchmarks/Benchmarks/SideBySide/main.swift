@@ -33,7 +33,9 @@ for _ in 0..<repetitions {
         for _ in 0..<concurrent {
             group.addTask { try await rlm.complete(query: "benchmark", context: .file(contextURL)).answer }
         }
-        return try await group.reduce(into: []) { $0.append($1) }
+        var answers: [String] = []
+        for try await answer in group { answers.append(answer) }
+        return answers
     }
     let elapsed = clock.now - start
     times.append(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
