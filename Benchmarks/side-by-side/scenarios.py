@@ -22,7 +22,7 @@ SCENARIOS = {
     "needle-40mb": {
         "context": lambda: ("filler text line without anything\n" * 1_142_857)[:20_000_000] + NEEDLE + "\n" + ("more filler here\n" * 1_176_470)[:20_000_000],
         "turns": [
-            "```repl\ni = context.find('secret code is ')\nanswer['content'] = context[i + 15:i + 24]\nanswer['ready'] = True\n```",
+            "```repl\ni = context.find('secret code is ')\nanswer['content'] = context[i + 15:i + 23]\nanswer['ready'] = True\n```",
         ],
         "answer": "7XK-42QZ",
     },

@@ -88,6 +88,44 @@ func makePythonString(utf8 buffer: UnsafeRawBufferPointer, _ gil: borrowing Pyth
 }
 
 extension PythonObject {
+    /// Creates a `str` from a UTF-8 text file, reading it straight into the new object's buffer.
+    ///
+    /// The file is read (not mapped) into a compact ASCII `str` of its size with the GIL released;
+    /// if it turns out not to be ASCII, it is decoded from that buffer instead. An ASCII file thus
+    /// costs one copy and its own size in memory. Invalid UTF-8 throws
+    /// ``PythonError/Code/conversion`` naming the byte offset; an unreadable file throws too.
+    public static func string(contentsOfFile path: String, _ gil: borrowing PythonGIL) throws -> PythonObject {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            throw PythonError(code: .conversion, typeName: "OSError", message: "cannot open \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { close(descriptor) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else {
+            throw PythonError(code: .conversion, typeName: "OSError", message: "cannot stat \(path): \(String(cString: strerror(errno)))")
+        }
+        let size = Int(status.st_size)
+        guard let object = PyUnicode_New(size, 127) else { throw PythonError.fetch(gil, code: .conversion) }
+        let ascii = PythonObject(owning: object)
+        let buffer = UnsafeMutableRawBufferPointer(start: rlm_unicode_data(object), count: size)
+        let failure: Int32? = gil.allowThreads {
+            var offset = 0
+            while offset < size {
+                let count = read(descriptor, buffer.baseAddress! + offset, size - offset)
+                if count < 0 && errno == EINTR { continue }
+                if count < 0 { return errno }
+                if count == 0 { return EIO }
+                offset += count
+            }
+            return nil
+        }
+        if let failure {
+            throw PythonError(code: .conversion, typeName: "OSError", message: "cannot read \(path): \(String(cString: strerror(failure)))")
+        }
+        if isASCII(UnsafeRawBufferPointer(buffer)) { return ascii }
+        return try makePythonString(utf8: UnsafeRawBufferPointer(buffer), gil)
+    }
+
     /// Creates a `str` from UTF-8 bytes, for example a file's contents.
     ///
     /// Invalid UTF-8 throws ``PythonError/Code/conversion`` whose message names the byte offset.

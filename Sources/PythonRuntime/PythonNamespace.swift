@@ -114,6 +114,14 @@ public final class PythonNamespace: Sendable {
         }
     }
 
+    /// Binds `name` to the text of a UTF-8 file, read straight into the new `str`
+    /// (see ``PythonObject/string(contentsOfFile:_:)``).
+    public func setString(_ name: String, contentsOfFile path: String) async throws {
+        try await withGIL { gil, globals in
+            try globals.setItem(name, try PythonObject.string(contentsOfFile: path, gil), gil)
+        }
+    }
+
     /// The value bound to `name` in the globals, or `nil` if there is none.
     public func value(of name: String) async throws -> PythonValue? {
         try await withGIL { gil, globals in

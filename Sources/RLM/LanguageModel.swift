@@ -90,9 +90,23 @@ public protocol LanguageModel: Sendable {
 
     /// The name usage and prices are recorded under. Defaults to the type's name.
     var modelName: String { get }
+
+    /// Like ``complete(_:)``, calling `onText` with each piece of the reply as it arrives.
+    ///
+    /// The default calls ``complete(_:)`` and passes the whole reply once; models that can stream
+    /// (server-sent events) override it. The engine uses it for the root model's turns when
+    /// ``RLMConfiguration/streamRootReplies`` is on.
+    func complete(_ messages: [ChatMessage], onText: @escaping @Sendable (String) -> Void) async throws -> ModelResponse
 }
 
 extension LanguageModel {
     /// The type's name.
     public var modelName: String { String(describing: Self.self) }
+
+    /// Calls ``complete(_:)`` and passes the whole reply to `onText` once.
+    public func complete(_ messages: [ChatMessage], onText: @escaping @Sendable (String) -> Void) async throws -> ModelResponse {
+        let response = try await complete(messages)
+        onText(response.text)
+        return response
+    }
 }

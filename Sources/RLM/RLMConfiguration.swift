@@ -38,6 +38,9 @@ public struct RLMConfiguration: Sendable {
     public var tools: [RLMTool]
     /// Extra instructions appended to the system prompt. Defaults to `nil`.
     public var extraInstructions: String?
+    /// Stream the root model's replies into the event stream as ``RLMEvent/Kind/modelReplyDelta(iteration:text:)``
+    /// events while they arrive (for models that stream). Defaults to `false`.
+    public var streamRootReplies: Bool = false
 
     /// Creates a configuration with the defaults above.
     public init(

@@ -12,7 +12,8 @@ public enum RLMContext: Sendable {
     case json(PythonValue)
     /// `bytes`.
     case bytes(Data)
-    /// A UTF-8 text file, memory-mapped and copied once, straight into the Python `str`.
+    /// A UTF-8 text file, read straight into the Python `str`: one copy, and for ASCII text no
+    /// more memory than the file's size.
     case file(URL)
 
     /// Binds the context to `names` in the namespace (the first binding is made, the others
@@ -42,18 +43,13 @@ public enum RLMContext: Sendable {
             try await namespace.set(name, to: data)
             return "a bytes object of \(data.count) bytes"
         case .file(let url):
-            let data: Data
             do {
-                data = try Data(contentsOf: url, options: .alwaysMapped)
-            } catch {
-                throw RLMError(code: .invalidContext, message: "cannot read the context file \(url.path): \(error.localizedDescription)")
-            }
-            do {
-                try await namespace.setString(name, utf8: data)
+                try await namespace.setString(name, contentsOfFile: url.path)
             } catch let error as PythonError where error.code == .conversion {
-                throw RLMError(code: .invalidContext, message: "the context file \(url.path) is not UTF-8 text: \(error.message)")
+                let problem = error.typeName == "OSError" ? error.message : "it is not UTF-8 text: \(error.message)"
+                throw RLMError(code: .invalidContext, message: "cannot use the context file \(url.path): \(problem)")
             }
-            let characters = try await namespace.evaluate("len(\(name))").intValue ?? data.count
+            let characters = try await namespace.evaluate("len(\(name))").intValue ?? 0
             return "a str of \(characters) characters (read from \(url.lastPathComponent))"
         }
     }

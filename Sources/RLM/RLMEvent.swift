@@ -12,6 +12,8 @@ public struct RLMEvent: Sendable {
         case nodeStarted(query: String?, context: String)
         /// A model turn began.
         case iterationStarted(iteration: Int)
+        /// A piece of the root model's reply, as it streams in (see ``RLMConfiguration/streamRootReplies``).
+        case modelReplyDelta(iteration: Int, text: String)
         /// The node's model replied.
         case modelReplied(iteration: Int, text: String, usage: TokenUsage, latency: Duration)
         /// A code cell ran.

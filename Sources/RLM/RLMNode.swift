@@ -102,7 +102,12 @@ final class RLMNode: Sendable {
                 let start = ContinuousClock.now
                 let response: ModelResponse
                 do {
-                    response = try await tree.call(model, messages, depth: info.depth, limited: info.depth > 0)
+                    let info = self.info
+                    var stream: (@Sendable (String) -> Void)?
+                    if configuration.streamRootReplies && info.depth == 0 {
+                        stream = { @Sendable text in events.emit(info, .modelReplyDelta(iteration: iteration, text: text)) }
+                    }
+                    response = try await tree.call(model, messages, depth: info.depth, limited: info.depth > 0, onText: stream)
                 } catch var error as RLMError {
                     error.partialAnswer = loop.bestAnswer
                     if let limit = error.limit { events.emit(info, .limitReached(limit: limit, partialAnswer: loop.bestAnswer)) }

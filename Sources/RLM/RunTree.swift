@@ -36,20 +36,24 @@ final class RunTree: Sendable {
     /// `onStart` runs once the call really starts (permit held, budget reserved).
     func call(
         _ model: any LanguageModel, _ messages: [ChatMessage], depth: Int, limited: Bool, force: Bool = false,
-        onStart: () -> Void = {}
+        onText: (@Sendable (String) -> Void)? = nil, onStart: () -> Void = {}
     ) async throws -> ModelResponse {
+        func send() async throws -> ModelResponse {
+            if let onText { return try await model.complete(messages, onText: onText) }
+            return try await model.complete(messages)
+        }
         let response: ModelResponse
         if limited {
             // Reserve once a permit is held, so calls still queued when a limit trips never count.
             response = try await subcallPermits.withPermit {
                 try tracker.reserveCall(force: force)
                 onStart()
-                return try await model.complete(messages)
+                return try await send()
             }
         } else {
             try tracker.reserveCall(force: force)
             onStart()
-            response = try await model.complete(messages)
+            response = try await send()
         }
         _ = tracker.record(model: model.modelName, depth: depth, tokens: response.usage)
         return response
@@ -64,11 +68,11 @@ final class RunTree: Sendable {
         var start = ContinuousClock.now
         var started = false
         do {
-            let response = try await call(model, messages, depth: node.depth + 1, limited: true) {
+            let response = try await call(model, messages, depth: node.depth + 1, limited: true, onStart: {
                 started = true
                 start = .now
                 events.emit(node, .subcallStarted(callID: callID, model: model.modelName, prompt: promptText))
-            }
+            })
             events.emit(node, .subcallFinished(
                 callID: callID, model: model.modelName, response: response.text, usage: response.usage,
                 latency: .now - start, error: nil))

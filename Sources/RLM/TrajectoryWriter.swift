@@ -23,8 +23,9 @@ public final class TrajectoryWriter: Sendable {
         self.maxTextCharacters = maxTextCharacters
     }
 
-    /// Appends one event.
+    /// Appends one event. Streamed reply pieces are not written: the whole reply follows.
     public func write(_ event: RLMEvent) {
+        if case .modelReplyDelta = event.kind { return }
         guard var line = try? JSONSerialization.data(withJSONObject: Self.object(for: event, limit: maxTextCharacters), options: [.sortedKeys]) else {
             return
         }
@@ -72,6 +73,10 @@ public final class TrajectoryWriter: Sendable {
         case .iterationStarted(let iteration):
             object["type"] = "iteration_started"
             object["iteration"] = iteration
+        case .modelReplyDelta(let iteration, let text):
+            object["type"] = "model_reply_delta"
+            object["iteration"] = iteration
+            object["text"] = text
         case .modelReplied(let iteration, let text, let tokens, let latency):
             object["type"] = "model_reply"
             object["iteration"] = iteration

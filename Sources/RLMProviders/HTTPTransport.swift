@@ -90,6 +90,23 @@ struct HTTPTransport: Sendable {
     }
 
     func post(path: String, headers: [(String, String)], body: Data) async throws -> Data {
+        try await send(path: path, headers: headers, body: body) { response, _ in
+            Data(buffer: try await response.body.collect(upTo: 64 << 20))
+        }
+    }
+
+    /// Marks that part of a streamed body reached the caller: from then on a failure is not retried.
+    final class Delivery: @unchecked Sendable {
+        private(set) var started = false
+        func start() { started = true }
+    }
+
+    /// POSTs and hands a successful (2xx) response to `consume`. Failures are retried by the
+    /// policy, unless `consume` already delivered part of the body.
+    func send<T>(
+        path: String, headers: [(String, String)], body: Data,
+        consume: (HTTPClientResponse, Delivery) async throws -> T
+    ) async throws -> T {
         let url = baseURL + path
         var attempt = 0
         while true {
@@ -103,11 +120,16 @@ struct HTTPTransport: Sendable {
                 for (name, value) in headers { request.headers.add(name: name, value: value) }
                 request.body = .bytes(ByteBuffer(data: body))
                 let response = try await client.execute(request, timeout: .nanoseconds(Int64(Self.nanoseconds(timeout))))
-                let buffer = try await response.body.collect(upTo: 64 << 20)
-                let data = Data(buffer: buffer)
                 let status = Int(response.status.code)
-                if (200..<300).contains(status) { return data }
-                let reason = Self.serverMessage(data)
+                if (200..<300).contains(status) {
+                    let delivery = Delivery()
+                    do {
+                        return try await consume(response, delivery)
+                    } catch where delivery.started {
+                        throw DeliveredFailure(underlying: error)
+                    }
+                }
+                let reason = Self.serverMessage(Data(buffer: try await response.body.collect(upTo: 1 << 20)))
                 switch status {
                 case 401, 403:
                     throw ProviderError(code: .authentication, message: "\(baseURL) rejected the credentials (HTTP \(status)): check the API key\(reason)", statusCode: status)
@@ -125,6 +147,9 @@ struct HTTPTransport: Sendable {
                 }
             } catch let error as ProviderError {
                 throw error
+            } catch let failure as DeliveredFailure {
+                if failure.underlying is CancellationError || Task.isCancelled { throw CancellationError() }
+                throw ProviderError(code: .unreachable, message: "the stream from \(baseURL) broke off: \(failure.underlying)")
             } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .writeTimeout {
                 failure = ProviderError(code: .timeout, message: "\(baseURL) did not answer within \(timeout) (the request timeout)")
             } catch let error as HTTPClientError where error == .cancelled {
@@ -154,6 +179,10 @@ struct HTTPTransport: Sendable {
             attempt += 1
             try await Task.sleep(for: wait)
         }
+    }
+
+    private struct DeliveredFailure: Error {
+        var underlying: any Error
     }
 
     static func nanoseconds(_ duration: Duration) -> UInt64 {

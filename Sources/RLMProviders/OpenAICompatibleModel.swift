@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import Logging
+import NIOCore
 import RLM
 
 /// A model behind an OpenAI-compatible Chat Completions API: OpenAI, vLLM, Ollama, llama.cpp
@@ -74,6 +75,48 @@ public struct OpenAICompatibleModel: LanguageModel {
     }
 
     public func complete(_ messages: [ChatMessage]) async throws -> ModelResponse {
+        let (headers, body) = request(messages, stream: false)
+        let data = try await transport.post(path: "/chat/completions", headers: headers, body: body)
+        return try Self.parse(data, baseURL: transport.baseURL)
+    }
+
+    /// Streams the reply with server-sent events (`"stream": true`), passing each piece to `onText`.
+    /// Usage comes from the final chunk (`stream_options.include_usage`).
+    public func complete(_ messages: [ChatMessage], onText: @escaping @Sendable (String) -> Void) async throws -> ModelResponse {
+        let (headers, body) = request(messages, stream: true)
+        let baseURL = transport.baseURL
+        return try await transport.send(path: "/chat/completions", headers: headers, body: body) { response, delivery in
+            var parser = ServerSentEvents()
+            var text = ""
+            var usage = TokenUsage()
+            var sawData = false
+            func handle(_ payload: String) throws {
+                guard payload != "[DONE]" else { return }
+                guard let object = try? JSONSerialization.jsonObject(with: Data(payload.utf8)) as? [String: Any] else {
+                    throw ProviderError(code: .malformedResponse, message: "\(baseURL) sent a stream event that is not JSON: \(payload.prefix(200))")
+                }
+                sawData = true
+                if let choices = object["choices"] as? [[String: Any]], let delta = choices.first?["delta"] as? [String: Any],
+                    let piece = delta["content"] as? String, !piece.isEmpty
+                {
+                    delivery.start()
+                    text += piece
+                    onText(piece)
+                }
+                if let reported = object["usage"] as? [String: Any] { usage = Self.usage(reported) }
+            }
+            for try await chunk in response.body {
+                for payload in parser.feed(String(buffer: chunk)) { try handle(payload) }
+            }
+            for payload in parser.finish() { try handle(payload) }
+            guard sawData else {
+                throw ProviderError(code: .malformedResponse, message: "\(baseURL) answered a streaming request without any events")
+            }
+            return ModelResponse(text: text, usage: usage)
+        }
+    }
+
+    private func request(_ messages: [ChatMessage], stream: Bool) -> ([(String, String)], Data) {
         var body: [String: Any] = [
             "model": configuration.model,
             "messages": messages.map { ["role": $0.role.rawValue, "content": $0.content] },
@@ -82,10 +125,21 @@ public struct OpenAICompatibleModel: LanguageModel {
         if let maxTokens = configuration.maxTokens { body["max_tokens"] = maxTokens }
         if let seed = configuration.seed { body["seed"] = seed }
         if let effort = configuration.reasoningEffort { body["reasoning_effort"] = effort }
+        if stream {
+            body["stream"] = true
+            body["stream_options"] = ["include_usage": true]
+        }
         var headers = configuration.extraHeaders.map { ($0.key, $0.value) }
         if let apiKey { headers.append(("authorization", "Bearer \(apiKey.value)")) }
-        let data = try await transport.post(path: "/chat/completions", headers: headers, body: try JSONSerialization.data(withJSONObject: body))
-        return try Self.parse(data, baseURL: transport.baseURL)
+        return (headers, (try? JSONSerialization.data(withJSONObject: body)) ?? Data())
+    }
+
+    static func usage(_ usage: [String: Any]) -> TokenUsage {
+        let details = usage["prompt_tokens_details"] as? [String: Any] ?? [:]
+        return TokenUsage(
+            inputTokens: usage["prompt_tokens"] as? Int ?? 0,
+            outputTokens: usage["completion_tokens"] as? Int ?? 0,
+            cachedInputTokens: details["cached_tokens"] as? Int ?? 0)
     }
 
     static func parse(_ data: Data, baseURL: String) throws -> ModelResponse {
@@ -95,11 +149,6 @@ public struct OpenAICompatibleModel: LanguageModel {
             throw ProviderError(code: .malformedResponse, message: "\(baseURL) answered, but not with a chat completion: \(String(decoding: data.prefix(200), as: UTF8.self))")
         }
         let text = message["content"] as? String ?? ""
-        let usage = object["usage"] as? [String: Any] ?? [:]
-        let details = usage["prompt_tokens_details"] as? [String: Any] ?? [:]
-        return ModelResponse(text: text, usage: TokenUsage(
-            inputTokens: usage["prompt_tokens"] as? Int ?? 0,
-            outputTokens: usage["completion_tokens"] as? Int ?? 0,
-            cachedInputTokens: details["cached_tokens"] as? Int ?? 0))
+        return ModelResponse(text: text, usage: usage(object["usage"] as? [String: Any] ?? [:]))
     }
 }

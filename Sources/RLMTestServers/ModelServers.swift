@@ -11,6 +11,8 @@ public enum ModelServers {
         public var messages: [(role: String, content: String)]
         /// The HTTP request.
         public var http: ScriptedHTTPServer.Request
+        /// Whether the client asked for server-sent events (`"stream": true`).
+        public var stream: Bool
         /// The last user message.
         public var prompt: String { messages.last(where: { $0.role == "user" })?.content ?? "" }
     }
@@ -31,7 +33,7 @@ public enum ModelServers {
                 messages.append((role, blocks.compactMap { $0["text"] as? String }.joined()))
             }
         }
-        return ChatRequest(model: object["model"] as? String ?? "", messages: messages, http: request)
+        return ChatRequest(model: object["model"] as? String ?? "", messages: messages, http: request, stream: object["stream"] as? Bool ?? false)
     }
 
     /// An OpenAI Chat Completions response body.
@@ -46,6 +48,24 @@ public enum ModelServers {
             ],
         ]
         return (try? JSONSerialization.data(withJSONObject: object)) ?? Data()
+    }
+
+    /// An OpenAI streaming body: one `chat.completion.chunk` event per piece of `text` (split
+    /// every `pieceLength` characters), a usage chunk, and `[DONE]`.
+    public static func openAIStreamBody(text: String, request: ChatRequest, pieceLength: Int = 3) -> Data {
+        var events: [String] = []
+        var rest = Substring(text)
+        while !rest.isEmpty {
+            let piece = rest.prefix(pieceLength)
+            rest = rest.dropFirst(pieceLength)
+            let chunk: [String: Any] = ["object": "chat.completion.chunk", "choices": [["index": 0, "delta": ["content": String(piece)]]]]
+            events.append(String(decoding: (try? JSONSerialization.data(withJSONObject: chunk)) ?? Data(), as: UTF8.self))
+        }
+        let input = request.messages.reduce(0) { $0 + tokens($1.content) }
+        let usage: [String: Any] = ["object": "chat.completion.chunk", "choices": [], "usage": ["prompt_tokens": input, "completion_tokens": tokens(text)]]
+        events.append(String(decoding: (try? JSONSerialization.data(withJSONObject: usage)) ?? Data(), as: UTF8.self))
+        events.append("[DONE]")
+        return Data(events.map { "data: \($0)\r\n\r\n" }.joined().utf8)
     }
 
     /// An Anthropic Messages response body, with a thinking block before the text.
@@ -70,6 +90,9 @@ public enum ModelServers {
                 return .respond(status: 404, body: Data(#"{"error":{"message":"not found"}}"#.utf8))
             }
             let text = await reply(request)
+            if request.stream {
+                return .respond(status: 200, headers: ["content-type": "text/event-stream"], body: openAIStreamBody(text: text, request: request), delay: latency)
+            }
             return .respond(status: 200, body: openAIBody(text: text, request: request), delay: latency)
         }
     }

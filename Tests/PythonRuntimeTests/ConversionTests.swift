@@ -83,6 +83,35 @@ struct ConversionTests {
         await namespace.close()
     }
 
+    @Test("a file is read straight into a str: ASCII, UTF-8, invalid UTF-8, missing")
+    func files() async throws {
+        let namespace = try await PythonNamespace()
+        let directory = FileManager.default.temporaryDirectory
+        let ascii = directory.appendingPathComponent("rlm-ascii-\(UUID().uuidString).txt")
+        let utf8 = directory.appendingPathComponent("rlm-utf8-\(UUID().uuidString).txt")
+        let invalid = directory.appendingPathComponent("rlm-invalid-\(UUID().uuidString).txt")
+        try Data("plain ascii\n".utf8).write(to: ascii)
+        try Data("naïve 漢字 🐍".utf8).write(to: utf8)
+        try Data([0x61, 0x62, 0xFF, 0x63]).write(to: invalid)
+        defer { for url in [ascii, utf8, invalid] { try? FileManager.default.removeItem(at: url) } }
+        try await namespace.setString("a", contentsOfFile: ascii.path)
+        try await namespace.setString("u", contentsOfFile: utf8.path)
+        #expect(try await namespace.value(of: "a") == "plain ascii\n")
+        #expect(try await namespace.value(of: "u") == "naïve 漢字 🐍")
+        #expect(try await namespace.execute("print(len(u), a.isascii())").stdout == "10 True\n")
+        await #expect {
+            try await namespace.setString("x", contentsOfFile: invalid.path)
+        } throws: { error in
+            (error as? PythonError)?.code == .conversion && (error as? PythonError)?.message.contains("position 2") == true
+        }
+        await #expect {
+            try await namespace.setString("x", contentsOfFile: "/nonexistent/file")
+        } throws: { error in
+            (error as? PythonError)?.message.contains("cannot open /nonexistent/file") == true
+        }
+        await namespace.close()
+    }
+
     @Test("lone surrogates become U+FFFD instead of failing")
     func loneSurrogates() async throws {
         let namespace = try await PythonNamespace()
