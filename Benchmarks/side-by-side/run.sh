@@ -7,7 +7,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 reps="${1:-5}"
 work="$(mktemp -d)"
-trap 'kill $server_pid 2>/dev/null || true; rm -rf "$work"' EXIT
+server_pid=""
+trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"' EXIT
 
 venv="${RLM_REFERENCE_VENV:-$root/.build-reference-venv}"
 if [ ! -x "$venv/bin/python" ]; then
@@ -32,7 +33,9 @@ plan=(
   "depth-2 0 5 $reps"
   "concurrent-64 50 1 $reps"
 )
-results="$work/results.jsonl"
+mkdir -p "$root/.build-side-by-side"
+results="$root/.build-side-by-side/results.jsonl"
+: > "$results"
 for line in "${plan[@]}"; do
     read -r scenario latency per processes <<< "$line"
     PYTHONPATH="$here" python3 -c "import sys; from scenarios import SCENARIOS; open(sys.argv[1], 'w').write(SCENARIOS[sys.argv[2]]['context']())" "$work/context.txt" "$scenario"
@@ -43,7 +46,12 @@ for line in "${plan[@]}"; do
             else
                 cmd=(env PYTHONPATH="$here" "$venv/bin/python" "$here/ref_runner.py" "$scenario" "$base" "$work/context.txt" "$per" "$latency")
             fi
-            /usr/bin/time -f "%M" -o "$work/rss" "${cmd[@]}" > "$work/out" 2> "$work/err" || { echo "$impl $scenario failed:" >&2; tail -5 "$work/err" >&2; continue; }
+            echo "side-by-side: $scenario, $impl, process $i of $processes" >&2
+            if ! /usr/bin/time -f "%M" -o "$work/rss" "${cmd[@]}" > "$work/out" 2> "$work/err" || [ ! -s "$work/out" ]; then
+                echo "side-by-side: $impl $scenario failed:" >&2
+                tail -5 "$work/err" >&2
+                continue
+            fi
             python3 - "$impl" "$scenario" "$latency" "$work/out" "$work/rss" >> "$results" <<'PY'
 import json, sys
 impl, scenario, latency, out, rss = sys.argv[1:]
@@ -53,5 +61,20 @@ PY
         done
     done
 done
-PYTHONPATH="$here" python3 "$here/report.py" "$results" > "$root/docs/benchmarks-side-by-side.md"
+# The server's own cost per request, from a bare keep-alive client: the floor under every
+# per-call figure, subtracted to get each implementation's overhead.
+python3 - "$base" > "$work/floor" <<'PY'
+import http.client, json, sys, time, urllib.parse
+url = urllib.parse.urlparse(sys.argv[1])
+connection = http.client.HTTPConnection(url.hostname, url.port)
+body = json.dumps({"model": "sub@0", "messages": [{"role": "user", "content": "q"}]})
+def call():
+    connection.request("POST", url.path + "/chat/completions", body, {"content-type": "application/json"})
+    connection.getresponse().read()
+for _ in range(50): call()
+start = time.perf_counter()
+for _ in range(1000): call()
+print((time.perf_counter() - start) / 1000)
+PY
+PYTHONPATH="$here" python3 "$here/report.py" "$results" "$(cat "$work/floor")" > "$root/docs/benchmarks-side-by-side.md"
 cat "$root/docs/benchmarks-side-by-side.md"

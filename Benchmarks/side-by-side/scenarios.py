@@ -5,6 +5,9 @@ assistant messages in the request). Sub-calls answer deterministically."""
 
 NEEDLE = "the secret code is 7XK-42QZ"
 
+# Scenarios whose runners do one untimed run first (interpreter start-up, first connections).
+WARM = {"batch-16", "batch-256", "depth-2", "concurrent-64"}
+
 THREE_TURNS = [
     "```repl\nprint(len(context))\n```",
     "```repl\nx = llm_query('say ok')\nprint(x)\n```",
