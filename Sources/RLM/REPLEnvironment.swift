@@ -30,6 +30,15 @@ final class REPLEnvironment: Sendable {
         try await namespace.executePrivately("RESERVED = (\(reserved),)\n" + Self.support)
     }
 
+    /// A REPL for one node, with the protocol's functions bound through `binding` and the
+    /// configuration's tools, output limit and cell timeout.
+    convenience init(name: String, configuration: RLMConfiguration, binding: REPLBinding) async throws {
+        try await self.init(
+            name: name, maxOutputCharacters: configuration.maxOutputCharacters, execTimeout: configuration.execTimeout,
+            functions: binding.functions(tools: configuration.tools, maxDepth: configuration.maxDepth),
+            extraReserved: configuration.tools.map(\.name))
+    }
+
     /// Binds a context as `context_<index>` and makes `context` point to it.
     func addContext(_ context: RLMContext, index: Int) async throws -> String {
         let description = try await context.load(into: namespace, as: "context_\(index)")

@@ -60,10 +60,7 @@ public struct RLM: Sendable {
         let binding = REPLBinding(node: info)
         let repl: REPLEnvironment
         do {
-            repl = try await REPLEnvironment(
-                name: "rlm0", maxOutputCharacters: configuration.maxOutputCharacters, execTimeout: configuration.execTimeout,
-                functions: binding.functions(tools: configuration.tools, maxDepth: configuration.maxDepth),
-                extraReserved: configuration.tools.map(\.name))
+            repl = try await REPLEnvironment(name: "rlm0", configuration: configuration, binding: binding)
         } catch let error as PythonError {
             throw RLMError(code: .pythonFailed, message: "the Python REPL could not start: \(error)")
         }

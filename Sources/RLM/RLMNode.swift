@@ -38,11 +38,7 @@ final class RLMNode: Sendable {
     func runFresh(query: String?, context: RLMContext) async throws -> NodeOutcome {
         let configuration = tree.configuration
         let binding = REPLBinding(node: info, tree: tree)
-        let repl = try await REPLEnvironment(
-            name: "rlm\(info.id)", maxOutputCharacters: configuration.maxOutputCharacters,
-            execTimeout: configuration.execTimeout,
-            functions: binding.functions(tools: configuration.tools, maxDepth: configuration.maxDepth),
-            extraReserved: configuration.tools.map(\.name))
+        let repl = try await REPLEnvironment(name: "rlm\(info.id)", configuration: configuration, binding: binding)
         do {
             let description = try await repl.addContext(context, index: 0)
             let outcome = try await run(query: query, contextDescription: description, repl: repl, persistent: false)

@@ -41,10 +41,7 @@ public actor RLMSession {
     private func prepare() async throws -> (REPLEnvironment, REPLBinding) {
         if let repl { return repl }
         let binding = REPLBinding(node: NodeInfo(id: 0, parentID: nil, depth: 0))
-        let environment = try await REPLEnvironment(
-            name: "session", maxOutputCharacters: configuration.maxOutputCharacters, execTimeout: configuration.execTimeout,
-            functions: binding.functions(tools: configuration.tools, maxDepth: configuration.maxDepth),
-            extraReserved: configuration.tools.map(\.name))
+        let environment = try await REPLEnvironment(name: "session", configuration: configuration, binding: binding)
         repl = (environment, binding)
         return (environment, binding)
     }
