@@ -13,7 +13,6 @@ enum Bootstrap {
         let endCapture: UnsafeMutablePointer<PyObject>
         let compileCell: UnsafeMutablePointer<PyObject>
         let formatException: UnsafeMutablePointer<PyObject>
-        let formatExceptionOnly: UnsafeMutablePointer<PyObject>
         let executionInterrupted: UnsafeMutablePointer<PyObject>
         let builtins: UnsafeMutablePointer<PyObject>
     }
@@ -190,13 +189,6 @@ def format_exception(exc):
         return type(exc).__name__ + ": <exception could not be formatted>\n"
 
 
-def format_exception_only(exc):
-    try:
-        return "".join(traceback.format_exception_only(type(exc), exc))
-    except BaseException:
-        return type(exc).__name__ + ": <exception could not be formatted>\n"
-
-
 # time.sleep in short slices, so that a stop request reaches a sleeping cell promptly.
 _real_sleep = _time.sleep
 
@@ -246,7 +238,6 @@ sys.stderr = _Router(1, "<stderr>")
             endCapture: try get("end_capture"),
             compileCell: try get("compile_cell"),
             formatException: try get("format_exception"),
-            formatExceptionOnly: try get("format_exception_only"),
             executionInterrupted: try get("ExecutionInterrupted"),
             builtins: builtins
         )

@@ -7,7 +7,7 @@ extension PythonError {
     }
 
     /// ``fetch(_:code:)`` for start-up code that has the GIL but no token yet.
-    static func fetchRaw(code: Code = .exception, formatTraceback: Bool = true) -> PythonError {
+    static func fetchRaw(code: Code = .exception) -> PythonError {
         var type: UnsafeMutablePointer<PyObject>?
         var value: UnsafeMutablePointer<PyObject>?
         var traceback: UnsafeMutablePointer<PyObject>?
@@ -25,15 +25,13 @@ extension PythonError {
             return PythonError(code: code, message: "unknown Python error (no exception value)")
         }
         if let traceback { PyException_SetTraceback(value, traceback) }
-        return describe(exception: value, code: code, formatTraceback: formatTraceback)
+        return describe(exception: value, code: code)
     }
 
     /// Describes an exception object without touching the error indicator.
     static func describe(
         exception value: UnsafeMutablePointer<PyObject>,
-        code: Code = .exception,
-        formatTraceback: Bool = true,
-        onlyLastLine: Bool = false
+        code: Code = .exception
     ) -> PythonError {
         let typeName = String(cString: rlm_type_name(value))
         let shortName = typeName.split(separator: ".").last.map(String.init) ?? typeName
@@ -46,9 +44,8 @@ extension PythonError {
             message = "<exception message could not be printed>"
         }
         var formatted = ""
-        if formatTraceback, let handles = Bootstrap.handles {
-            let formatter = onlyLastLine ? handles.formatExceptionOnly : handles.formatException
-            if let text = PyObject_CallOneArg(formatter, value) {
+        if let handles = Bootstrap.handles {
+            if let text = PyObject_CallOneArg(handles.formatException, value) {
                 formatted = lossyString(text)
                 rlm_decref(text)
             } else {

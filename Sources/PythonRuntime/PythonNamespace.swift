@@ -248,10 +248,9 @@ public final class PythonNamespace: Sendable {
             do {
                 compiled = try PythonObject(borrowing: handles.compileCell).call(
                     [try code.makePythonObject(gil), try filename.makePythonObject(gil)], gil)
-            } catch var syntaxError as PythonError {
+            } catch let syntaxError as PythonError {
                 compiled = nil
                 status = .failed
-                syntaxError.traceback = syntaxError.traceback.isEmpty ? "" : syntaxError.traceback
                 error = syntaxError
             }
             if let compiled {

@@ -136,14 +136,13 @@ struct Run: AsyncParsableCommand {
         let url = try ContextFile.check(contextFile)
         let prices = try Self.parsePrices(price)
         let root = try makeModel(model)
-        var configuration = RLMConfiguration(
+        let configuration = RLMConfiguration(
             rootModel: root, subModel: try subModel.map(makeModel), maxDepth: maxDepth, maxIterations: maxIterations,
             execTimeout: .milliseconds(Int64(execTimeout * 1000)), maxConcurrentSubcalls: maxConcurrency,
             budget: Budget(
                 maxModelCalls: maxCalls, maxTokens: maxTokens, maxCostUSD: maxCost,
                 deadline: deadline.map { .milliseconds(Int64($0 * 1000)) }, prices: prices),
             finalAnswerOnLimit: finalAnswerOnLimit)
-        configuration.models = [:]
         let writer = try trajectory.map { try TrajectoryWriter(url: URL(fileURLWithPath: $0)) }
         defer { writer?.close() }
         let progress = ProgressDisplay(enabled: !quiet, prices: prices)
