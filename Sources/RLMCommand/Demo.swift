@@ -55,12 +55,11 @@ struct Demo: AsyncParsableCommand {
         switch outcome {
         case .success(let result):
             print(result.answer)
-            let seconds = Double(result.elapsed.components.seconds) + Double(result.elapsed.components.attoseconds) / 1e18
             printError(String(
                 format: "rlm demo: %@ in %d iterations, %d model calls (%d sub-calls), %d tokens, %.2f s. Trajectory: %@ (try `rlm view %@ --output demo.html`)",
                 result.answer == code ? "found the right code" : "WRONG ANSWER (expected \(code))",
                 result.iterations, result.usage.total.calls, result.usage.byModel["scripted-reader"]?.calls ?? 0,
-                result.usage.total.tokens.totalTokens, seconds, trajectory, trajectory))
+                result.usage.total.tokens.totalTokens, result.elapsed.seconds, trajectory, trajectory))
             if result.answer != code { throw ExitStatus.failure }
         case .failure(let error as RLMError):
             printError("rlm demo: \(error.message)")

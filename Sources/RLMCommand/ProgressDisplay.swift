@@ -61,7 +61,7 @@ final class ProgressDisplay: Sendable {
         guard force || now - state.lastDraw >= .milliseconds(100) else { return }
         state.lastDraw = now
         state.drawn = true
-        let elapsed = Double((now - start).components.seconds) + Double((now - start).components.attoseconds) / 1e18
+        let elapsed = (now - start).seconds
         var line = "depth \(state.depth) · iteration \(state.iteration) · sub-calls \(state.inFlight) running, \(state.done) done"
         if state.children > 0 { line += " · \(state.children) child RLMs" }
         line += " · \(state.tokens) tokens"

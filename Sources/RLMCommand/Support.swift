@@ -47,6 +47,11 @@ enum Interruptible {
     }
 }
 
+extension Duration {
+    /// The duration in seconds, for printing.
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
 /// What `rlm` prints on stdout.
 enum Output {
     static func usageObject(_ usage: ModelUsage) -> [String: Any] {
@@ -63,12 +68,11 @@ enum Output {
             if let answer { print(answer) }
             return
         }
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         var object: [String: Any] = [
             "answer": answer ?? NSNull(),
             "complete": complete,
             "usage": ["total": usageObject(usage.total), "by_model": usage.byModel.mapValues(usageObject)],
-            "elapsed_seconds": seconds,
+            "elapsed_seconds": elapsed.seconds,
             "limit": limit?.rawValue ?? NSNull(),
         ]
         object["iterations"] = iterations ?? NSNull()
