@@ -22,32 +22,23 @@ public enum ModelServers {
 
     /// Decodes a chat request body (either API's shape).
     public static func decode(_ request: ScriptedHTTPServer.Request) -> ChatRequest? {
-        guard let object = try? JSONSerialization.jsonObject(with: request.body) as? [String: Any] else { return nil }
+        guard let wire = try? JSONDecoder().decode(WireRequest.self, from: request.body) else { return nil }
         var messages: [(String, String)] = []
-        if let system = object["system"] as? String { messages.append(("system", system)) }
-        for message in object["messages"] as? [[String: Any]] ?? [] {
-            let role = message["role"] as? String ?? ""
-            if let text = message["content"] as? String {
-                messages.append((role, text))
-            } else if let blocks = message["content"] as? [[String: Any]] {
-                messages.append((role, blocks.compactMap { $0["text"] as? String }.joined()))
-            }
+        if let system = wire.system?.text { messages.append(("system", system)) }
+        for message in wire.messages ?? [] {
+            if let text = message.content?.text { messages.append((message.role ?? "", text)) }
         }
-        return ChatRequest(model: object["model"] as? String ?? "", messages: messages, http: request, stream: object["stream"] as? Bool ?? false)
+        return ChatRequest(model: wire.model ?? "", messages: messages, http: request, stream: wire.stream ?? false)
     }
 
     /// An OpenAI Chat Completions response body.
     public static func openAIBody(text: String, request: ChatRequest, cachedTokens: Int = 0) -> Data {
         let input = request.messages.reduce(0) { $0 + tokens($1.content) }
-        let object: [String: Any] = [
-            "id": "chatcmpl-\(request.http.index)", "object": "chat.completion", "model": request.model,
-            "choices": [["index": 0, "message": ["role": "assistant", "content": text], "finish_reason": "stop"]],
-            "usage": [
-                "prompt_tokens": input, "completion_tokens": tokens(text), "total_tokens": input + tokens(text),
-                "prompt_tokens_details": ["cached_tokens": cachedTokens],
-            ],
-        ]
-        return (try? JSONSerialization.data(withJSONObject: object)) ?? Data()
+        let body = WireCompletion(
+            id: "chatcmpl-\(request.http.index)", model: request.model,
+            choices: [.init(message: .init(content: text))],
+            usage: .init(prompt_tokens: input, completion_tokens: tokens(text), total_tokens: input + tokens(text), prompt_tokens_details: .init(cached_tokens: cachedTokens)))
+        return (try? JSONEncoder().encode(body)) ?? Data()
     }
 
     /// An OpenAI streaming body: one `chat.completion.chunk` event per piece of `text` (split
@@ -86,14 +77,89 @@ public enum ModelServers {
     /// An OpenAI-compatible server whose replies come from `reply`, after `latency`.
     public static func openAI(latency: Duration = .zero, reply: @escaping @Sendable (ChatRequest) async -> String) async throws -> ScriptedHTTPServer {
         try await ScriptedHTTPServer.start { http in
-            guard http.path.hasSuffix("/chat/completions"), let request = decode(http) else {
-                return .respond(status: 404, body: Data(#"{"error":{"message":"not found"}}"#.utf8))
-            }
-            let text = await reply(request)
-            if request.stream {
-                return .respond(status: 200, headers: ["content-type": "text/event-stream"], body: openAIStreamBody(text: text, request: request), delay: latency)
-            }
-            return .respond(status: 200, body: openAIBody(text: text, request: request), delay: latency)
+            guard let request = chatRequest(http) else { return notFound }
+            return respond(text: await reply(request), to: request, latency: latency)
         }
     }
+
+    /// An OpenAI-compatible server that answers on its event loop (see
+    /// ``ScriptedHTTPServer/start(port:synchronousHandler:)``), for benchmarks.
+    public static func openAI(port: Int = 0, latency: @escaping @Sendable (ChatRequest) -> Duration, synchronousReply reply: @escaping @Sendable (ChatRequest) -> String) async throws -> ScriptedHTTPServer {
+        try await ScriptedHTTPServer.start(port: port) { http in
+            guard let request = chatRequest(http) else { return notFound }
+            return respond(text: reply(request), to: request, latency: latency(request))
+        }
+    }
+
+    private static func chatRequest(_ http: ScriptedHTTPServer.Request) -> ChatRequest? {
+        http.path.hasSuffix("/chat/completions") ? decode(http) : nil
+    }
+
+    private static let notFound = ScriptedHTTPServer.Action.respond(status: 404, body: Data(#"{"error":{"message":"not found"}}"#.utf8))
+
+    private static func respond(text: String, to request: ChatRequest, latency: Duration) -> ScriptedHTTPServer.Action {
+        if request.stream {
+            return .respond(status: 200, headers: ["content-type": "text/event-stream"], body: openAIStreamBody(text: text, request: request), delay: latency)
+        }
+        return .respond(status: 200, body: openAIBody(text: text, request: request), delay: latency)
+    }
+}
+
+// The wire shapes, decoded and encoded with Codable: JSONSerialization costs ~25 µs per small
+// body on Linux, which would dominate a benchmark server's own cost per request.
+
+private struct WireRequest: Decodable {
+    var model: String?
+    var system: WireContent?
+    var messages: [WireMessage]?
+    var stream: Bool?
+}
+
+private struct WireMessage: Decodable {
+    var role: String?
+    var content: WireContent?
+}
+
+/// A message's content: a string, or (Anthropic) a list of blocks whose texts are joined.
+private struct WireContent: Decodable {
+    var text: String?
+
+    private struct Block: Decodable {
+        var text: String?
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let text = try? container.decode(String.self) {
+            self.text = text
+        } else if let blocks = try? container.decode([Block].self) {
+            text = blocks.compactMap(\.text).joined()
+        }
+    }
+}
+
+private struct WireCompletion: Encodable {
+    struct Choice: Encodable {
+        struct Message: Encodable {
+            var role = "assistant"
+            var content: String
+        }
+        var index = 0
+        var message: Message
+        var finish_reason = "stop"
+    }
+    struct Usage: Encodable {
+        struct Details: Encodable {
+            var cached_tokens: Int
+        }
+        var prompt_tokens: Int
+        var completion_tokens: Int
+        var total_tokens: Int
+        var prompt_tokens_details: Details
+    }
+    var id: String
+    var object = "chat.completion"
+    var model: String
+    var choices: [Choice]
+    var usage: Usage
 }
