@@ -99,6 +99,34 @@ struct ProviderTests {
         try await server.shutdown()
     }
 
+    @Test("the request carries only the settings that are set; replies without content or usage read as empty")
+    func wireFormat() async throws {
+        let bodies = Mutex<[Data]>([])
+        let server = try await ScriptedHTTPServer.start { http in
+            bodies.withLock { $0.append(http.body) }
+            let reply = http.index == 0
+                ? #"{"choices":[{"message":{"role":"assistant","content":null}}],"extra":{"ignored":[1,2]}}"#
+                : #"{"choices":[{"message":{"content":"fine"}}],"usage":{"prompt_tokens":7,"completion_tokens":3}}"#
+            return .respond(status: 200, body: Data(reply.utf8))
+        }
+        let plain = try openAI(server)
+        let empty = try await plain.complete([.system("rules"), .user("hi \"quoted\" \u{1F600}")])
+        #expect(empty.text == "" && empty.usage == TokenUsage())
+        let tuned = try OpenAICompatibleModel(configuration: .init(
+            baseURL: server.baseURL + "/v1", model: "tuned", apiKeyVariable: nil, temperature: 0.5, maxTokens: 64, seed: 7, reasoningEffort: "low"))
+        let answer = try await tuned.complete([.user("x")])
+        #expect(answer.text == "fine" && answer.usage.inputTokens == 7 && answer.usage.outputTokens == 3)
+
+        let sent = try bodies.withLock { $0 }.map { try #require(try JSONSerialization.jsonObject(with: $0) as? [String: Any]) }
+        try #require(sent.count == 2)
+        #expect(Set(sent[0].keys) == ["model", "messages"])
+        let messages = sent[0]["messages"] as? [[String: String]] ?? []
+        #expect(messages == [["role": "system", "content": "rules"], ["role": "user", "content": "hi \"quoted\" \u{1F600}"]])
+        #expect(sent[1]["temperature"] as? Double == 0.5 && sent[1]["max_tokens"] as? Int == 64)
+        #expect(sent[1]["seed"] as? Int == 7 && sent[1]["reasoning_effort"] as? String == "low" && sent[1]["stream"] == nil)
+        try await server.shutdown()
+    }
+
     @Test("an unreachable port says that nothing listens there")
     func unreachable() async throws {
         let server = try await ScriptedHTTPServer.start { http in ok(http) }
@@ -111,6 +139,25 @@ struct ProviderTests {
             guard let error = error as? ProviderError else { return false }
             return error.code == .unreachable && error.message.contains("nothing is listening at \(url)")
         }
+    }
+
+    @Test("a server answering on its event loop honours each request's latency and serves them together")
+    func eventLoopServer() async throws {
+        let server = try await ModelServers.openAI(
+            latency: { $0.model == "slow" ? .milliseconds(300) : .zero },
+            synchronousReply: { "echo:" + $0.prompt })
+        let slow = try OpenAICompatibleModel(configuration: .init(baseURL: server.baseURL + "/v1", model: "slow", apiKeyVariable: nil))
+        let clock = ContinuousClock()
+        let start = clock.now
+        let replies = try await withThrowingTaskGroup(of: String.self) { group in
+            for index in 0..<6 { group.addTask { try await slow.complete([.user("p\(index)")]).text } }
+            return try await group.reduce(into: Set<String>()) { $0.insert($1) }
+        }
+        #expect(clock.now - start >= .milliseconds(300))
+        #expect(replies == Set((0..<6).map { "echo:p\($0)" }))
+        #expect(server.peakConcurrentRequests == 6)
+        #expect(try await openAI(server).complete([.user("now")]).text == "echo:now")
+        try await server.shutdown()
     }
 
     @Test("concurrent requests are in flight together over reused connections")
