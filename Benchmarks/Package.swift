@@ -8,6 +8,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     dependencies: [
         .package(name: "swift-rlm", path: "../"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.0", traits: ["MallocInterposer"]),
     ],
     targets: [
@@ -25,8 +26,14 @@ let package = Package(
             dependencies: [
                 .product(name: "RLM", package: "swift-rlm"),
                 .product(name: "RLMProviders", package: "swift-rlm"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             path: "Benchmarks/SideBySide"
+        ),
+        .executableTarget(
+            name: "ScriptedModelServer",
+            dependencies: [.product(name: "RLMTestServers", package: "swift-rlm")],
+            path: "Benchmarks/ScriptedModelServer"
         ),
         .executableTarget(
             name: "EngineBenchmarks",

@@ -19,7 +19,7 @@ batch = 256 if scenario_name == "batch-256" else 16
 def make():
     return RLM(
         backend="openai",
-        backend_kwargs={"model_name": f"root:{scenario_name}@{latency if concurrent > 1 else 0}", "base_url": base_url, "api_key": "unused"},
+        backend_kwargs={"model_name": f"root:{scenario_name}@{latency if scenario_name.startswith('concurrent-') else 0}", "base_url": base_url, "api_key": "unused"},
         other_backends=["openai"],
         other_backend_kwargs=[{"model_name": f"sub@{latency}", "base_url": base_url, "api_key": "unused"}],
         environment="local",

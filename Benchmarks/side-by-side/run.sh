@@ -15,10 +15,16 @@ if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q "rlms==0.1.3"
 fi
-(cd "$root/Benchmarks" && swift build -c release --product SideBySide >&2)
+(cd "$root/Benchmarks" && swift build -c release --product SideBySide >&2 && swift build -c release --product ScriptedModelServer >&2)
 swift_runner="$root/Benchmarks/.build/release/SideBySide"
 
-python3 "$here/model_server.py" > "$work/port" &
+# The scripted server (Swift, answering on its event loops) plays the trajectories in scenarios.py.
+PYTHONPATH="$here" python3 -c "
+import json, sys
+from scenarios import SCENARIOS
+json.dump({name: {key: value for key, value in s.items() if key in ('turns', 'child_turns')} for name, s in SCENARIOS.items()}, open(sys.argv[1], 'w'))
+" "$work/scenarios.json"
+"$root/Benchmarks/.build/release/ScriptedModelServer" "$work/scenarios.json" > "$work/port" &
 server_pid=$!
 for _ in $(seq 50); do [ -s "$work/port" ] && break; sleep 0.1; done
 base="http://127.0.0.1:$(cat "$work/port")/v1"
@@ -31,6 +37,7 @@ plan=(
   "batch-256 200 1 $reps"
   "sequential-1000 0 1 $reps"
   "depth-2 0 5 $reps"
+  "concurrent-1 50 3 $reps"
   "concurrent-64 50 1 $reps"
 )
 mkdir -p "$root/.build-side-by-side"
@@ -61,20 +68,9 @@ PY
         done
     done
 done
-# The server's own cost per request, from a bare keep-alive client: the floor under every
-# per-call figure, subtracted to get each implementation's overhead.
-python3 - "$base" > "$work/floor" <<'PY'
-import http.client, json, sys, time, urllib.parse
-url = urllib.parse.urlparse(sys.argv[1])
-connection = http.client.HTTPConnection(url.hostname, url.port)
-body = json.dumps({"model": "sub@0", "messages": [{"role": "user", "content": "q"}]})
-def call():
-    connection.request("POST", url.path + "/chat/completions", body, {"content-type": "application/json"})
-    connection.getresponse().read()
-for _ in range(50): call()
-start = time.perf_counter()
-for _ in range(1000): call()
-print((time.perf_counter() - start) / 1000)
-PY
-PYTHONPATH="$here" python3 "$here/report.py" "$results" "$(cat "$work/floor")" > "$root/docs/benchmarks-side-by-side.md"
+# Where one sub-call's time goes, layer by layer, from a bare blocking socket (the floor under
+# every per-call figure: the server, the kernel and the wake-ups) up to OpenAICompatibleModel.
+breakdown="$root/.build-side-by-side/breakdown.json"
+"$swift_runner" breakdown "$base" > "$breakdown"
+PYTHONPATH="$here" python3 "$here/report.py" "$results" "$breakdown" > "$root/docs/benchmarks-side-by-side.md"
 cat "$root/docs/benchmarks-side-by-side.md"

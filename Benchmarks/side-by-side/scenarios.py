@@ -6,7 +6,7 @@ assistant messages in the request). Sub-calls answer deterministically."""
 NEEDLE = "the secret code is 7XK-42QZ"
 
 # Scenarios whose runners do one untimed run first (interpreter start-up, first connections).
-WARM = {"batch-16", "batch-256", "depth-2", "concurrent-64"}
+WARM = {"batch-16", "batch-256", "depth-2", "concurrent-1", "concurrent-64"}
 
 THREE_TURNS = [
     "```repl\nprint(len(context))\n```",
@@ -52,6 +52,12 @@ SCENARIOS = {
         "turns": ["```repl\nr = [rlm_query('child task %d' % i) for i in range(2)]\nanswer['content'] = '+'.join(r)\nanswer['ready'] = True\n```"],
         "child_turns": ["```repl\ny = llm_query('leaf')\nanswer['content'] = 'child:' + y\nanswer['ready'] = True\n```"],
         "answer": "child:ok+child:ok",
+    },
+    # (6) one run like three-turn with the root model's latency too: the yardstick for concurrent-64
+    "concurrent-1": {
+        "context": lambda: "alpha beta gamma " * 100,
+        "turns": THREE_TURNS,
+        "answer": "done:ok",
     },
     # (6) many runs at once (each like three-turn)
     "concurrent-64": {

@@ -2,11 +2,17 @@
 // timings, like Benchmarks/side-by-side/ref_runner.py does for the reference implementation.
 //
 //   SideBySide SCENARIO BASE_URL CONTEXT_FILE REPETITIONS LATENCY_MS
+//   SideBySide breakdown BASE_URL        seconds per call for each layer of a sub-call (Breakdown.swift)
 import Foundation
 import RLM
 import RLMProviders
 
 let arguments = CommandLine.arguments
+if arguments.count == 3, arguments[1] == "breakdown" {
+    let result = try await Breakdown.run(baseURL: arguments[2])
+    print(String(decoding: try JSONSerialization.data(withJSONObject: result), as: UTF8.self))
+    exit(0)
+}
 guard arguments.count == 6, let repetitions = Int(arguments[4]), let latency = Int(arguments[5]) else {
     FileHandle.standardError.write(Data("usage: SideBySide SCENARIO BASE_URL CONTEXT_FILE REPETITIONS LATENCY_MS\n".utf8))
     exit(64)
@@ -18,7 +24,7 @@ let concurrent = scenario == "concurrent-64" ? 64 : 1
 let batch = scenario == "batch-256" ? 256 : 16
 
 let root = try OpenAICompatibleModel(configuration: .init(
-    baseURL: baseURL, model: "root:\(scenario)@\(concurrent > 1 ? latency : 0)", apiKeyVariable: nil))
+    baseURL: baseURL, model: "root:\(scenario)@\(scenario.hasPrefix("concurrent-") ? latency : 0)", apiKeyVariable: nil))
 let sub = try OpenAICompatibleModel(configuration: .init(baseURL: baseURL, model: "sub@\(latency)", apiKeyVariable: nil))
 let rlm = RLM(configuration: RLMConfiguration(
     rootModel: root, subModel: sub, maxDepth: scenario == "depth-2" ? 2 : 1, maxIterations: 10,
@@ -36,7 +42,7 @@ func runOnce() async throws -> [String] {
 }
 
 // The same scenarios as scenarios.py's WARM get one untimed run first.
-if ["batch-16", "batch-256", "depth-2", "concurrent-64"].contains(scenario) {
+if ["batch-16", "batch-256", "depth-2", "concurrent-1", "concurrent-64"].contains(scenario) {
     _ = try await runOnce()
 }
 
