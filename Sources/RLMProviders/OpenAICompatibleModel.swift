@@ -127,7 +127,7 @@ public struct OpenAICompatibleModel: LanguageModel {
     }
 
     // Codable rather than JSONSerialization: on Linux, JSONSerialization spends ~25 µs encoding
-    // even a one-message request (bridging through NSDictionary), a tenth of a local sub-call.
+    // even a one-message request (bridging through NSDictionary); JSONEncoder takes ~4 µs.
     private static let encoder = JSONEncoder()
 
     static func parse(_ data: Data, baseURL: String) throws -> ModelResponse {
