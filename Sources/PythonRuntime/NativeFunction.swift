@@ -51,6 +51,12 @@ extension PythonError: PythonExceptionConvertible {
 /// `async` body (an HTTP call, say) runs as a Swift task while the calling thread waits with the
 /// GIL released, so other Python threads and namespaces keep running; the wait ends early, with
 /// `ExecutionInterrupted` raised in Python, when the execution is stopped or cancelled.
+///
+/// The waiting thread is the task's executor: it runs the task's jobs itself, so a call makes no
+/// round trip through the cooperative thread pool. Child tasks inherit this; give CPU-heavy
+/// children `executorPreference: globalConcurrentExecutor` to spread them over the pool, and,
+/// as anywhere in Swift concurrency, never block one task synchronously on another. Work that is
+/// still pending when the wait ends (a cancelled task finishing) moves to the global executor.
 public struct NativeFunction: Sendable {
     enum Body: Sendable {
         case synchronous(@Sendable (PythonArguments) throws -> PythonValue)
@@ -138,7 +144,7 @@ final class NativeFunctionBox {
         if let reason = control?.register(waiter) { return .failure(reason.error) }
         defer { control?.unregister(waiter) }
         waiter.attach(
-            Task {
+            Task(executorPreference: waiter) {
                 do {
                     waiter.complete(.success(try await body(arguments)))
                 } catch {

@@ -64,10 +64,14 @@ final class REPLBinding: Sendable {
 
     /// Runs `body` on every prompt concurrently; results keep their order and a failed slot
     /// holds `"[error] …"` without failing the others.
+    ///
+    /// A single call's work runs on the calling Python thread while it waits (see
+    /// `NativeFunction`); a batch's calls run on the global concurrent executor instead, so their
+    /// CPU work (bodies to encode and decode) spreads over its threads.
     static func batch(_ prompts: [PythonValue], _ body: @escaping @Sendable (PythonValue) async throws -> String) async -> [PythonValue] {
         await withTaskGroup(of: (Int, String).self) { group in
             for (index, prompt) in prompts.enumerated() {
-                group.addTask {
+                group.addTask(executorPreference: globalConcurrentExecutor) {
                     do {
                         return (index, try await body(prompt))
                     } catch let error as PythonError {

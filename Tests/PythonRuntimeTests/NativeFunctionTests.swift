@@ -92,6 +92,61 @@ struct NativeFunctionTests {
         await other.close()
     }
 
+    /// `pthread_self()` as a Python int.
+    static func threadID() -> PythonValue { .int(Int(bitPattern: UInt(pthread_self()))) }
+
+    @Test("an async native call runs on the calling Python thread, child tasks included")
+    func asyncRunsOnCallingThread() async throws {
+        let namespace = try await PythonNamespace()
+        try await namespace.install(NativeFunction(name: "thread_id", { _ in Self.threadID() }))
+        try await namespace.install(NativeFunction(name: "where", async: { _ in
+            let first = Self.threadID()
+            try await Task.sleep(for: .milliseconds(10))
+            let afterSleep = Self.threadID()
+            let children = await withTaskGroup(of: PythonValue.self) { group in
+                for _ in 0..<4 {
+                    group.addTask {
+                        await Task.yield()
+                        return Self.threadID()
+                    }
+                }
+                return await group.reduce(into: [PythonValue]()) { $0.append($1) }
+            }
+            return .list([first, afterSleep] + children)
+        }))
+        let result = try await namespace.execute("""
+            me = thread_id()
+            print([t == me for t in where()])
+            """, timeout: .seconds(30))
+        #expect(result.stdout == "[True, True, True, True, True, True]\n", "\(result.error?.traceback ?? "")")
+        await namespace.close()
+    }
+
+    @Test("work left over when a waiting call is stopped still runs, elsewhere")
+    func stoppedCallFinishesElsewhere() async throws {
+        let namespace = try await PythonNamespace()
+        let pythonThread = Mutex<PythonValue>(.none)
+        let finished = AsyncStream<Bool>.makeStream()
+        try await namespace.install(NativeFunction(name: "stubborn", async: { _ in
+            pythonThread.withLock { $0 = Self.threadID() }
+            // Ignores cancellation: waits in slices that cannot be cancelled, then reports.
+            for _ in 0..<20 {
+                await withUnsafeContinuation { continuation in
+                    DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(10)) { continuation.resume() }
+                }
+            }
+            finished.continuation.yield(Self.threadID() != pythonThread.withLock { $0 })
+            return .none
+        }))
+        let result = try await namespace.execute("stubborn()", timeout: .milliseconds(50))
+        #expect(result.status == .timedOut)
+        var iterator = finished.stream.makeAsyncIterator()
+        // The rest of the call ran, and not on the namespace's thread, which has moved on.
+        #expect(await iterator.next() == true)
+        #expect(try await namespace.execute("print('still usable')").stdout == "still usable\n")
+        await namespace.close()
+    }
+
     @Test("Python threads can call async native functions concurrently")
     func concurrentCallsFromThreads() async throws {
         let namespace = try await PythonNamespace()
