@@ -1,7 +1,7 @@
 """Turns the runners' results into docs/benchmarks-side-by-side.md: medians, ratios, the goals of
 issue 6 with a verdict computed from this run, and where one sub-call's time goes.
 
-Usage: report.py RESULTS_JSONL BREAKDOWN_JSON"""
+Usage: report.py RESULTS_JSONL BREAKDOWN_JSONL"""
 import json
 import statistics
 import sys
@@ -16,7 +16,12 @@ for line in open(sys.argv[1]):
     cell["times"] += r["times"]
     cell["rss"].append(r["rss_kb"])
     cell["answers"] += r["answers"]
-breakdown = json.load(open(sys.argv[2])) if len(sys.argv) > 2 else {}
+layer_samples = defaultdict(list)
+for line in open(sys.argv[2]) if len(sys.argv) > 2 else []:
+    for layer, values in json.loads(line).items():
+        layer_samples[layer] += values
+breakdown = {layer: statistics.median(values) for layer, values in layer_samples.items()}
+rounds = len(layer_samples.get("socket", []))
 floor = breakdown.get("socket", 0.0)
 
 
@@ -60,15 +65,15 @@ for scenario in SCENARIOS:
 s_call, r_call = med("sequential-1000", "swift") / 1000, med("sequential-1000", "reference") / 1000
 s_over, r_over = s_call - floor, r_call - floor
 print("\n## Where one sub-call's time goes\n")
-print("Measured in one process against the same server, each layer alone, 500 sequential calls per round,")
-print("median of 9 interleaved rounds (`SideBySide breakdown`), next to `llm_query` in sequential-1000.")
-print("Differences under ~30 µs are within this machine's noise.\n")
+print("Measured in one process against the same server (`SideBySide breakdown`): each layer alone, 1,000")
+print(f"sequential calls per layer per round, the layers interleaved, median of {rounds} rounds taken between the")
+print("sequential-1000 runs above. Differences under ~30 µs are within this machine's noise.\n")
 print("| layer | per call | added by this layer |")
 print("| --- | --- | --- |")
 layers = [("bare blocking socket, keep-alive (the floor: server, kernel, wake-ups)", breakdown.get("socket")),
           ("AsyncHTTPClient request and body", breakdown.get("http_client")),
           ("`OpenAICompatibleModel.complete` (adds JSON bodies, retries, errors)", breakdown.get("complete")),
-          ("`llm_query` from Python in swift-rlm (adds the bridge and the engine)", s_call)]
+          ("`llm_query` from Python in swift-rlm (adds the bridge and the engine)", breakdown.get("llm_query"))]
 previous = 0.0
 for name, value in layers:
     if value is None:
@@ -114,16 +119,20 @@ On this machine (a 2-core VM) a context switch costs tens of microseconds of CPU
 cost of a local sub-call is mostly switches. Counted with `getrusage` while profiling: a bare
 blocking socket makes one switch per request; an AsyncHTTPClient request from a task makes about
 eight (the task's executor, the event loop that schedules the deadline, the connection's event loop,
-the body stream, the resumption), and `llm_query` adds two more (the Python thread hands the call
-to a task and waits for it with the GIL released). The engine's own work is small next to that:
-25 µs per call with instant scripted models (`EngineBenchmarks`).
+the body stream, the resumption). `llm_query` runs that task's jobs on the Python thread that waits
+for it, so it adds no hand-off of its own; the engine's own work is 10 µs per call with instant
+scripted models (`EngineBenchmarks`).
 
 What was tried: Codable bodies instead of JSONSerialization (kept; it spent ~25 µs encoding a
-one-message request); starting each sub-call's task on an event loop of the HTTP client (a task
-executor preference), alone and with AsyncHTTPClient's delegate API pinned to that loop (fewer
-switches per request, but no gain in wall time, and 30% slower together; not kept); a bare NIO
-HTTP/1.1 channel with no pool (~175 µs per request against ~320 µs for AsyncHTTPClient in the same
-session, which would put the ratio at roughly 30–40×, still short of 50×).
-Reaching 50× would take an HTTP client that does its I/O on the calling thread without hand-offs;
-the project's standard is to use AsyncHTTPClient (pooling, TLS, HTTP/2, proxies, redirects), so
-that trade is left to the maintainers.""")
+one-message request); running a native call's task on the Python thread that waits for it (kept;
+40–60 µs less per call in an interleaved A/B, and 19 → 2.3 µs for the bridge's async round trip);
+starting each sub-call's task on an event loop of the HTTP client (a task executor preference),
+alone and with AsyncHTTPClient's delegate API pinned to that loop (fewer switches per request, but
+no gain in wall time, and 30% slower together; not kept); a bare NIO HTTP/1.1 channel with no pool
+(~175 µs per request against ~320 µs for AsyncHTTPClient in the same session).
+
+Even that bare channel would leave more than half of the overhead: with it and the JSON bodies and
+engine as they are, the ratio would be near 30–40× on this machine. Reaching 50× would take an HTTP
+client that does its I/O on the calling thread without hand-offs; the project's standard is to use
+AsyncHTTPClient (pooling, TLS, HTTP/2, proxies, redirects), so that trade is left to the
+maintainers.""")

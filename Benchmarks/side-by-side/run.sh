@@ -35,18 +35,25 @@ plan=(
   "needle-40mb 0 1 $reps"
   "batch-16 200 1 $reps"
   "batch-256 200 1 $reps"
-  "sequential-1000 0 1 $reps"
+  "sequential-1000 0 3 $reps"
   "depth-2 0 5 $reps"
   "concurrent-1 50 3 $reps"
   "concurrent-64 50 1 $reps"
 )
 mkdir -p "$root/.build-side-by-side"
 results="$root/.build-side-by-side/results.jsonl"
+breakdown="$root/.build-side-by-side/breakdown.jsonl"
 : > "$results"
+: > "$breakdown"
 for line in "${plan[@]}"; do
     read -r scenario latency per processes <<< "$line"
     PYTHONPATH="$here" python3 -c "import sys; from scenarios import SCENARIOS; open(sys.argv[1], 'w').write(SCENARIOS[sys.argv[2]]['context']())" "$work/context.txt" "$scenario"
     for i in $(seq "$processes"); do
+        if [ "$scenario" = sequential-1000 ]; then
+            # Where one sub-call's time goes, layer by layer, from a bare blocking socket (the floor
+            # under every per-call figure) up to llm_query; interleaved with the runs it explains.
+            "$swift_runner" breakdown "$base" 3 >> "$breakdown"
+        fi
         for impl in swift reference; do
             if [ "$impl" = swift ]; then
                 cmd=("$swift_runner" "$scenario" "$base" "$work/context.txt" "$per" "$latency")
@@ -68,9 +75,5 @@ PY
         done
     done
 done
-# Where one sub-call's time goes, layer by layer, from a bare blocking socket (the floor under
-# every per-call figure: the server, the kernel and the wake-ups) up to OpenAICompatibleModel.
-breakdown="$root/.build-side-by-side/breakdown.json"
-"$swift_runner" breakdown "$base" > "$breakdown"
 PYTHONPATH="$here" python3 "$here/report.py" "$results" "$breakdown" > "$root/docs/benchmarks-side-by-side.md"
 cat "$root/docs/benchmarks-side-by-side.md"

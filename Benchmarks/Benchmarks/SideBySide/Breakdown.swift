@@ -1,7 +1,9 @@
-// Where one sub-call's time goes, measured in this process against the same scripted server:
-// a bare blocking socket (the floor: the server, the kernel and two wake-ups), AsyncHTTPClient on
-// its own, and OpenAICompatibleModel.complete (the HTTP client plus request and response bodies).
-// The rest of an llm_query is the engine's and the bridge's.
+// Where one sub-call's time goes, measured in this process against the same scripted server, the
+// layers interleaved round by round (this machine's speed drifts by tens of percent within
+// minutes): a bare blocking socket (the floor: the server, the kernel and the wake-ups),
+// AsyncHTTPClient on its own, OpenAICompatibleModel.complete (the HTTP client plus request and
+// response bodies), and llm_query from Python (the sequential-1000 scenario: the bridge and the
+// engine on top; its one root call and REPL start-up add a few µs per call).
 import AsyncHTTPClient
 import Foundation
 import NIOCore
@@ -15,17 +17,25 @@ import Glibc
 enum Breakdown {
     static let body = Data(#"{"model":"sub@0","messages":[{"role":"user","content":"q"}]}"#.utf8)
 
-    /// Median seconds per call for each layer, over `rounds` interleaved rounds of `calls` calls.
-    static func run(baseURL: String, rounds: Int = 9, calls: Int = 500) async throws -> [String: Double] {
+    /// Seconds per call for each layer, one value per round.
+    static func run(baseURL: String, rounds: Int, calls: Int = 1000) async throws -> [String: [Double]] {
         guard let url = URL(string: baseURL), let port = url.port else { throw BreakdownError.badURL(baseURL) }
         let model = try OpenAICompatibleModel(configuration: .init(baseURL: baseURL, model: "sub@0", apiKeyVariable: nil))
+        let rlm = RLM(configuration: RLMConfiguration(
+            rootModel: try OpenAICompatibleModel(configuration: .init(baseURL: baseURL, model: "root:sequential-1000@0", apiKeyVariable: nil)),
+            subModel: model))
+        let clock = ContinuousClock()
         var samples: [String: [Double]] = [:]
         for _ in 0..<rounds {
             samples["socket", default: []].append(try await onThread { try socketLoop(port: port, path: url.path + "/chat/completions", calls: calls) })
             samples["http_client", default: []].append(try await timed(calls) { try await clientCall(baseURL) })
             samples["complete", default: []].append(try await timed(calls) { _ = try await model.complete([.user("q")]) })
+            let start = clock.now
+            let result = try await rlm.complete(query: "benchmark", context: .text("c"))
+            guard result.answer == "1000" else { throw BreakdownError.wrongAnswer(result.answer) }
+            samples["llm_query", default: []].append(seconds(clock.now - start) / 1000)
         }
-        return samples.mapValues { $0.sorted()[$0.count / 2] }
+        return samples
     }
 
     static func clientCall(_ baseURL: String) async throws {
@@ -104,6 +114,7 @@ enum Breakdown {
 
 enum BreakdownError: Error {
     case badURL(String)
+    case wrongAnswer(String)
     case socket(Int32)
     case noContentLength
 }

@@ -2,14 +2,14 @@
 // timings, like Benchmarks/side-by-side/ref_runner.py does for the reference implementation.
 //
 //   SideBySide SCENARIO BASE_URL CONTEXT_FILE REPETITIONS LATENCY_MS
-//   SideBySide breakdown BASE_URL        seconds per call for each layer of a sub-call (Breakdown.swift)
+//   SideBySide breakdown BASE_URL ROUNDS seconds per call for each layer of a sub-call (Breakdown.swift)
 import Foundation
 import RLM
 import RLMProviders
 
 let arguments = CommandLine.arguments
-if arguments.count == 3, arguments[1] == "breakdown" {
-    let result = try await Breakdown.run(baseURL: arguments[2])
+if arguments.count == 4, arguments[1] == "breakdown", let rounds = Int(arguments[3]) {
+    let result = try await Breakdown.run(baseURL: arguments[2], rounds: rounds)
     print(String(decoding: try JSONSerialization.data(withJSONObject: result), as: UTF8.self))
     exit(0)
 }
