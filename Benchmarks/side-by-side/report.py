@@ -128,8 +128,10 @@ one-message request); running a native call's task on the Python thread that wai
 40–60 µs less per call in an interleaved A/B, and 19 → 2.3 µs for the bridge's async round trip);
 starting each sub-call's task on an event loop of the HTTP client (a task executor preference),
 alone and with AsyncHTTPClient's delegate API pinned to that loop (fewer switches per request, but
-no gain in wall time, and 30% slower together; not kept); a bare NIO HTTP/1.1 channel with no pool
-(~175 µs per request against ~320 µs for AsyncHTTPClient in the same session).
+no gain in wall time, and 30% slower together; not kept); one event loop for the model client, so
+that the deadline, the connection and the response share a thread (no gain; not kept); a bare NIO
+HTTP/1.1 channel with no pool (~175 µs per request against ~320 µs for AsyncHTTPClient in the same
+session).
 
 Even that bare channel would leave more than half of the overhead: with it and the JSON bodies and
 engine as they are, the ratio would be near 30–40× on this machine. Reaching 50× would take an HTTP
