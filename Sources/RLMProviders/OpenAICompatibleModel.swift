@@ -92,7 +92,7 @@ public struct OpenAICompatibleModel: LanguageModel {
             var sawData = false
             func handle(_ payload: String) throws {
                 guard payload != "[DONE]" else { return }
-                guard let chunk = try? JSONDecoder().decode(Wire.Chunk.self, from: Data(payload.utf8)) else {
+                guard let chunk = try? Self.decoder.decode(Wire.Chunk.self, from: Data(payload.utf8)) else {
                     throw ProviderError(code: .malformedResponse, message: "\(baseURL) sent a stream event that is not JSON: \(payload.prefix(200))")
                 }
                 sawData = true
@@ -127,11 +127,13 @@ public struct OpenAICompatibleModel: LanguageModel {
     }
 
     // Codable rather than JSONSerialization: on Linux, JSONSerialization spends ~25 µs encoding
-    // even a one-message request (bridging through NSDictionary); JSONEncoder takes ~4 µs.
+    // even a one-message request (bridging through NSDictionary); JSONEncoder takes ~4 µs. One
+    // encoder and one decoder serve every request and every streamed event.
     private static let encoder = JSONEncoder()
+    private static let decoder = JSONDecoder()
 
     static func parse(_ data: Data, baseURL: String) throws -> ModelResponse {
-        guard let completion = try? JSONDecoder().decode(Wire.Completion.self, from: data), let message = completion.choices.first?.message else {
+        guard let completion = try? Self.decoder.decode(Wire.Completion.self, from: data), let message = completion.choices.first?.message else {
             throw ProviderError(code: .malformedResponse, message: "\(baseURL) answered, but not with a chat completion: \(String(decoding: data.prefix(200), as: UTF8.self))")
         }
         return ModelResponse(text: message.content?.text ?? "", usage: completion.usage?.tokenUsage ?? TokenUsage())
