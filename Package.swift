@@ -26,15 +26,19 @@ let package = Package(
             pkgConfig: "python3-embed",
             providers: [.apt(["libpython3-dev"]), .brew(["python@3.11"])]
         ),
+        // The in-process sandbox in C: the audit hook, per-thread policies, guards, the stop trace.
+        .target(name: "CRLMSandbox", dependencies: ["CPython"], path: "Modules/CRLMSandbox"),
         // Layer 1: the embedded interpreter made safe to use from Swift.
         .target(
             name: "PythonRuntime",
-            dependencies: ["CPython", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["CPython", "CRLMSandbox", .product(name: "Logging", package: "swift-log")],
+            resources: [.embedInCode("Python/support.py"), .embedInCode("Python/sandbox.py")]
         ),
         // Layer 2: the Recursive Language Model engine. Its API never shows CPython types.
         .target(
             name: "RLM",
-            dependencies: ["PythonRuntime", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["PythonRuntime", .product(name: "Logging", package: "swift-log")],
+            resources: [.embedInCode("Python/repl_support.py")]
         ),
         // Scripted models for tests, examples and the offline demo.
         .target(name: "RLMTesting", dependencies: ["RLM"]),
@@ -74,7 +78,7 @@ let package = Package(
     ]
 )
 
-for target in package.targets where target.type != .system {
+for target in package.targets where target.type != .system && target.name != "CRLMSandbox" {
     var settings = target.swiftSettings ?? []
     settings.append(.enableUpcomingFeature("ExistentialAny"))
     settings.append(.enableUpcomingFeature("MemberImportVisibility"))

@@ -1,11 +1,11 @@
 import CPython
+import CRLMSandbox
 
 /// The `_swift_rlm` support module, installed once when the interpreter starts.
 ///
-/// It holds what is easier to say in Python than in C: per-thread output capture with a bounded
-/// head-and-tail buffer, cell compilation (with the last expression echoed, as in a REPL, and the
-/// source registered with `linecache` so tracebacks show the lines), traceback formatting, an
-/// interruptible `time.sleep`, and the `ExecutionInterrupted` exception used to stop runaway code.
+/// It holds what is easier to say in Python than in C (Python/support.py: output capture, cell
+/// compilation, traceback formatting, an interruptible `time.sleep`, `ExecutionInterrupted`), and
+/// the process-wide half of the sandbox (Python/sandbox.py).
 enum Bootstrap {
     struct Handles: @unchecked Sendable {
         let module: UnsafeMutablePointer<PyObject>
@@ -15,207 +15,23 @@ enum Bootstrap {
         let formatException: UnsafeMutablePointer<PyObject>
         let executionInterrupted: UnsafeMutablePointer<PyObject>
         let builtins: UnsafeMutablePointer<PyObject>
+        /// A `dict` copy of the builtins as the interpreter started, for sandboxed namespaces.
+        let pristineBuiltins: UnsafeMutablePointer<PyObject>
     }
 
     /// Set once during start-up, before any other thread can see the interpreter; never freed.
     nonisolated(unsafe) private(set) static var handles: Handles!
 
-    static let source = #"""
-import sys, threading, ast, linecache, traceback, io, builtins, time as _time
-from _thread import get_ident as _get_ident
+    /// Python/support.py, embedded at build time.
+    static let source = String(decoding: PackageResources.support_py, as: UTF8.self)
 
-class ExecutionInterrupted(BaseException):
-    """Raised inside Python code that was stopped by its deadline or by cancellation.
-
-    It derives from BaseException so that `except Exception:` does not swallow it."""
-
-_captures = {}
-
-class _Capture:
-    __slots__ = ("limit", "half", "head", "head_len", "tail", "tail_len", "total")
-
-    def __init__(self, limit):
-        self.limit = limit
-        self.half = None if limit is None else limit // 2
-        self.head = []
-        self.head_len = 0
-        self.tail = []
-        self.tail_len = 0
-        self.total = 0
-
-    def write(self, s):
-        n = len(s)
-        self.total += n
-        if self.limit is None:
-            self.head.append(s)
-            return
-        room = self.half - self.head_len
-        if room > 0:
-            part = s[:room]
-            self.head.append(part)
-            self.head_len += len(part)
-            s = s[room:]
-            if not s:
-                return
-        self.tail.append(s)
-        self.tail_len += len(s)
-        if self.tail_len > 2 * self.limit + 65536:
-            kept = "".join(self.tail)[-self.limit:]
-            self.tail = [kept]
-            self.tail_len = len(kept)
-
-    def value(self):
-        head = "".join(self.head)
-        tail = "".join(self.tail)
-        if self.limit is None or self.total <= self.limit:
-            return head + tail, 0
-        keep = self.limit - len(head)
-        tail = tail[-keep:] if keep > 0 else ""
-        omitted = self.total - len(head) - len(tail)
-        return head + "\n... [" + str(omitted) + " characters truncated] ...\n" + tail, omitted
-
-
-class _Router(io.TextIOBase):
-    """sys.stdout / sys.stderr: writes go to the capture of the writing thread.
-
-    Output from a thread outside any capture goes to the process's standard error, so that the
-    host's standard output is never polluted by Python code."""
-
-    def __init__(self, index, name):
-        self._index = index
-        self._name = name
-
-    def write(self, s):
-        if not isinstance(s, str):
-            raise TypeError("write() argument must be str, not " + type(s).__name__)
-        pair = _captures.get(_get_ident())
-        if pair is None:
-            fallback = sys.__stderr__
-            if fallback is not None:
-                fallback.write(s)
-            return len(s)
-        pair[self._index].write(s)
-        return len(s)
-
-    def writable(self):
-        return True
-
-    def flush(self):
-        pass
-
-    def isatty(self):
-        return False
-
-    @property
-    def encoding(self):
-        return "utf-8"
-
-    @property
-    def errors(self):
-        return "strict"
-
-    @property
-    def name(self):
-        return self._name
-
-
-def begin_capture(limit):
-    _captures[_get_ident()] = (_Capture(limit), _Capture(limit))
-
-
-def end_capture():
-    pair = _captures.pop(_get_ident(), None)
-    if pair is None:
-        return ("", 0, "", 0)
-    out, out_omitted = pair[0].value()
-    err, err_omitted = pair[1].value()
-    return (out, out_omitted, err, err_omitted)
-
-
-# Threads started by captured code write into the capture of the thread that started them.
-_thread_start = threading.Thread.start
-_thread_bootstrap_inner = threading.Thread._bootstrap_inner
-
-def _start(self):
-    self._swift_rlm_capture = _captures.get(_get_ident())
-    return _thread_start(self)
-
-def _bootstrap_inner(self):
-    pair = getattr(self, "_swift_rlm_capture", None)
-    if pair is not None:
-        _captures[_get_ident()] = pair
-    try:
-        _thread_bootstrap_inner(self)
-    finally:
-        if pair is not None:
-            _captures.pop(_get_ident(), None)
-
-threading.Thread.start = _start
-threading.Thread._bootstrap_inner = _bootstrap_inner
-
-
-def display(value):
-    if value is not None:
-        print(repr(value))
-
-
-_DISPLAY = ast.Attribute(
-    value=ast.Call(func=ast.Name(id="__import__", ctx=ast.Load()),
-                   args=[ast.Constant(value="_swift_rlm")], keywords=[]),
-    attr="display", ctx=ast.Load())
-
-_cells = []
-_MAX_CELLS = 4096
-
-def compile_cell(source, filename):
-    tree = ast.parse(source, filename, "exec")
-    if tree.body and isinstance(tree.body[-1], ast.Expr):
-        last = tree.body[-1]
-        call = ast.Call(func=_DISPLAY, args=[last.value], keywords=[])
-        tree.body[-1] = ast.copy_location(ast.Expr(value=ast.copy_location(call, last)), last)
-        ast.fix_missing_locations(tree)
-    code = compile(tree, filename, "exec", dont_inherit=True)
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    _cells.append(filename)
-    if len(_cells) > _MAX_CELLS:
-        linecache.cache.pop(_cells.pop(0), None)
-    return code
-
-
-def format_exception(exc):
-    try:
-        return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    except BaseException:
-        return type(exc).__name__ + ": <exception could not be formatted>\n"
-
-
-# time.sleep in short slices, so that a stop request reaches a sleeping cell promptly.
-_real_sleep = _time.sleep
-
-def _sleep(seconds):
-    if not seconds > 0.05:
-        return _real_sleep(seconds)
-    end = _time.monotonic() + seconds
-    while True:
-        left = end - _time.monotonic()
-        if left <= 0:
-            return None
-        _real_sleep(left if left < 0.05 else 0.05)
-
-_sleep.__doc__ = _real_sleep.__doc__
-_time.sleep = _sleep
-
-# Hand the GIL over every millisecond instead of every 5: a REPL host wants a stop request, a
-# finished native call or another namespace to get the GIL promptly more than it wants raw
-# throughput from CPU-bound threads (with 8 busy threads the worst wait drops from ~250 to ~60 ms).
-sys.setswitchinterval(0.001)
-
-sys.stdout = _Router(0, "<stdout>")
-sys.stderr = _Router(1, "<stderr>")
-"""#
+    /// Python/sandbox.py, embedded at build time: the process-wide half of the sandbox.
+    static let sandboxSource = String(decoding: PackageResources.sandbox_py, as: UTF8.self)
 
     /// Installs the module. Called once, with the GIL held, during start-up.
     static func install() throws(PythonError) {
+        guard let sandbox = rlm_sandbox_make_module() else { throw PythonError.fetchRaw() }
+        rlm_decref(sandbox)
         guard let module = PyImport_AddModule("_swift_rlm") else { throw PythonError.fetchRaw() }
         rlm_incref(module)
         guard let dict = PyModule_GetDict(module) else { throw PythonError.fetchRaw() }
@@ -232,6 +48,7 @@ sys.stderr = _Router(1, "<stderr>")
             rlm_incref(item)
             return item
         }
+        try installSandbox()
         handles = Handles(
             module: module,
             beginCapture: try get("begin_capture"),
@@ -239,7 +56,46 @@ sys.stderr = _Router(1, "<stderr>")
             compileCell: try get("compile_cell"),
             formatException: try get("format_exception"),
             executionInterrupted: try get("ExecutionInterrupted"),
-            builtins: builtins
+            builtins: builtins,
+            pristineBuiltins: try get("pristine_builtins")
         )
     }
+
+    /// Installs the process-wide half of the sandbox: the `_swift_rlm_sandbox` C module, then
+    /// Python/sandbox.py (guards for what CPython does not audit, the environment view, threads
+    /// that inherit their creator's policy). No thread has a policy yet, so nothing is denied.
+    private static func installSandbox() throws(PythonError) {
+        guard let setup = PyImport_AddModule("_swift_rlm_sandbox_setup"),
+            let dict = PyModule_GetDict(setup)
+        else { throw PythonError.fetchRaw() }
+        guard let result = PyRun_StringFlags(sandboxSource, Py_file_input, dict, dict, nil) else {
+            throw PythonError.fetchRaw()
+        }
+        rlm_decref(result)
+    }
+
+    /// Where the interpreter's own code lives: the `sys.path` directories (read by imports) and,
+    /// among them, those of the standard library's native extension modules.
+    static func standardPaths() throws(PythonError) -> StandardPaths {
+        let code = "[p for p in __import__('sys').path if __import__('os').path.isdir(p)]"
+        guard let globals = PyDict_New() else { throw PythonError.fetchRaw() }
+        defer { rlm_decref(globals) }
+        PyDict_SetItemString(globals, "__builtins__", handles.builtins)
+        guard let list = PyRun_StringFlags(code, Py_eval_input, globals, globals, nil) else { throw PythonError.fetchRaw() }
+        defer { rlm_decref(list) }
+        var readable: [String] = []
+        for index in 0..<PyList_Size(list) {
+            guard let item = PyList_GetItem(list, index), let text = PyUnicode_AsUTF8(item) else { continue }
+            readable.append(String(cString: text))
+        }
+        return StandardPaths(readable: readable, native: readable.filter { $0.hasSuffix("/lib-dynload") })
+    }
+}
+
+/// The interpreter's own directories, which every sandbox may read.
+struct StandardPaths: Sendable {
+    /// The `sys.path` directories that exist.
+    var readable: [String]
+    /// The standard library's native extension directories (`lib-dynload`).
+    var native: [String]
 }

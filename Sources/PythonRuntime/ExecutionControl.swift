@@ -1,4 +1,5 @@
 import CPython
+import CRLMSandbox
 import Foundation
 
 /// Why an execution was asked to stop.
@@ -116,9 +117,10 @@ final class NativeCallWaiter: TaskExecutor, @unchecked Sendable {
 /// The stop machinery of one namespace: which execution runs on which thread, its deadline, and
 /// the native calls it is waiting on.
 ///
-/// Stopping uses `PyThreadState_SetAsyncExc` with `ExecutionInterrupted` (a `BaseException`),
-/// re-injected every few milliseconds until the execution returns, so loops that catch
-/// `Exception` or even `BaseException` still end. It cannot reach code that never returns to the
+/// Stopping raises `ExecutionInterrupted` (a `BaseException`) in the execution's thread with
+/// `PyThreadState_SetAsyncExc` and sets a trace function there that raises it again on every
+/// line and call, re-armed every few milliseconds until the execution returns: loops that catch
+/// `Exception` or even `BaseException` and carry on still end at their next line. It cannot reach code that never returns to the
 /// bytecode loop, such as a catastrophic regular expression: see ``PythonError/Code/abandoned``.
 final class ExecutionControl: @unchecked Sendable {
     private let lock = NSLock()
@@ -143,7 +145,7 @@ final class ExecutionControl: @unchecked Sendable {
         lock.withLock {
             let reason = stopRequested
             if current != nil {
-                PyThreadState_SetAsyncExc(threadID, nil)
+                rlm_sandbox_clear_stop()
             }
             current = nil
             stopRequested = nil
@@ -170,7 +172,7 @@ final class ExecutionControl: @unchecked Sendable {
     func inject(_ ticket: ExecutionTicket) -> Bool {
         lock.withLock {
             guard current === ticket else { return false }
-            PyThreadState_SetAsyncExc(threadID, Bootstrap.handles.executionInterrupted)
+            rlm_sandbox_stop_thread(threadID, Bootstrap.handles.executionInterrupted)
             return true
         }
     }

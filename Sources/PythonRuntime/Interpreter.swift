@@ -1,4 +1,5 @@
 import CPython
+import CRLMSandbox
 import Foundation
 
 /// Process-wide interpreter state: started lazily, exactly once, with an isolated configuration.
@@ -9,11 +10,16 @@ import Foundation
 /// not support re-initialisation after `Py_FinalizeEx` in the same process reliably.
 enum Interpreter {
     /// The outcome of start-up, computed once (Swift globals are initialised exactly once, thread-safely).
-    private static let startup: Result<Void, PythonError> = start()
+    private static let startup: Result<StandardPaths, PythonError> = start()
 
     /// Starts the interpreter if needed; throws the start-up error (every time) if it could not start.
     static func ensureStarted() throws(PythonError) {
-        try startup.get()
+        _ = try startup.get()
+    }
+
+    /// The interpreter's own directories (it must be started).
+    static var standardPaths: StandardPaths {
+        (try? startup.get()) ?? StandardPaths(readable: [], native: [])
     }
 
     /// The system Python executable that matches the linked libpython, so that `sys.executable`
@@ -27,9 +33,10 @@ enum Interpreter {
         return "python\(version)"
     }
 
-    private static func start() -> Result<Void, PythonError> {
+    private static func start() -> Result<StandardPaths, PythonError> {
         let done = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var outcome: Result<Void, PythonError> = .success(())
+        nonisolated(unsafe) var outcome: Result<StandardPaths, PythonError> = .failure(
+            PythonError(code: .initialization, message: "the interpreter did not start"))
         let thread = Thread {
             outcome = initializeOnThisThread()
             done.signal()
@@ -40,7 +47,7 @@ enum Interpreter {
         return outcome
     }
 
-    private static func initializeOnThisThread() -> Result<Void, PythonError> {
+    private static func initializeOnThisThread() -> Result<StandardPaths, PythonError> {
         var config = PyConfig()
         PyConfig_InitIsolatedConfig(&config)
         defer { PyConfig_Clear(&config) }
@@ -54,19 +61,26 @@ enum Interpreter {
         if PyStatus_Exception(status) != 0 {
             return .failure(Self.error(from: status))
         }
+        // The sandbox's audit hook goes in before the interpreter exists, so that no Python code
+        // can ever run without it (PEP 578: such hooks cannot be removed from Python).
+        if rlm_sandbox_install_hook() != 0 {
+            return .failure(PythonError(code: .initialization, message: "could not install the sandbox's audit hook"))
+        }
         status = Py_InitializeFromConfig(&config)
         if PyStatus_Exception(status) != 0 {
             return .failure(Self.error(from: status))
         }
+        let paths: StandardPaths
         do {
             try Bootstrap.install()
+            paths = try Bootstrap.standardPaths()
         } catch {
             _ = PyEval_SaveThread()
             return .failure(error)
         }
         // Hand the GIL back: from now on every thread takes it through PyGILState_Ensure.
         _ = PyEval_SaveThread()
-        return .success(())
+        return .success(paths)
     }
 
     private static func error(from status: PyStatus) -> PythonError {

@@ -26,12 +26,21 @@ public final class PythonNamespace: Sendable {
         /// Defaults to 5 seconds: stopping needs the GIL, which can take a while to win when
         /// many threads run Python at once.
         public var stopGracePeriod: Duration
+        /// Runs everything in the namespace, and every thread its code starts, under this
+        /// sandbox. The namespace also gets its own copy of the builtins, and a cell that rebinds
+        /// a name in the shared `builtins` module has it put back when it ends. Defaults to
+        /// `nil`: the code has the host's authority.
+        public var sandbox: PythonSandbox?
 
         /// Creates a configuration.
-        public init(name: String = "repl", maxOutputCharacters: Int? = nil, stopGracePeriod: Duration = .seconds(5)) {
+        public init(
+            name: String = "repl", maxOutputCharacters: Int? = nil, stopGracePeriod: Duration = .seconds(5),
+            sandbox: PythonSandbox? = nil
+        ) {
             self.name = name
             self.maxOutputCharacters = maxOutputCharacters
             self.stopGracePeriod = stopGracePeriod
+            self.sandbox = sandbox
         }
     }
 
@@ -58,10 +67,16 @@ public final class PythonNamespace: Sendable {
         try Interpreter.ensureStarted()
         self.configuration = configuration
         self.identifier = Self.namespaceCount.add(1, ordering: .relaxed).newValue
-        let thread = PythonThread(name: "rlm.python.\(configuration.name)")
+        let policy = try configuration.sandbox?.makePolicy()
+        let thread = PythonThread(name: "rlm.python.\(configuration.name)", policy: policy)
         self.thread = thread
+        let sandboxed = policy != nil
         let (globals, support) = try await thread.run { gil in
-            let builtins = PythonObject(borrowing: Bootstrap.handles.builtins)
+            // A sandboxed namespace gets its own builtins dict, so that rebinding a builtin there
+            // does not reach other namespaces.
+            let builtins = sandboxed
+                ? try checked(PyDict_Copy(Bootstrap.handles.pristineBuiltins), gil)
+                : PythonObject(borrowing: Bootstrap.handles.builtins)
             let dict = try checked(PyDict_New(), gil)
             try dict.setItem("__name__", try "__main__".makePythonObject(gil), gil)
             try dict.setItem("__builtins__", builtins, gil)

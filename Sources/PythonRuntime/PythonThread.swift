@@ -1,4 +1,5 @@
 import CPython
+import CRLMSandbox
 import Foundation
 
 /// A dedicated OS thread that runs Python work, one job at a time, bridged to async/await.
@@ -11,9 +12,12 @@ final class PythonThread: @unchecked Sendable {
     private var jobs: [@Sendable (borrowing PythonGIL) -> Void] = []
     private var stopping = false
     private var identifier: UInt = 0
+    private let policy: SandboxPolicy?
 
-    /// Starts the thread. The interpreter must have started.
-    init(name: String, stackSize: Int = 16 << 20) {
+    /// Starts the thread. The interpreter must have started. With a `policy`, every job (and
+    /// every Python thread it starts) runs sandboxed.
+    init(name: String, stackSize: Int = 16 << 20, policy: SandboxPolicy? = nil) {
+        self.policy = policy
         let thread = Thread { [self] in self.main() }
         thread.name = name
         thread.stackSize = stackSize
@@ -29,6 +33,8 @@ final class PythonThread: @unchecked Sendable {
     }
 
     private func main() {
+        if let policy { _ = rlm_sandbox_enter(policy.pointer) }
+        defer { if let mine = rlm_sandbox_enter(nil) { rlm_sandbox_policy_release(mine) } }
         let state = PyGILState_Ensure()
         condition.withLock {
             identifier = UInt(PyThread_get_thread_ident())

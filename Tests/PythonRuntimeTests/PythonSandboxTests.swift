@@ -1,0 +1,247 @@
+import Foundation
+import PythonRuntime
+import Testing
+
+/// A sandboxed namespace with a scratch directory of its own, removed afterwards.
+struct Sandboxed {
+    let namespace: PythonNamespace
+    let scratch: URL
+
+    init(_ sandbox: (String) -> PythonSandbox = { PythonSandbox(writablePaths: [$0]) }) async throws {
+        scratch = FileManager.default.temporaryDirectory.appendingPathComponent("rlm-sandbox-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        namespace = try await PythonNamespace(configuration: .init(name: "sandboxed", sandbox: sandbox(scratch.path)))
+    }
+
+    func close() async {
+        await namespace.close()
+        try? FileManager.default.removeItem(at: scratch)
+    }
+}
+
+/// What model code tries, and the rule that must stop it.
+struct Attempt: CustomTestStringConvertible, Sendable {
+    var name: String
+    var code: String
+    var rule: String
+    var testDescription: String { name }
+}
+
+/// Every suite shares the one interpreter of the test process. These tests fail on a bridge
+/// without the sandbox: each attempt succeeds there.
+@Suite("The in-process sandbox")
+struct PythonSandboxTests {
+    static let denied: [Attempt] = [
+        Attempt(name: "subprocess", code: "import subprocess; subprocess.run(['id'])", rule: "processes"),
+        Attempt(name: "os.system", code: "import os; os.system('id')", rule: "processes"),
+        Attempt(name: "os.popen", code: "import os; os.popen('id').read()", rule: "processes"),
+        Attempt(name: "fork", code: "import os; os.fork()", rule: "processes"),
+        Attempt(name: "exec", code: "import os; os.execv('/bin/true', ['true'])", rule: "processes"),
+        Attempt(name: "posix_spawn", code: "import os; os.posix_spawn('/bin/true', ['true'], {})", rule: "processes"),
+        Attempt(name: "raw fork_exec", code: "import _posixsubprocess; _posixsubprocess.fork_exec()", rule: "processes"),
+        Attempt(name: "socket", code: "import socket; socket.socket()", rule: "network"),
+        Attempt(name: "connect", code: "import socket; socket.create_connection(('127.0.0.1', 9))", rule: "network"),
+        Attempt(name: "ctypes", code: "import ctypes", rule: "native-code"),
+        Attempt(name: "_ctypes", code: "import _ctypes", rule: "native-code"),
+        Attempt(name: "a native extension the host did not allow", code: "import _testcapi", rule: "native-code"),
+        Attempt(name: "write outside scratch", code: "open('/tmp/rlm-sandbox-escape.txt', 'w').write('x')", rule: "file-write"),
+        Attempt(name: "write in the working directory", code: "open('escape.txt', 'a')", rule: "file-write"),
+        Attempt(name: "os.open for writing", code: "import os; os.open('/tmp/rlm-x', os.O_WRONLY | os.O_CREAT)", rule: "file-write"),
+        Attempt(name: "remove a file", code: "import os; os.remove('/etc/hostname')", rule: "file-write"),
+        Attempt(name: "rename", code: "import os; os.rename('/etc/hostname', '/etc/h2')", rule: "file-write"),
+        Attempt(name: "symlink", code: "import os; os.symlink('/etc/passwd', 'link')", rule: "file-write"),
+        Attempt(name: "read /etc/passwd", code: "open('/etc/passwd').read()", rule: "file-read"),
+        Attempt(name: "read /proc/self/environ", code: "open('/proc/self/environ', 'rb').read()", rule: "file-read"),
+        Attempt(name: "read /proc/self/maps", code: "open('/proc/self/maps').read()", rule: "file-read"),
+        Attempt(name: "list the home directory", code: "import os; os.listdir('/root')", rule: "file-read"),
+        Attempt(name: "gc.get_objects", code: "import gc; gc.get_objects()", rule: "introspection"),
+        Attempt(name: "gc.get_referrers", code: "import gc; gc.get_referrers(globals())", rule: "introspection"),
+        Attempt(name: "sys._current_frames", code: "import sys; sys._current_frames()", rule: "introspection"),
+        Attempt(name: "settrace", code: "import sys; sys.settrace(None)", rule: "introspection"),
+        Attempt(name: "signal handler", code: "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN)", rule: "signals"),
+        Attempt(name: "_signal handler", code: "import _signal; _signal.signal(2, _signal.SIG_IGN)", rule: "signals"),
+        Attempt(name: "kill", code: "import os; os.kill(os.getpid(), 0)", rule: "signals"),
+        Attempt(name: "os._exit", code: "import os; os._exit(3)", rule: "process-exit"),
+        Attempt(name: "posix._exit", code: "import posix; posix._exit(3)", rule: "process-exit"),
+        Attempt(name: "os.abort", code: "import os; os.abort()", rule: "process-exit"),
+        Attempt(name: "faulthandler crash", code: "import faulthandler; faulthandler._sigsegv()", rule: "process-exit"),
+        Attempt(name: "close stdout", code: "import os; os.close(1)", rule: "descriptors"),
+        Attempt(name: "write to stdout's descriptor", code: "import os; os.write(1, b'x')", rule: "descriptors"),
+        Attempt(name: "reopen stdout", code: "open(1, 'w', closefd=False).write('x')", rule: "descriptors"),
+        Attempt(name: "dup2 over stdout", code: "import os; os.dup2(2, 1)", rule: "process-state"),
+        Attempt(name: "chdir", code: "import os; os.chdir('/')", rule: "process-state"),
+        Attempt(name: "setuid", code: "import os; os.setuid(65534)", rule: "process-state"),
+        Attempt(name: "setrlimit", code: "import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (10, 10))", rule: "process-state"),
+        Attempt(name: "huge recursion limit", code: "import sys; sys.setrecursionlimit(10**9)", rule: "process-state"),
+        Attempt(name: "switch interval", code: "import sys; sys.setswitchinterval(100)", rule: "process-state"),
+        Attempt(name: "putenv", code: "import os; os.putenv('X', '1')", rule: "environment"),
+        Attempt(name: "input", code: "input()", rule: "standard-input"),
+    ]
+
+    @Test("model code cannot reach the host", arguments: denied)
+    func deniedCapability(_ attempt: Attempt) async throws {
+        let sandbox = try await Sandboxed()
+        let result = try await sandbox.namespace.execute(attempt.code, timeout: .seconds(10))
+        #expect(result.status == .failed, "\(attempt.name) was not stopped: \(result.stdout)")
+        #expect(result.error?.typeName == "PermissionError", "\(attempt.name): \(result.error?.traceback ?? "")")
+        #expect(result.error?.message.contains("[sandbox: \(attempt.rule)]") == true, "\(attempt.name): \(result.error?.message ?? "")")
+        await sandbox.close()
+    }
+
+    @Test("ordinary analysis code still works: imports, regexes, json, threads, scratch files, tempfile")
+    func ordinaryCodeWorks() async throws {
+        let sandbox = try await Sandboxed()
+        let result = try await sandbox.namespace.execute("""
+            import re, json, collections, math, statistics, datetime, decimal, hashlib, itertools, textwrap, csv, io
+            from concurrent.futures import ThreadPoolExecutor
+            words = re.findall(r"\\w+", "the cat and the hat")
+            print(collections.Counter(words).most_common(1))
+            print(json.dumps({"a": math.sqrt(16), "d": str(decimal.Decimal("1.10"))}))
+            with ThreadPoolExecutor(4) as pool:
+                print(sum(pool.map(lambda x: x * x, range(10))))
+            import os, tempfile
+            path = os.path.join(os.environ.get("RLM_SCRATCH", tempfile.gettempdir()), "notes.txt")
+            with open(path, "w") as f:
+                f.write("kept")
+            print(open(path).read(), os.listdir(tempfile.gettempdir()))
+            with tempfile.NamedTemporaryFile("w", delete=False) as f:
+                f.write("t")
+            print(os.path.dirname(f.name) == tempfile.gettempdir())
+            import sqlite3
+            db = sqlite3.connect(":memory:")
+            print(db.execute("select 1 + 1").fetchone())
+            """, timeout: .seconds(20))
+        #expect(result.status == .completed, "\(result.error?.traceback ?? "")")
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        #expect(lines == ["[('the', 2)]", #"{"a": 4.0, "d": "1.10"}"#, "285", "kept ['notes.txt']", "True", "(2,)"])
+        #expect(FileManager.default.fileExists(atPath: sandbox.scratch.appendingPathComponent("notes.txt").path))
+        await sandbox.close()
+    }
+
+    @Test("os.environ in the sandbox is a scrubbed copy; the host's environment stays intact")
+    func environment() async throws {
+        setenv("RLM_SANDBOX_TEST_SECRET", "sk-test-0123456789", 1)
+        defer { unsetenv("RLM_SANDBOX_TEST_SECRET") }
+        let sandbox = try await Sandboxed()
+        let result = try await sandbox.namespace.execute("""
+            import os, posix
+            print('RLM_SANDBOX_TEST_SECRET' in os.environ, os.getenv('RLM_SANDBOX_TEST_SECRET'))
+            print(any(b'sk-test' in v for v in posix.environ.values()), any(b'sk-test' in v for v in os.environb.values()))
+            os.environ['MINE'] = 'x'
+            print(os.environ['MINE'], sorted(os.environ)[:3])
+            """)
+        #expect(result.status == .completed, "\(result.error?.traceback ?? "")")
+        #expect(result.stdout.hasPrefix("False None\nFalse False\nx "))
+        #expect(String(cString: getenv("RLM_SANDBOX_TEST_SECRET")) == "sk-test-0123456789")
+        #expect(getenv("MINE") == nil)
+        await sandbox.close()
+    }
+
+    @Test("threads started by sandboxed code are sandboxed too")
+    func threadsInheritThePolicy() async throws {
+        let sandbox = try await Sandboxed()
+        let result = try await sandbox.namespace.execute("""
+            import threading, _thread, time
+            out = []
+            def attempt():
+                try:
+                    import socket; socket.socket()
+                    out.append('escaped')
+                except PermissionError as error:
+                    out.append('denied')
+            t = threading.Thread(target=attempt); t.start(); t.join()
+            _thread.start_new_thread(attempt, ())
+            for _ in range(200):
+                if len(out) == 2: break
+                time.sleep(0.01)
+            print(out)
+            """, timeout: .seconds(10))
+        #expect(result.stdout == "['denied', 'denied']\n", "\(result.error?.traceback ?? "")")
+        await sandbox.close()
+    }
+
+    @Test("an unsandboxed namespace keeps the host's authority")
+    func unsandboxedIsUnchanged() async throws {
+        let namespace = try await PythonNamespace()
+        let result = try await namespace.execute("""
+            import os, socket
+            socket.socket().close()
+            print(os.environ.get('PATH'), len(open('/proc/self/status').read()) > 0)
+            """)
+        #expect(result.stdout == "\(ProcessInfo.processInfo.environment["PATH"] ?? "None") True\n", "\(result.error?.traceback ?? "")")
+        await namespace.close()
+    }
+
+    @Test("an audit hook added by model code is never installed")
+    func auditHookNotAdded() async throws {
+        let sandbox = try await Sandboxed()
+        let result = try await sandbox.namespace.execute("""
+            import sys
+            seen = []
+            sys.addaudithook(lambda event, args: seen.append(event))
+            open('/dev/null').close()
+            print(seen)
+            """)
+        #expect(result.stdout == "[]\n", "\(result.error?.traceback ?? "")")
+        await sandbox.close()
+    }
+
+    @Test("the host can widen the sandbox: readable paths and network")
+    func widened() async throws {
+        let readable = FileManager.default.temporaryDirectory.appendingPathComponent("rlm-readable-\(UUID().uuidString).txt")
+        try Data("granted".utf8).write(to: readable)
+        defer { try? FileManager.default.removeItem(at: readable) }
+        let sandbox = try await Sandboxed { PythonSandbox(readablePaths: [readable.path], writablePaths: [$0], allowsNetwork: true) }
+        let result = try await sandbox.namespace.execute("""
+            import socket
+            socket.socket().close()
+            print(open(\(PythonValue.string(readable.path).description)).read())
+            try:
+                open(\(PythonValue.string(readable.path).description), 'a')
+            except PermissionError as error:
+                print('read-only')
+            """)
+        #expect(result.stdout == "granted\nread-only\n", "\(result.error?.traceback ?? "")")
+        await sandbox.close()
+    }
+
+    @Test("a sandboxed namespace has its own builtins; rebinding the shared module is undone")
+    func ownBuiltins() async throws {
+        let first = try await Sandboxed()
+        let second = try await Sandboxed()
+        _ = try await first.namespace.execute("import builtins\nbuiltins.len = lambda x: 42\n__builtins__['sorted'] = None")
+        let third = try await Sandboxed()
+        let result = try await second.namespace.execute("print(len('abc'), sorted([2, 1]))")
+        #expect(result.stdout == "3 [1, 2]\n")
+        let later = try await third.namespace.execute("import builtins\nprint(len('abc'), builtins.len('ab'))")
+        #expect(later.stdout == "3 2\n")
+        let trusted = try await PythonNamespace()
+        #expect(try await trusted.execute("print(len('abcd'))").stdout == "4\n")
+        await trusted.close()
+        await first.close()
+        await second.close()
+        await third.close()
+    }
+
+    @Test("a loop that catches the stop exception and goes on is still stopped near its deadline")
+    func stubbornLoopIsStopped() async throws {
+        let sandbox = try await Sandboxed()
+        let clock = ContinuousClock()
+        let start = clock.now
+        let result = try await sandbox.namespace.execute("""
+            n = 0
+            while True:
+                try:
+                    while True:
+                        n += 1
+                except BaseException:
+                    pass
+            """, timeout: .milliseconds(300))
+        let elapsed = clock.now - start
+        #expect(result.status == .timedOut)
+        #expect(elapsed < .seconds(3), "took \(elapsed)")
+        let after = try await sandbox.namespace.execute("print(n > 0)")
+        #expect(after.stdout == "True\n")
+        await sandbox.close()
+    }
+}
