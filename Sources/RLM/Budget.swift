@@ -72,6 +72,9 @@ public enum Limit: String, Sendable, Hashable, Codable, CustomStringConvertible 
     case deadline
     /// ``Budget/maxConsecutiveErrors``.
     case consecutiveErrors
+    /// A cell could not be stopped after its time limit (a long C-level call holding the
+    /// interpreter), and no fresh REPL could be started within the cell time limit after it.
+    case unstoppableCode
 
     public var description: String {
         switch self {
@@ -81,6 +84,7 @@ public enum Limit: String, Sendable, Hashable, Codable, CustomStringConvertible 
         case .cost: "cost limit"
         case .deadline: "deadline"
         case .consecutiveErrors: "consecutive-error limit"
+        case .unstoppableCode: "limit on code that cannot be stopped"
         }
     }
 }

@@ -8,11 +8,14 @@ final class EventSink: Sendable {
     private let observer: (@Sendable (RLMEvent) -> Void)?
     private let recorded = Mutex<[RLMEvent]>([])
     let start: ContinuousClock.Instant
+    /// Applied to every event before anyone sees it.
+    let redact: Redactor
 
     init(
         continuation: AsyncStream<RLMEvent>.Continuation?, trajectory: TrajectoryWriter?,
-        observer: (@Sendable (RLMEvent) -> Void)?, start: ContinuousClock.Instant
+        observer: (@Sendable (RLMEvent) -> Void)?, start: ContinuousClock.Instant, redact: Redactor
     ) {
+        self.redact = redact
         self.continuation = continuation
         self.trajectory = trajectory
         self.observer = observer
@@ -20,6 +23,7 @@ final class EventSink: Sendable {
     }
 
     func emit(_ node: NodeInfo, _ kind: RLMEvent.Kind) {
+        let kind = redact.isEmpty ? kind : kind.redacted(by: redact)
         let event = RLMEvent(nodeID: node.id, parentID: node.parentID, depth: node.depth, time: .now - start, kind: kind)
         recorded.withLock { $0.append(event) }
         trajectory?.write(event)

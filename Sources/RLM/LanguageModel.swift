@@ -97,11 +97,18 @@ public protocol LanguageModel: Sendable {
     /// (server-sent events) override it. The engine uses it for the root model's turns when
     /// ``RLMConfiguration/streamRootReplies`` is on.
     func complete(_ messages: [ChatMessage], onText: @escaping @Sendable (String) -> Void) async throws -> ModelResponse
+
+    /// Values the engine must keep out of everything a run produces, such as the API key this
+    /// model sends (see ``RLMConfiguration/secrets``). Defaults to none.
+    var secrets: [String] { get }
 }
 
 extension LanguageModel {
     /// The type's name.
     public var modelName: String { String(describing: Self.self) }
+
+    /// None.
+    public var secrets: [String] { [] }
 
     /// Calls ``complete(_:)`` and passes the whole reply to `onText` once.
     public func complete(_ messages: [ChatMessage], onText: @escaping @Sendable (String) -> Void) async throws -> ModelResponse {

@@ -11,6 +11,7 @@ enum Prompts {
         var tools: [(name: String, description: String)]
         var extraInstructions: String?
         var persistent: Bool
+        var sandboxed: Bool = false
     }
 
     static func system(_ input: SystemPromptInput) -> String {
@@ -71,6 +72,16 @@ enum Prompts {
             are kept, with a marker in between), so print summaries and samples, never the whole context. \
             A block that runs longer than \(input.execTimeoutSeconds) seconds is stopped. The names above \
             are reserved: if you rebind them they are restored after the block.
+            """
+        if input.sandboxed {
+            text += """
+
+                The REPL is sandboxed: no network, no subprocesses, and files can be written only under \
+                `tempfile.gettempdir()`. A blocked operation raises PermissionError saying why.
+                """
+        }
+        text += """
+
 
             ## Answering
             Submit your answer in one of two ways; either ends the work:

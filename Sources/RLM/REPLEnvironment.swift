@@ -1,17 +1,42 @@
 import Foundation
 import PythonRuntime
+import Synchronization
 
 /// The Python side of one RLM node: a namespace with the context, the helpers of the REPL
 /// protocol (`llm_query`, `rlm_query`, their batched forms, `SHOW_VARS`, the `answer` dict) and
-/// the bookkeeping after each cell (restoring reserved names, reading the answer).
+/// the bookkeeping after each cell (restoring reserved names, reading the answer). Under
+/// ``Isolation/Level/inProcess`` the namespace is sandboxed and has a scratch directory of its own.
 final class REPLEnvironment: Sendable {
     static let reservedNames = [
         "context", "context_0", "llm_query", "llm_query_batched", "rlm_query", "rlm_query_batched",
         "SHOW_VARS", "FINAL", "FINAL_VAR", "history",
     ]
 
-    let namespace: PythonNamespace
     let execTimeout: Duration
+    private let setup: Setup
+    private let state: Mutex<State>
+
+    /// What a fresh namespace for this REPL needs.
+    private struct Setup: Sendable {
+        var name: String
+        var maxOutputCharacters: Int
+        var functions: [NativeFunction]
+        var reserved: [String]
+        var sandbox: PythonSandbox?
+        var stopGracePeriod: Duration
+    }
+
+    private struct State: Sendable {
+        var namespace: PythonNamespace
+        /// Every context bound so far, to bind again after a restart.
+        var contexts: [(context: RLMContext, index: Int)] = []
+        var history: [(query: String, answer: String)]?
+    }
+
+    /// The namespace the REPL currently runs in (a restart replaces it).
+    var namespace: PythonNamespace { state.withLock { $0.namespace } }
+    /// The directory code may write, `nil` when isolation is unrestricted.
+    let scratch: URL?
 
     /// What a cell left behind.
     struct CellOutcome: Sendable {
@@ -20,34 +45,97 @@ final class REPLEnvironment: Sendable {
         var restoredNames: [String]
     }
 
-    init(name: String, maxOutputCharacters: Int, execTimeout: Duration, functions: [NativeFunction], extraReserved: [String]) async throws {
-        self.execTimeout = execTimeout
-        namespace = try await PythonNamespace(configuration: .init(name: name, maxOutputCharacters: maxOutputCharacters))
-        for function in functions {
-            try await namespace.install(function)
+    /// A REPL for one node, with the protocol's functions bound through `binding` and the
+    /// configuration's tools, output limit, cell timeout and isolation.
+    init(name: String, configuration: RLMConfiguration, binding: REPLBinding) async throws {
+        execTimeout = configuration.execTimeout
+        let isolation = configuration.isolation
+        var sandbox: PythonSandbox?
+        if isolation.level == .inProcess {
+            let scratch = try Self.makeScratchDirectory()
+            self.scratch = scratch
+            sandbox = PythonSandbox(
+                readablePaths: isolation.readablePaths, writablePaths: [scratch.path],
+                nativeModules: isolation.nativeModules, allowsNetwork: isolation.allowsNetwork)
+        } else {
+            scratch = nil
         }
-        let reserved = (Self.reservedNames + extraReserved).map { "\"\($0)\"" }.joined(separator: ", ")
-        try await namespace.executePrivately("RESERVED = (\(reserved),)\n" + Self.support)
+        setup = Setup(
+            name: name, maxOutputCharacters: configuration.maxOutputCharacters,
+            functions: binding.functions(tools: configuration.tools, maxDepth: configuration.maxDepth),
+            reserved: Self.reservedNames + configuration.tools.map(\.name), sandbox: sandbox,
+            stopGracePeriod: configuration.stopGracePeriod)
+        do {
+            state = Mutex(State(namespace: try await Self.makeNamespace(setup)))
+        } catch {
+            if let scratch { try? FileManager.default.removeItem(at: scratch) }
+            throw error
+        }
     }
 
-    /// A REPL for one node, with the protocol's functions bound through `binding` and the
-    /// configuration's tools, output limit and cell timeout.
-    convenience init(name: String, configuration: RLMConfiguration, binding: REPLBinding) async throws {
-        try await self.init(
-            name: name, maxOutputCharacters: configuration.maxOutputCharacters, execTimeout: configuration.execTimeout,
-            functions: binding.functions(tools: configuration.tools, maxDepth: configuration.maxDepth),
-            extraReserved: configuration.tools.map(\.name))
+    private static func makeNamespace(_ setup: Setup) async throws -> PythonNamespace {
+        let namespace = try await PythonNamespace(configuration: .init(
+            name: setup.name, maxOutputCharacters: setup.maxOutputCharacters, stopGracePeriod: setup.stopGracePeriod,
+            sandbox: setup.sandbox))
+        do {
+            for function in setup.functions {
+                try await namespace.install(function)
+            }
+            let reserved = setup.reserved.map { "\"\($0)\"" }.joined(separator: ", ")
+            try await namespace.executePrivately("RESERVED = (\(reserved),)\n" + Self.support)
+            return namespace
+        } catch {
+            await namespace.close()
+            throw error
+        }
+    }
+
+    /// A new private directory (mode 0700) under the system's temporary directory.
+    private static func makeScratchDirectory() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("rlm-repl-\(UUID().uuidString)")
+        do {
+            try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw RLMError(code: .pythonFailed, message: "could not create the REPL's scratch directory \(url.path): \(error.localizedDescription)")
+        }
+        return url
+    }
+
+    /// Replaces an abandoned namespace with a fresh one and binds the contexts (and a session's
+    /// history) again. Variables are lost; files in the scratch directory stay.
+    func restart() async throws {
+        let (old, contexts, history) = state.withLock { ($0.namespace, $0.contexts, $0.history) }
+        let fresh = try await Self.makeNamespace(setup)
+        do {
+            for (context, index) in contexts {
+                _ = try await context.load(into: fresh, as: "context_\(index)")
+                try await fresh.executePrivately("g['context'] = g['context_\(index)']\nreserve()")
+            }
+            if let history { try await Self.bindHistory(history, in: fresh) }
+        } catch {
+            await fresh.close()
+            throw error
+        }
+        state.withLock { $0.namespace = fresh }
+        await old.close()
     }
 
     /// Binds a context as `context_<index>` and makes `context` point to it.
     func addContext(_ context: RLMContext, index: Int) async throws -> String {
+        let namespace = self.namespace
         let description = try await context.load(into: namespace, as: "context_\(index)")
         try await namespace.executePrivately("g['context'] = g['context_\(index)']\nreserve()")
+        state.withLock { $0.contexts.append((context, index)) }
         return description
     }
 
     /// Sets `history` to the earlier turns of a session.
     func setHistory(_ turns: [(query: String, answer: String)]) async throws {
+        try await Self.bindHistory(turns, in: namespace)
+        state.withLock { $0.history = turns }
+    }
+
+    private static func bindHistory(_ turns: [(query: String, answer: String)], in namespace: PythonNamespace) async throws {
         let value = PythonValue.list(turns.map { ["query": .string($0.query), "answer": .string($0.answer)] })
         try await namespace.set("history", to: value)
         try await namespace.executePrivately("reserve()\ng['answer'] = {'content': '', 'ready': False}")
@@ -89,8 +177,10 @@ final class REPLEnvironment: Sendable {
         return found.count > 1 ? found[1].stringValue : nil
     }
 
+    /// Closes the namespace and removes the scratch directory.
     func close() async {
         await namespace.close()
+        if let scratch { try? FileManager.default.removeItem(at: scratch) }
     }
 
     /// Host-side helpers, run in the namespace's private scope (`g` is the user's globals):

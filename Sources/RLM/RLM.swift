@@ -33,14 +33,14 @@ public struct RLM: Sendable {
         query: String, context: RLMContext, trajectory: TrajectoryWriter? = nil,
         observer: (@Sendable (RLMEvent) -> Void)? = nil
     ) async throws -> RLMResult {
-        let sink = EventSink(continuation: nil, trajectory: trajectory, observer: observer, start: .now)
+        let sink = EventSink(continuation: nil, trajectory: trajectory, observer: observer, start: .now, redact: Redactor(configuration))
         return try await Self.execute(configuration, query: query, context: context, sink: sink)
     }
 
     /// Starts answering `query` and returns at once with a live event stream.
     public func run(query: String, context: RLMContext, trajectory: TrajectoryWriter? = nil) -> RLMRun {
         let (stream, continuation) = AsyncStream<RLMEvent>.makeStream()
-        let sink = EventSink(continuation: continuation, trajectory: trajectory, observer: nil, start: .now)
+        let sink = EventSink(continuation: continuation, trajectory: trajectory, observer: nil, start: .now, redact: Redactor(configuration))
         let configuration = self.configuration
         let task = Task {
             try await Self.execute(configuration, query: query, context: context, sink: sink)
@@ -141,6 +141,8 @@ public struct RLM: Sendable {
             limit = tracker.tripped ?? error.limit ?? .iterations
         case .failed(var error as RLMError):
             error.usage = tracker.usage
+            error.partialAnswer = sink.redact(error.partialAnswer)
+            error.message = sink.redact(error.message)
             finish(error)
             throw error
         case .failed(let error):
@@ -165,6 +167,7 @@ public struct RLM: Sendable {
                 case .variable(let name)?: answer = try await repl.variable(named: name) ?? answer
                 case nil: break
                 }
+                answer = sink.redact(answer)
                 sink.emit(info, .answer(text: answer, iterations: root.iterations))
                 finish(nil)
                 return RLMResult(
@@ -175,7 +178,7 @@ public struct RLM: Sendable {
             }
         }
         var error = RLMError.limitReached(limit)
-        error.partialAnswer = root.bestAnswer
+        error.partialAnswer = sink.redact(root.bestAnswer)
         error.usage = tracker.usage
         if limit != .iterations && limit != .consecutiveErrors {
             sink.emit(info, .limitReached(limit: limit, partialAnswer: root.bestAnswer))

@@ -41,6 +41,18 @@ public struct RLMConfiguration: Sendable {
     /// Stream the root model's replies into the event stream as ``RLMEvent/Kind/modelReplyDelta(iteration:text:)``
     /// events while they arrive (for models that stream). Defaults to `false`.
     public var streamRootReplies: Bool = false
+    /// How long a stopped cell may take to return before its REPL is abandoned (the code is in a
+    /// long C-level call). The run then goes on in a fresh REPL with the context bound again, and
+    /// the model is told its variables are lost. Defaults to 5 s.
+    public var stopGracePeriod: Duration = .seconds(5)
+    /// How model-written code is confined. Defaults to ``Isolation/inProcess``: the REPL runs
+    /// sandboxed in this process, with a scratch directory of its own.
+    public var isolation: Isolation = .inProcess
+    /// Strings that must never appear in what the run produces: they are replaced with
+    /// `[redacted]` in cell output shown to the model, sub-call prompts, events, trajectories and
+    /// answers. The API keys of the configured models (``LanguageModel/secrets``) are added
+    /// automatically. Defaults to none.
+    public var secrets: [String] = []
 
     /// Creates a configuration with the defaults above.
     public init(
@@ -79,6 +91,7 @@ public struct RLMConfiguration: Sendable {
         if maxConcurrentSubcalls < 1 { throw invalid("maxConcurrentSubcalls must be at least 1 (got \(maxConcurrentSubcalls))") }
         if maxOutputCharacters < 100 { throw invalid("maxOutputCharacters must be at least 100 (got \(maxOutputCharacters))") }
         if execTimeout <= .zero { throw invalid("execTimeout must be positive") }
+        if stopGracePeriod <= .zero { throw invalid("stopGracePeriod must be positive") }
         let reserved = Set(REPLEnvironment.reservedNames)
         for tool in tools where reserved.contains(tool.name) || !tool.name.isPythonIdentifier {
             throw invalid("tool name '\(tool.name)' is not a free Python identifier")

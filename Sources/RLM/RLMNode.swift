@@ -61,7 +61,8 @@ final class RLMNode: Sendable {
             execTimeoutSeconds: Int(configuration.execTimeout.components.seconds),
             modelNames: configuration.models.keys.sorted(),
             tools: configuration.tools.map { ($0.name, $0.description) },
-            extraInstructions: configuration.extraInstructions, persistent: persistent))
+            extraInstructions: configuration.extraInstructions, persistent: persistent,
+            sandboxed: configuration.isolation.level == .inProcess))
         var messages: [ChatMessage] = [.system(system), .user(Prompts.firstUserMessage(query: query, contextDescription: contextDescription))]
         var loop = RLMLoop(maxIterations: configuration.maxIterations, maxConsecutiveErrors: configuration.budget.maxConsecutiveErrors)
         var action = loop.start()
@@ -127,14 +128,29 @@ final class RLMNode: Sendable {
                 let outcome = try await repl.run(code) { state in
                     if !state.content.isEmpty { progress.withLock { $0.bestAnswer = state.content } }
                 }
-                let output = Self.describe(outcome, cell: index, timeout: configuration.execTimeout)
+                var output = events.redact(Self.describe(outcome, cell: index, timeout: configuration.execTimeout))
+                if outcome.result.status == .abandoned {
+                    // The stuck code still runs on its thread; carry on in a fresh REPL if one
+                    // can start (it cannot while that code holds the interpreter).
+                    do {
+                        try await Self.withTimeLimit(configuration.execTimeout) { try await repl.restart() }
+                    } catch {
+                        if Task.isCancelled { throw CancellationError() }
+                        events.emit(info, .codeExecuted(
+                            iteration: loop.iteration, cell: cell, code: code, output: output,
+                            status: .abandoned, duration: outcome.result.duration))
+                        remember()
+                        events.emit(info, .limitReached(limit: .unstoppableCode, partialAnswer: loop.bestAnswer))
+                        throw RLMError(
+                            code: .limitReached,
+                            message: "a code cell could not be stopped and no fresh REPL could start after it: \(output)",
+                            limit: .unstoppableCode, partialAnswer: loop.bestAnswer)
+                    }
+                    output += "\n[the REPL was restarted: every variable is lost; `context` and the functions are bound again]"
+                }
                 events.emit(info, .codeExecuted(
                     iteration: loop.iteration, cell: cell, code: code, output: output,
                     status: RLMEvent.CellStatus(outcome.result.status), duration: outcome.result.duration))
-                if outcome.result.status == .abandoned {
-                    remember()
-                    throw RLMError(code: .pythonFailed, message: output, partialAnswer: loop.bestAnswer)
-                }
                 action = loop.cellFinished(
                     output: output, failed: outcome.result.status != .completed, answer: outcome.answer)
                 remember()
@@ -142,7 +158,8 @@ final class RLMNode: Sendable {
             case .resolveVariable(let name):
                 action = loop.variableResolved(name: name, value: try await repl.variable(named: name))
 
-            case .finish(let answer):
+            case .finish(let unredacted):
+                let answer = events.redact(unredacted)
                 remember()
                 events.emit(info, .answer(text: answer, iterations: loop.iteration))
                 return NodeOutcome(answer: answer, iterations: loop.iteration)
@@ -158,6 +175,22 @@ final class RLMNode: Sendable {
         }
     }
 
+    /// Runs `body`, cancelling it when `limit` passes first.
+    static func withTimeLimit(_ limit: Duration, _ body: @escaping @Sendable () async throws -> Void) async throws {
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                try await body()
+                return true
+            }
+            group.addTask {
+                try await Task.sleep(for: limit)
+                return false
+            }
+            defer { group.cancelAll() }
+            guard try await group.next() == true else { throw CancellationError() }
+        }
+    }
+
     /// What the model is told about a cell; `cell` is the block's place in the reply.
     static func describe(_ outcome: REPLEnvironment.CellOutcome, cell: Int, timeout: Duration) -> String {
         let result = outcome.result
@@ -169,7 +202,7 @@ final class RLMNode: Sendable {
         case .timedOut:
             header = "[block \(cell) was stopped: it ran past the \(timeout.components.seconds)-second limit per cell. Variables it assigned before that are kept.]"
         case .abandoned:
-            header = "[block \(cell) could not be stopped after its time limit (a long C-level call); the REPL is lost]"
+            header = "[block \(cell) could not be stopped after its \(timeout.components.seconds)-second limit (a long C-level call such as a huge number or a catastrophic regular expression)]"
         }
         parts.append(header)
         if !result.stdout.isEmpty { parts.append(result.stdout.hasSuffix("\n") ? String(result.stdout.dropLast()) : result.stdout) }

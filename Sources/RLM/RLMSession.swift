@@ -25,7 +25,7 @@ public actor RLMSession {
     /// Answers `query`, adding `context` to the REPL first.
     public func complete(query: String, context: RLMContext, trajectory: TrajectoryWriter? = nil) async throws -> RLMResult {
         try configuration.validate()
-        let sink = EventSink(continuation: nil, trajectory: trajectory, observer: nil, start: .now)
+        let sink = EventSink(continuation: nil, trajectory: trajectory, observer: nil, start: .now, redact: Redactor(configuration))
         defer { sink.finish() }
         let (environment, binding) = try await prepare()
         let description = try await environment.addContext(context, index: contexts)

@@ -61,7 +61,8 @@ final class RunTree: Sendable {
 
     /// A plain model call made from a node's REPL (`llm_query`, or `rlm_query` at the depth limit).
     func subcall(_ prompt: PythonValue, model name: String?, from node: NodeInfo) async throws -> String {
-        let messages = try Self.messages(from: prompt)
+        let redact = events.redact
+        let messages = try Self.messages(from: prompt).map { ChatMessage(role: $0.role, content: redact($0.content)) }
         let model = try model(named: name, fallback: configuration.subModel ?? configuration.rootModel)
         let callID = callCounter.add(1, ordering: .relaxed).newValue
         let promptText = messages.map(\.content).joined(separator: "\n\n")
@@ -88,7 +89,8 @@ final class RunTree: Sendable {
     }
 
     /// A child RLM whose context is `prompt`, one level deeper than `parent`.
-    func child(_ prompt: String, model name: String?, from parent: NodeInfo) async throws -> String {
+    func child(_ unredacted: String, model name: String?, from parent: NodeInfo) async throws -> String {
+        let prompt = events.redact(unredacted)
         let model = try model(named: name, fallback: configuration.rootModel)
         let info = NodeInfo(id: newNodeID(), parentID: parent.id, depth: parent.depth + 1)
         events.emit(parent, .childStarted(childID: info.id, prompt: prompt))

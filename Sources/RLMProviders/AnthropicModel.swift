@@ -52,6 +52,9 @@ public struct AnthropicModel: LanguageModel {
     private let transport: HTTPTransport
     private let apiKey: APIKey?
 
+    /// The API key, so that the engine redacts it from everything a run produces.
+    public var secrets: [String] { apiKey.map { [$0.value] } ?? [] }
+
     public var modelName: String { configuration.model }
 
     /// Creates a model; throws when the base URL is unusable or a needed API key is missing.
