@@ -29,6 +29,13 @@ struct Demo: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let output: SecuredOutput
+        do {
+            output = try SecuredOutput.take()
+        } catch {
+            printError("rlm demo: \(error)")
+            throw ExitStatus.failure
+        }
         printError("""
             rlm demo: the models here are SCRIPTED: their replies are written in advance, so no network \
             or API key is needed. Everything else is real: the \(megabytes) MB context lives in an embedded \
@@ -54,7 +61,12 @@ struct Demo: AsyncParsableCommand {
         progress.finish()
         switch outcome {
         case .success(let result):
-            print(result.answer)
+            do {
+                try output.writeLine(result.answer)
+            } catch {
+                printError("rlm demo: \(error)")
+                throw ExitStatus.failure
+            }
             printError(String(
                 format: "rlm demo: %@ in %d iterations, %d model calls (%d sub-calls), %d tokens, %.2f s. Trajectory: %@ (try `rlm view %@ --output demo.html`)",
                 result.answer == code ? "found the right code" : "WRONG ANSWER (expected \(code))",

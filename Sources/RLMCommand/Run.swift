@@ -77,6 +77,17 @@ struct Run: AsyncParsableCommand {
     @Flag(help: "No progress line on stderr.")
     var quiet = false
 
+    @Option(help: "How model code is confined: in-process (sandboxed in this process) or unrestricted (your authority; trusted code only).")
+    var isolation: IsolationOption = .inProcess
+
+    @Option(help: "A file or directory model code may read (repeatable; the standard library and its scratch directory always are).")
+    var allowRead: [String] = []
+
+    enum IsolationOption: String, ExpressibleByArgument, CaseIterable {
+        case inProcess = "in-process"
+        case unrestricted
+    }
+
     mutating func validate() throws {
         if query.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { throw ValidationError("the query is empty: pass --query TEXT") }
         if maxDepth < 1 { throw ValidationError("--max-depth must be at least 1") }
@@ -106,6 +117,9 @@ struct Run: AsyncParsableCommand {
             try await execute()
         } catch let code as ExitCode {
             throw code
+        } catch let error as SecuredOutput.OutputError {
+            printError("rlm: \(error.message)")
+            throw ExitStatus.failure
         } catch let error as ProviderError {
             printError("rlm: \(error.message)")
             throw ExitStatus.failure
@@ -133,16 +147,20 @@ struct Run: AsyncParsableCommand {
     }
 
     private func execute() async throws {
+        let output = try SecuredOutput.take()
         let url = try ContextFile.check(contextFile)
         let prices = try Self.parsePrices(price)
         let root = try makeModel(model)
-        let configuration = RLMConfiguration(
+        var configuration = RLMConfiguration(
             rootModel: root, subModel: try subModel.map(makeModel), maxDepth: maxDepth, maxIterations: maxIterations,
             execTimeout: .milliseconds(Int64(execTimeout * 1000)), maxConcurrentSubcalls: maxConcurrency,
             budget: Budget(
                 maxModelCalls: maxCalls, maxTokens: maxTokens, maxCostUSD: maxCost,
                 deadline: deadline.map { .milliseconds(Int64($0 * 1000)) }, prices: prices),
             finalAnswerOnLimit: finalAnswerOnLimit)
+        configuration.isolation = Isolation(
+            level: isolation == .unrestricted ? .unrestricted : .inProcess,
+            readablePaths: allowRead.map { URL(fileURLWithPath: $0).standardizedFileURL.path })
         let writer = try trajectory.map { try TrajectoryWriter(url: URL(fileURLWithPath: $0)) }
         defer { writer?.close() }
         let progress = ProgressDisplay(enabled: !quiet, prices: prices)
@@ -155,8 +173,8 @@ struct Run: AsyncParsableCommand {
         progress.finish()
         switch outcome {
         case .success(let result):
-            Output.printResult(answer: result.answer, usage: result.usage, iterations: result.iterations,
-                               elapsed: result.elapsed, json: json, limit: result.answeredAfterLimit)
+            try Output.printResult(answer: result.answer, usage: result.usage, iterations: result.iterations,
+                                   elapsed: result.elapsed, json: json, limit: result.answeredAfterLimit, to: output)
             if let limit = result.answeredAfterLimit {
                 printError("rlm: the \(limit) was reached; the model gave this final answer when asked")
             }
@@ -164,11 +182,11 @@ struct Run: AsyncParsableCommand {
             let limit = error.limit.map { "\($0)" } ?? "a limit"
             printError("rlm: stopped by the \(limit)\(Self.flag(for: error.limit))" + (error.partialAnswer == nil ? "; the model had no answer yet" : "; the best answer so far follows on stdout"))
             if let partial = error.partialAnswer {
-                Output.printResult(answer: partial, usage: error.usage ?? UsageSummary(), iterations: nil,
-                                   elapsed: .now - started, json: json, limit: error.limit, complete: false)
+                try Output.printResult(answer: partial, usage: error.usage ?? UsageSummary(), iterations: nil,
+                                       elapsed: .now - started, json: json, limit: error.limit, complete: false, to: output)
             } else if json {
-                Output.printResult(answer: nil, usage: error.usage ?? UsageSummary(), iterations: nil,
-                                   elapsed: .now - started, json: true, limit: error.limit, complete: false)
+                try Output.printResult(answer: nil, usage: error.usage ?? UsageSummary(), iterations: nil,
+                                       elapsed: .now - started, json: true, limit: error.limit, complete: false, to: output)
             }
             throw ExitStatus.limitReached
         case .failure(let error):
@@ -183,6 +201,7 @@ struct Run: AsyncParsableCommand {
         case .tokens?: " (--max-tokens)"
         case .cost?: " (--max-cost)"
         case .deadline?: " (--deadline)"
+        case .unstoppableCode?: " (a cell ran past --exec-timeout in C code that cannot be interrupted)"
         default: ""
         }
     }

@@ -62,10 +62,11 @@ enum Output {
     }
 
     static func printResult(
-        answer: String?, usage: UsageSummary, iterations: Int?, elapsed: Duration, json: Bool, limit: Limit?, complete: Bool = true
-    ) {
+        answer: String?, usage: UsageSummary, iterations: Int?, elapsed: Duration, json: Bool, limit: Limit?, complete: Bool = true,
+        to output: SecuredOutput
+    ) throws {
         guard json else {
-            if let answer { print(answer) }
+            if let answer { try output.writeLine(answer) }
             return
         }
         var object: [String: Any] = [
@@ -76,8 +77,7 @@ enum Output {
             "limit": limit?.rawValue ?? NSNull(),
         ]
         object["iterations"] = iterations ?? NSNull()
-        if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) {
-            print(String(decoding: data, as: UTF8.self))
-        }
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        try output.writeLine(String(decoding: data, as: UTF8.self))
     }
 }
