@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "RLMProviders", targets: ["RLMProviders"]),
         .library(name: "RLMTestServers", targets: ["RLMTestServers"]),
         .executable(name: "rlm", targets: ["RLMCommand"]),
+        .executable(name: "rlm-worker", targets: ["RLMWorker"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -28,10 +29,12 @@ let package = Package(
         ),
         // The in-process sandbox in C: the audit hook, per-thread policies, guards, the stop trace.
         .target(name: "CRLMSandbox", dependencies: ["CPython"], path: "Modules/CRLMSandbox"),
+        // Process isolation in C: namespaces, Landlock, seccomp, limits, spawning, descriptor passing.
+        .target(name: "CRLMProcess", path: "Modules/CRLMProcess"),
         // Layer 1: the embedded interpreter made safe to use from Swift.
         .target(
             name: "PythonRuntime",
-            dependencies: ["CPython", "CRLMSandbox", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CPython", "CRLMSandbox", "CRLMProcess", .product(name: "Logging", package: "swift-log")],
             resources: [.embedInCode("Python/support.py"), .embedInCode("Python/sandbox.py")]
         ),
         // Layer 2: the Recursive Language Model engine. Its API never shows CPython types.
@@ -63,6 +66,8 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
+        // The confined worker process that runs one REPL for `Isolation.Level.process`.
+        .executableTarget(name: "RLMWorker", dependencies: ["PythonRuntime", "CRLMProcess"]),
         // Layer 4: the `rlm` command.
         .executableTarget(
             name: "RLMCommand",
@@ -78,7 +83,7 @@ let package = Package(
     ]
 )
 
-for target in package.targets where target.type != .system && target.name != "CRLMSandbox" {
+for target in package.targets where target.type != .system && !target.name.hasPrefix("CRLM") {
     var settings = target.swiftSettings ?? []
     settings.append(.enableUpcomingFeature("ExistentialAny"))
     settings.append(.enableUpcomingFeature("MemberImportVisibility"))

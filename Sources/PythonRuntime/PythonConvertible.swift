@@ -100,6 +100,12 @@ extension PythonObject {
             throw PythonError(code: .conversion, typeName: "OSError", message: "cannot open \(path): \(String(cString: strerror(errno)))")
         }
         defer { close(descriptor) }
+        return try string(descriptor: descriptor, describedAs: path, gil)
+    }
+
+    /// A `str` from the whole content of an open file or memory file (read with `pread`, so its
+    /// offset does not matter), with one copy into the new string.
+    static func string(descriptor: Int32, describedAs path: String, _ gil: borrowing PythonGIL) throws -> PythonObject {
         var status = stat()
         guard fstat(descriptor, &status) == 0 else {
             throw PythonError(code: .conversion, typeName: "OSError", message: "cannot stat \(path): \(String(cString: strerror(errno)))")
@@ -111,7 +117,7 @@ extension PythonObject {
         let failure: Int32? = gil.allowThreads {
             var offset = 0
             while offset < size {
-                let count = read(descriptor, buffer.baseAddress! + offset, size - offset)
+                let count = pread(descriptor, buffer.baseAddress! + offset, size - offset, off_t(offset))
                 if count < 0 && errno == EINTR { continue }
                 if count < 0 { return errno }
                 if count == 0 { return EIO }

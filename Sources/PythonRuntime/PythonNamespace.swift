@@ -137,6 +137,13 @@ public final class PythonNamespace: Sendable {
         }
     }
 
+    /// Binds `name` to the text of an open file or memory file (the worker's contexts).
+    package func setString(_ name: String, fromDescriptor descriptor: Int32, length: Int) async throws {
+        try await withGIL { gil, globals in
+            try globals.setItem(name, try PythonObject.string(descriptor: descriptor, describedAs: "the context", gil), gil)
+        }
+    }
+
     /// The value bound to `name` in the globals, or `nil` if there is none.
     public func value(of name: String) async throws -> PythonValue? {
         try await withGIL { gil, globals in

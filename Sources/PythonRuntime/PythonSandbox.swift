@@ -77,7 +77,7 @@ final class SandboxPolicy: @unchecked Sendable {
 }
 
 /// Calls `body` with C strings for `strings`, valid for the call.
-private func withCStrings<T>(_ strings: [String], _ body: (UnsafeBufferPointer<UnsafePointer<CChar>?>) -> T) -> T {
+package func withCStrings<T>(_ strings: [String], _ body: (UnsafeBufferPointer<UnsafePointer<CChar>?>) -> T) -> T {
     let copies = strings.map { string -> UnsafeMutablePointer<CChar> in
         let bytes = string.utf8CString
         let copy = UnsafeMutablePointer<CChar>.allocate(capacity: bytes.count)

@@ -1,0 +1,31 @@
+import Foundation
+
+/// A place where Python code runs for one REPL: a ``PythonNamespace`` in this process, or a
+/// ``PythonWorker`` in a confined process of its own. The RLM engine works with either.
+public protocol PythonREPL: AnyObject, Sendable {
+    /// Installs a Swift closure as a Python function in the globals.
+    func install(_ function: NativeFunction) async throws
+    /// Binds `name` to a value in the globals.
+    func set(_ name: String, to value: PythonValue) async throws
+    /// Binds `name` to the text of a UTF-8 file.
+    func setString(_ name: String, contentsOfFile path: String) async throws
+    /// Evaluates one expression in the globals.
+    func evaluate(_ expression: String) async throws -> PythonValue
+    /// Runs host code in the private scope (see ``PythonNamespace/executePrivately(_:)``).
+    func executePrivately(_ code: String) async throws
+    /// Evaluates an expression in the private scope.
+    func evaluatePrivately(_ expression: String) async throws -> PythonValue
+    /// Runs a cell of code (see ``PythonNamespace/execute(_:timeout:)``).
+    func execute(_ code: String, timeout: Duration?) async throws -> ExecutionResult
+    /// Releases the REPL; it cannot be used afterwards.
+    func close() async
+}
+
+extension PythonNamespace: PythonREPL {
+    /// Binds `name` to a value in the globals.
+    public func set(_ name: String, to value: PythonValue) async throws {
+        try await withGIL { gil, globals in
+            try globals.setItem(name, try value.makePythonObject(gil), gil)
+        }
+    }
+}

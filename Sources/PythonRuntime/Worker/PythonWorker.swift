@@ -1,0 +1,435 @@
+import CRLMProcess
+import Foundation
+import Synchronization
+
+/// A REPL in a worker process of its own (`rlm-worker`), confined by the kernel before it runs
+/// any Python: user and network namespaces, no_new_privs, Landlock, seccomp and resource limits,
+/// with the in-process sandbox on top.
+///
+/// The worker holds no secrets (it starts with an empty environment) and reaches the host only
+/// through its channel: native functions installed with ``install(_:)`` run here, in the host,
+/// when the worker's code calls them. The host enforces deadlines: a cell that has not returned
+/// ``Configuration/killGrace`` after its deadline is ended by killing the worker, and a worker
+/// that crashes (a segfault, `os._exit`, the memory limit) ends its cell the same way; both
+/// return ``ExecutionResult/Status/abandoned`` and leave the worker closed. Start a new one to go on.
+///
+/// ```swift
+/// let worker = try await PythonWorker.start(configuration: .init(scratch: scratchPath))
+/// let result = try await worker.execute("print(sum(range(10)))", timeout: .seconds(5))
+/// await worker.close()
+/// ```
+public final class PythonWorker: PythonREPL {
+    /// How a worker is started.
+    public struct Configuration: Sendable {
+        /// A name for the worker's namespace. Defaults to `"worker"`.
+        public var name: String
+        /// The directory the worker may write (its scratch directory).
+        public var scratch: String
+        /// Paths the worker may read besides the interpreter's own. Defaults to none.
+        public var readablePaths: [String]
+        /// Native extension modules the worker may import besides the standard library's.
+        public var nativeModules: [String]
+        /// The most characters of stdout (and of stderr) kept per cell. Defaults to `nil`: all.
+        public var maxOutputCharacters: Int?
+        /// The worker's address-space limit in bytes. Defaults to 4 GiB.
+        public var memoryLimitBytes: UInt64
+        /// How long after a cell's deadline the host waits for it to return before it kills the
+        /// worker. Defaults to 100 ms.
+        public var killGrace: Duration
+        /// How long the worker may take to start. Defaults to 10 s.
+        public var startTimeout: Duration
+        /// Fail to start when the kernel lacks a confinement layer (see ``PythonWorker/missingLayers``)
+        /// instead of starting with the layers it has. Defaults to `false`.
+        public var requireAllLayers: Bool
+        /// The `rlm-worker` executable. Defaults to `nil`: the one next to this process's executable.
+        public var executable: String?
+        /// Also run the in-process sandbox (the audit hook and guards) inside the worker.
+        /// Defaults to `true`. Turning it off leaves the kernel's confinement alone, which is
+        /// what tests of that layer do.
+        public var inProcessSandbox: Bool = true
+
+        /// Creates a configuration with the defaults above.
+        public init(
+            name: String = "worker", scratch: String, readablePaths: [String] = [], nativeModules: [String] = [],
+            maxOutputCharacters: Int? = nil, memoryLimitBytes: UInt64 = 4 << 30, killGrace: Duration = .milliseconds(100),
+            startTimeout: Duration = .seconds(10), requireAllLayers: Bool = false, executable: String? = nil
+        ) {
+            self.name = name
+            self.scratch = scratch
+            self.readablePaths = readablePaths
+            self.nativeModules = nativeModules
+            self.maxOutputCharacters = maxOutputCharacters
+            self.memoryLimitBytes = memoryLimitBytes
+            self.killGrace = killGrace
+            self.startTimeout = startTimeout
+            self.requireAllLayers = requireAllLayers
+            self.executable = executable
+        }
+    }
+
+    /// The worker's process id.
+    public let processID: pid_t
+    /// The confinement layers the kernel could not provide, by name; empty on a kernel with
+    /// user namespaces, Landlock (ABI 6 or later) and seccomp.
+    public let missingLayers: [String]
+
+    private let configuration: Configuration
+    private let channel: WorkerChannel
+    private let state = Mutex(State())
+    private let nextID = Atomic<Int>(0)
+
+    private struct State {
+        var pending: [Int: CheckedContinuation<WorkerMessage.Reply, any Error>] = [:]
+        var functions: [String: NativeFunction] = [:]
+        var calls: [Int: Task<Void, Never>] = [:]
+        /// Why the worker is gone, once it is.
+        var ended: String?
+        /// Set before the host kills the worker on purpose, to report why.
+        var killReason: String?
+    }
+
+    /// The worker ended: it crashed, was killed at a deadline, or was closed.
+    struct Ended: Error {
+        var reason: String
+    }
+
+    private init(processID: pid_t, channel: WorkerChannel, missingLayers: [String], configuration: Configuration) {
+        self.processID = processID
+        self.channel = channel
+        self.missingLayers = missingLayers
+        self.configuration = configuration
+    }
+
+    deinit {
+        Glibc.kill(processID, SIGKILL)
+        Glibc.close(channel.descriptor)
+    }
+
+    /// The layer names, in the order they are applied.
+    static let layerNames: [(UInt32, String)] = [
+        (UInt32(RLM_LAYER_USER_NAMESPACE), "user namespace"), (UInt32(RLM_LAYER_NETWORK_NAMESPACE), "network namespace"),
+        (UInt32(RLM_LAYER_NO_NEW_PRIVS), "no_new_privs"), (UInt32(RLM_LAYER_LANDLOCK), "Landlock"),
+        (UInt32(RLM_LAYER_LANDLOCK_NETWORK), "Landlock network rules (ABI 4)"),
+        (UInt32(RLM_LAYER_LANDLOCK_SCOPE), "Landlock signal and socket scoping (ABI 6)"),
+        (UInt32(RLM_LAYER_SECCOMP), "seccomp"), (UInt32(RLM_LAYER_RESOURCE_LIMITS), "resource limits"),
+    ]
+
+    /// The default executable: `rlm-worker` next to this process's executable.
+    public static var defaultExecutable: String {
+        let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return URL(fileURLWithPath: me).deletingLastPathComponent().appendingPathComponent("rlm-worker").path
+    }
+
+    /// Starts a worker and waits until it is confined and its interpreter runs.
+    public static func start(configuration: Configuration) async throws -> PythonWorker {
+        try Interpreter.ensureStarted()
+        let executable = configuration.executable ?? defaultExecutable
+        guard FileManager.default.isExecutableFile(atPath: executable) else {
+            throw PythonError(code: .initialization, message: "the worker executable \(executable) does not exist: build the rlm-worker product (swift build) or set its path")
+        }
+        var pair: [Int32] = [-1, -1]
+        let pairError = pair.withUnsafeMutableBufferPointer { rlm_socket_pair($0.baseAddress!) }
+        guard pairError == 0 else {
+            throw PythonError(code: .initialization, message: "could not create the worker channel: \(String(cString: strerror(pairError)))")
+        }
+        var arguments = [executable, "--parent", String(getpid()), "--name", configuration.name,
+                         "--memory", String(configuration.memoryLimitBytes), "--write", configuration.scratch]
+        if let limit = configuration.maxOutputCharacters { arguments += ["--max-output", String(limit)] }
+        for path in Interpreter.standardPaths.readable + configuration.readablePaths { arguments += ["--read", path] }
+        for module in configuration.nativeModules { arguments += ["--native", module] }
+        if !configuration.inProcessSandbox { arguments += ["--in-process-sandbox", "off"] }
+        var pid: pid_t = 0
+        let spawnError = withCStrings(arguments) { strings -> Int32 in
+            var argv = strings.map { UnsafeMutablePointer(mutating: $0) }
+            argv.append(nil)
+            return argv.withUnsafeBufferPointer { rlm_spawn(executable, $0.baseAddress!, pair[1], &pid) }
+        }
+        Glibc.close(pair[1])
+        guard spawnError == 0 else {
+            Glibc.close(pair[0])
+            throw PythonError(code: .initialization, message: "could not start \(executable): \(String(cString: strerror(spawnError)))")
+        }
+        let channel = WorkerChannel(descriptor: pair[0])
+        let ready = try await Self.awaitReady(channel, pid: pid, timeout: configuration.startTimeout)
+        guard case .ready(let layers, _, let error) = ready else {
+            Glibc.kill(pid, SIGKILL)
+            _ = waitpid(pid, nil, 0)
+            Glibc.close(pair[0])
+            throw PythonError(code: .initialization, message: "the worker did not start")
+        }
+        let missing = Self.layerNames.filter { layers & $0.0 == 0 }.map(\.1)
+        if let error {
+            Glibc.kill(pid, SIGKILL)
+            _ = waitpid(pid, nil, 0)
+            Glibc.close(pair[0])
+            throw PythonError(code: .initialization, message: "the worker's interpreter did not start: \(error)")
+        }
+        if configuration.requireAllLayers && !missing.isEmpty {
+            Glibc.kill(pid, SIGKILL)
+            _ = waitpid(pid, nil, 0)
+            Glibc.close(pair[0])
+            throw PythonError(code: .initialization, message: "this kernel lacks confinement layers the configuration requires: \(missing.joined(separator: ", "))")
+        }
+        let worker = PythonWorker(processID: pid, channel: channel, missingLayers: missing, configuration: configuration)
+        let thread = Thread { [weak worker] in worker?.receiveLoop() }
+        thread.name = "rlm.worker.\(configuration.name)"
+        thread.start()
+        return worker
+    }
+
+    /// Reads the worker's first message on a thread of its own, within `timeout`.
+    private static func awaitReady(_ channel: WorkerChannel, pid: pid_t, timeout: Duration) async throws -> WorkerMessage {
+        let outcome = Mutex<Result<WorkerMessage, any Error>?>(nil)
+        return try await withCheckedThrowingContinuation { continuation in
+            let resume = { @Sendable (result: Result<WorkerMessage, any Error>) in
+                let first = outcome.withLock { current -> Bool in
+                    guard current == nil else { return false }
+                    current = result
+                    return true
+                }
+                if first { continuation.resume(with: result) }
+            }
+            let reader = Thread {
+                do {
+                    guard let (message, _) = try channel.receive() else {
+                        var status: Int32 = 0
+                        waitpid(pid, &status, 0)
+                        resume(.failure(PythonError(code: .initialization, message: "the worker exited during start-up (\(Self.describe(status: status)))")))
+                        return
+                    }
+                    resume(.success(message))
+                } catch {
+                    resume(.failure(error))
+                }
+            }
+            reader.start()
+            let (seconds, attoseconds) = timeout.components
+            DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000))) {
+                resume(.failure(PythonError(code: .initialization, message: "the worker did not start within \(timeout)")))
+            }
+        }
+    }
+
+    static func describe(status: Int32) -> String {
+        let signal = status & 0x7f
+        if signal == 0 { return "exit status \((status >> 8) & 0xff)" }
+        let names: [Int32: String] = [SIGKILL: "SIGKILL", SIGSEGV: "SIGSEGV", SIGABRT: "SIGABRT", SIGBUS: "SIGBUS", SIGSYS: "SIGSYS", SIGILL: "SIGILL"]
+        return "killed by \(names[signal] ?? "signal \(signal)")"
+    }
+
+    // MARK: - Receiving
+
+    private func receiveLoop() {
+        while true {
+            let received: (WorkerMessage, Int32?)?
+            do {
+                received = try channel.receive()
+            } catch {
+                received = nil
+            }
+            guard let (message, fd) = received else { break }
+            if let fd { Glibc.close(fd) }
+            switch message {
+            case .reply(let id, let reply):
+                state.withLock { $0.pending.removeValue(forKey: id) }?.resume(returning: reply)
+            case .call(let callID, let name, let arguments):
+                startCall(callID, name: name, arguments: arguments)
+            default:
+                break
+            }
+        }
+        var status: Int32 = 0
+        waitpid(processID, &status, 0)
+        let (pending, calls) = state.withLock { state -> ([CheckedContinuation<WorkerMessage.Reply, any Error>], [Task<Void, Never>]) in
+            state.ended = state.killReason ?? "the REPL process ended (\(Self.describe(status: status)))"
+            defer {
+                state.pending.removeAll()
+                state.calls.removeAll()
+            }
+            return (Array(state.pending.values), Array(state.calls.values))
+        }
+        let reason = state.withLock { $0.ended } ?? ""
+        for task in calls { task.cancel() }
+        for continuation in pending { continuation.resume(throwing: Ended(reason: reason)) }
+    }
+
+    private func startCall(_ callID: Int, name: String, arguments: PythonArguments) {
+        let function = state.withLock { $0.functions[name] }
+        let channel = self.channel
+        let task = Task {
+            var value: PythonValue?
+            var failure: PythonError?
+            do {
+                guard let function else { throw PythonError(code: .exception, typeName: "NameError", message: "no host function \(name)") }
+                switch function.body {
+                case .synchronous(let body): value = try body(arguments)
+                case .asynchronous(let body): value = try await body(arguments)
+                }
+            } catch let error as any PythonExceptionConvertible {
+                failure = PythonError(code: .exception, typeName: error.pythonExceptionTypeName, message: error.pythonExceptionMessage)
+            } catch is CancellationError {
+                failure = PythonError(code: .interrupted, typeName: "ExecutionInterrupted", message: "cancelled")
+            } catch {
+                failure = PythonError(code: .exception, typeName: "RuntimeError", message: "\(error)")
+            }
+            _ = self.state.withLock { $0.calls.removeValue(forKey: callID) }
+            try? channel.send(.callResult(callID: callID, value: value, error: failure))
+        }
+        state.withLock { $0.calls[callID] = task }
+    }
+
+    // MARK: - Requests
+
+    private func request(_ make: (Int) -> WorkerMessage, passing fd: Int32 = -1, onCancel: (@Sendable (Int) -> Void)? = nil) async throws -> WorkerMessage.Reply {
+        let id = nextID.add(1, ordering: .relaxed).newValue
+        let message = make(id)
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let ended = state.withLock { state -> String? in
+                    if let ended = state.ended { return ended }
+                    state.pending[id] = continuation
+                    return nil
+                }
+                if let ended {
+                    continuation.resume(throwing: Ended(reason: ended))
+                    return
+                }
+                do {
+                    try channel.send(message, passing: fd)
+                } catch {
+                    state.withLock { $0.pending.removeValue(forKey: id) }?.resume(throwing: error)
+                }
+            }
+        } onCancel: {
+            onCancel?(id)
+        }
+    }
+
+    private func expectOK(_ reply: WorkerMessage.Reply) throws {
+        if case .failure(let error) = reply { throw error }
+    }
+
+    private func expectValue(_ reply: WorkerMessage.Reply) throws -> PythonValue {
+        switch reply {
+        case .value(let value): return value
+        case .failure(let error): throw error
+        default: throw PythonError(code: .exception, message: "the worker sent an unexpected reply")
+        }
+    }
+
+    private func closedError(_ error: any Error) -> any Error {
+        guard let ended = error as? Ended else { return error }
+        return PythonError(code: .closed, message: ended.reason)
+    }
+
+    public func install(_ function: NativeFunction) async throws {
+        state.withLock { $0.functions[function.name] = function }
+        do {
+            try expectOK(try await request { .install(id: $0, name: function.name, documentation: function.documentation) })
+        } catch { throw closedError(error) }
+    }
+
+    public func set(_ name: String, to value: PythonValue) async throws {
+        // Large text goes through a sealed memory file: one copy, no encoding.
+        if case .string(let text) = value, text.utf8.count > 65_536 {
+            var text = text
+            let fd = text.withUTF8 { rlm_memory_file($0.baseAddress, $0.count) }
+            guard fd >= 0 else { throw PythonError(code: .conversion, message: "could not create a memory file: \(String(cString: strerror(-fd)))") }
+            defer { Glibc.close(fd) }
+            do {
+                try expectOK(try await request({ .setString(id: $0, name: name, length: text.utf8.count) }, passing: fd))
+            } catch { throw closedError(error) }
+            return
+        }
+        do {
+            try expectOK(try await request { .set(id: $0, name: name, value: value) })
+        } catch { throw closedError(error) }
+    }
+
+    public func setString(_ name: String, contentsOfFile path: String) async throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw PythonError(code: .conversion, typeName: "OSError", message: "cannot open \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { Glibc.close(fd) }
+        do {
+            try expectOK(try await request({ .setString(id: $0, name: name, length: -1) }, passing: fd))
+        } catch let error as PythonError where error.message == "the context" {
+            throw error
+        } catch { throw closedError(error) }
+    }
+
+    public func evaluate(_ expression: String) async throws -> PythonValue {
+        do {
+            return try expectValue(try await request { .evaluate(id: $0, expression: expression, private: false) })
+        } catch { throw closedError(error) }
+    }
+
+    public func executePrivately(_ code: String) async throws {
+        do {
+            try expectOK(try await request { .executePrivately(id: $0, code: code) })
+        } catch { throw closedError(error) }
+    }
+
+    public func evaluatePrivately(_ expression: String) async throws -> PythonValue {
+        do {
+            return try expectValue(try await request { .evaluate(id: $0, expression: expression, private: true) })
+        } catch { throw closedError(error) }
+    }
+
+    public func execute(_ code: String, timeout: Duration?) async throws -> ExecutionResult {
+        if let ended = state.withLock({ $0.ended }) { throw PythonError(code: .closed, message: ended) }
+        let clock = ContinuousClock()
+        let start = clock.now
+        let nanoseconds = timeout.map { Int($0.components.seconds) * 1_000_000_000 + Int($0.components.attoseconds / 1_000_000_000) } ?? 0
+        let killer = Task { [weak self, killGrace = configuration.killGrace] in
+            guard let timeout else { return }
+            try? await Task.sleep(for: timeout + killGrace)
+            guard !Task.isCancelled else { return }
+            self?.terminate(because: "the cell did not stop within \(killGrace) of its \(timeout) limit, so its REPL process was killed")
+        }
+        defer { killer.cancel() }
+        do {
+            let reply = try await request({ .execute(id: $0, code: code, timeoutNanoseconds: nanoseconds) }, onCancel: { [weak self] id in
+                guard let self else { return }
+                try? self.channel.send(.stop(id: id))
+                let grace = self.configuration.killGrace
+                Task { [weak self] in
+                    try? await Task.sleep(for: grace)
+                    self?.terminate(because: "the cell did not stop within \(grace) of being cancelled, so its REPL process was killed", ifPending: id)
+                }
+            })
+            switch reply {
+            case .result(let result): return result
+            case .failure(let error) where error.code == .interrupted: throw CancellationError()
+            case .failure(let error): throw error
+            default: throw PythonError(code: .exception, message: "the worker sent an unexpected reply")
+            }
+        } catch let ended as Ended {
+            if Task.isCancelled { throw CancellationError() }
+            return ExecutionResult(
+                status: .abandoned,
+                error: PythonError(code: .abandoned, typeName: "WorkerEnded", message: ended.reason),
+                duration: clock.now - start)
+        }
+    }
+
+    /// Kills the worker, recording why (the reason pending requests get).
+    private func terminate(because reason: String, ifPending id: Int? = nil) {
+        let proceed = state.withLock { state -> Bool in
+            guard state.ended == nil else { return false }
+            if let id, state.pending[id] == nil { return false }
+            if state.killReason == nil { state.killReason = reason }
+            return true
+        }
+        if proceed { _ = Glibc.kill(processID, SIGKILL) }
+    }
+
+    /// Whether the worker has ended (crashed, killed, or closed).
+    public var hasEnded: Bool { state.withLock { $0.ended != nil } }
+
+    /// Ends the worker: its process is killed and reaped.
+    public func close() async {
+        terminate(because: "the REPL process was closed")
+    }
+}

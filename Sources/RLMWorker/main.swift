@@ -1,0 +1,87 @@
+// rlm-worker: one REPL in a process that confines itself before any Python runs.
+//
+// Started by `PythonWorker` (never by hand) with its channel as descriptor 3 and an empty
+// environment. It dies with its parent, moves into new user and network namespaces, limits its
+// memory, open files and file sizes, then sets no_new_privs, drops capabilities, restricts the
+// file system with Landlock (read-only: the interpreter's and the libraries' directories and
+// what the host granted; read-write: the scratch directory) and installs a seccomp filter (no
+// execve, no new processes, no ptrace, no sockets, no signals to other processes). Only then
+// does the interpreter start, with the in-process sandbox on top.
+import CRLMProcess
+import Foundation
+import PythonRuntime
+
+struct Options {
+    var parent: pid_t = 0
+    var name = "worker"
+    var maxOutput: Int?
+    var graceMilliseconds = 5_000
+    var limits = rlm_limits(address_space_bytes: 0, open_files: 256, file_size_bytes: 1 << 30)
+    var read: [String] = []
+    var write: [String] = []
+    var native: [String] = []
+    var inProcessSandbox = true
+
+    static func parse(_ arguments: ArraySlice<String>) -> Options? {
+        var options = Options()
+        var iterator = arguments.makeIterator()
+        while let flag = iterator.next() {
+            guard let value = iterator.next() else { return nil }
+            switch flag {
+            case "--parent": options.parent = pid_t(value) ?? 0
+            case "--name": options.name = value
+            case "--max-output": options.maxOutput = Int(value)
+            case "--grace-ms": options.graceMilliseconds = Int(value) ?? 5_000
+            case "--memory": options.limits.address_space_bytes = UInt64(value) ?? 0
+            case "--read": options.read.append(value)
+            case "--write": options.write.append(value)
+            case "--native": options.native.append(value)
+            case "--in-process-sandbox": options.inProcessSandbox = value != "off"
+            default: return nil
+            }
+        }
+        return options.parent > 0 ? options : nil
+    }
+}
+
+/// Directories of every file mapped into this process (the Swift runtime, libpython, libc):
+/// what the dynamic loader may need to read later.
+func mappedDirectories() -> [String] {
+    guard let maps = try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8) else { return [] }
+    var directories = Set<String>()
+    for line in maps.split(separator: "\n") {
+        guard let slash = line.firstIndex(of: "/") else { continue }
+        let path = String(line[slash...])
+        directories.insert((path as NSString).deletingLastPathComponent)
+    }
+    return directories.sorted()
+}
+
+// The only variable the host sets, read by the Swift runtime at start; the REPL sees none.
+unsetenv("SWIFT_BACKTRACE")
+
+guard let options = Options.parse(CommandLine.arguments.dropFirst()) else {
+    FileHandle.standardError.write(Data("rlm-worker: started by swift-rlm's PythonWorker, not by hand\n".utf8))
+    exit(64)
+}
+
+var layers = rlm_confine_early(options.parent, options.limits)
+let systemPaths = ["/usr/lib", "/lib", "/lib64", "/usr/lib64", "/etc/ld.so.cache", "/etc/localtime", "/usr/share/zoneinfo",
+                   "/dev/urandom", "/dev/random", "/dev/zero", "/sys/devices/system/cpu"]
+let readable = options.read + systemPaths + mappedDirectories()
+var landlockABI: Int32 = 0
+layers |= withCStrings(readable) { read in
+    withCStrings(options.write) { write in
+        rlm_confine(read.baseAddress, read.count, write.baseAddress, write.count, &landlockABI)
+    }
+}
+
+let channel = WorkerChannel(descriptor: 3)
+let configuration = PythonNamespace.Configuration(
+    name: options.name, maxOutputCharacters: options.maxOutput, stopGracePeriod: .milliseconds(options.graceMilliseconds),
+    sandbox: options.inProcessSandbox
+        ? PythonSandbox(readablePaths: options.read, writablePaths: options.write, nativeModules: options.native) : nil)
+Task {
+    await WorkerServer.run(channel: channel, configuration: configuration, layers: layers, landlockABI: Int(landlockABI))
+}
+dispatchMain()

@@ -1,0 +1,139 @@
+import Foundation
+import PythonRuntime
+import Testing
+
+/// A worker with a scratch directory of its own, removed afterwards.
+struct Worker {
+    let worker: PythonWorker
+    let scratch: URL
+
+    init(inProcessSandbox: Bool = true, readable: [String] = []) async throws {
+        scratch = FileManager.default.temporaryDirectory.appendingPathComponent("rlm-worker-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        var configuration = PythonWorker.Configuration(scratch: scratch.path, readablePaths: readable, memoryLimitBytes: 2 << 30)
+        configuration.inProcessSandbox = inProcessSandbox
+        worker = try await PythonWorker.start(configuration: configuration)
+    }
+
+    func close() async {
+        await worker.close()
+        try? FileManager.default.removeItem(at: scratch)
+    }
+}
+
+@Suite("Worker processes")
+struct PythonWorkerTests {
+    @Test("a worker runs cells, keeps variables, and calls host functions over its channel")
+    func basics() async throws {
+        let box = try await Worker()
+        let worker = box.worker
+        #expect(worker.missingLayers.isEmpty, "missing: \(worker.missingLayers)")
+        try await worker.install(NativeFunction(name: "shout", async: { arguments in
+            .string((arguments.positional.first?.stringValue ?? "").uppercased())
+        }))
+        let first = try await worker.execute("x = 20\nprint(shout('hello'), x + 1)", timeout: .seconds(5))
+        #expect(first.status == .completed, "\(first.error?.traceback ?? "")")
+        #expect(first.stdout == "HELLO 21\n")
+        #expect(try await worker.evaluate("x * 2") == .int(40))
+        let failed = try await worker.execute("1 / 0", timeout: .seconds(5))
+        #expect(failed.status == .failed)
+        #expect(failed.error?.typeName == "ZeroDivisionError")
+        await box.close()
+    }
+
+    @Test("a large context reaches the worker through a memory file, a file context through its descriptor")
+    func contexts() async throws {
+        let box = try await Worker()
+        let text = String(repeating: "abcdefghij", count: 400_000) + "é"
+        try await box.worker.set("context", to: .string(text))
+        #expect(try await box.worker.evaluate("len(context)") == .int(4_000_001))
+        #expect(try await box.worker.evaluate("context[-3:]") == .string("ijé"))
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("rlm-worker-context-\(UUID().uuidString).txt")
+        try Data("from a file".utf8).write(to: file)
+        defer { try? FileManager.default.removeItem(at: file) }
+        try await box.worker.setString("other", contentsOfFile: file.path)
+        #expect(try await box.worker.evaluate("other") == .string("from a file"))
+        await box.close()
+    }
+
+    @Test("the kernel confines the worker even without the in-process sandbox")
+    func kernelConfinement() async throws {
+        let box = try await Worker(inProcessSandbox: false)
+        let result = try await box.worker.execute("""
+            import os, socket, errno
+            def attempt(name, f):
+                try:
+                    f()
+                    print(name, 'ALLOWED')
+                except OSError as error:
+                    print(name, errno.errorcode.get(error.errno, error.errno))
+            attempt('fork', os.fork)
+            attempt('exec', lambda: os.execv('/bin/true', ['true']))
+            attempt('socket', lambda: socket.socket())
+            attempt('read /etc/passwd', lambda: open('/etc/passwd').read())
+            attempt('write /tmp', lambda: open('/tmp/rlm-worker-escape', 'w'))
+            attempt('kill init', lambda: os.kill(1, 0))
+            attempt('write scratch', lambda: open(os.path.join(\(PythonValue.string(box.scratch.path).description), 'f'), 'w').write('ok'))
+            print('environment', dict(os.environ))
+            print('uid', os.getuid())
+            """, timeout: .seconds(10))
+        #expect(result.status == .completed, "\(result.error?.traceback ?? "")")
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.contains("fork EPERM"))
+        #expect(lines.contains("exec EPERM"))
+        #expect(lines.contains("socket EACCES"))
+        #expect(lines.contains("read /etc/passwd EACCES"))
+        #expect(lines.contains("write /tmp EACCES"))
+        #expect(lines.contains("kill init EPERM"))
+        #expect(lines.contains("write scratch ALLOWED"))
+        #expect(lines.contains("environment {}"))
+        await box.close()
+    }
+
+    @Test("a crash ends the cell as abandoned and never the host", arguments: [
+        "import ctypes\nctypes.string_at(0)",
+        "import os\nos._exit(3)",
+        "import sys\nsys.setrecursionlimit(10**6)\nl = []\nfor _ in range(10**6): l = [l]\nrepr(l)",
+        "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
+    ])
+    func crash(code: String) async throws {
+        let box = try await Worker(inProcessSandbox: false)
+        let result = try await box.worker.execute(code, timeout: .seconds(20))
+        #expect(result.status == .abandoned)
+        #expect(result.error?.message.contains("REPL process ended") == true, "\(result.error?.message ?? "")")
+        #expect(box.worker.hasEnded)
+        await #expect(throws: PythonError.self) { try await box.worker.execute("1", timeout: .seconds(1)) }
+        await box.close()
+    }
+
+    @Test("code that cannot be stopped is ended by killing its worker shortly after the deadline")
+    func killedAtDeadline() async throws {
+        let box = try await Worker()
+        let clock = ContinuousClock()
+        let start = clock.now
+        let result = try await box.worker.execute("import re\nre.match(r'(a+)+$', 'a' * 64 + 'b')", timeout: .milliseconds(300))
+        let elapsed = clock.now - start
+        #expect(result.status == .abandoned)
+        #expect(result.error?.message.contains("was killed") == true, "\(result.error?.message ?? "")")
+        #expect(elapsed < .seconds(2), "took \(elapsed)")
+        await box.close()
+    }
+
+    @Test("a loop past its deadline is stopped inside the worker, which lives on")
+    func timedOut() async throws {
+        let box = try await Worker()
+        let result = try await box.worker.execute("n = 0\nwhile True:\n    n += 1", timeout: .milliseconds(200))
+        #expect(result.status == .timedOut)
+        #expect(try await box.worker.evaluate("n > 0") == .bool(true))
+        await box.close()
+    }
+
+    @Test("the memory limit turns a huge allocation into MemoryError")
+    func memoryLimit() async throws {
+        let box = try await Worker()
+        let result = try await box.worker.execute("x = bytearray(3 << 30)", timeout: .seconds(10))
+        #expect(result.status == .failed)
+        #expect(result.error?.typeName == "MemoryError")
+        await box.close()
+    }
+}
