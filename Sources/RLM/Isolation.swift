@@ -11,6 +11,7 @@ public struct Isolation: Sendable, Hashable {
     public struct Level: Sendable, Hashable, CustomStringConvertible {
         private enum Base: String, Sendable, Hashable {
             case inProcess = "in-process"
+            case process
             case unrestricted
         }
         private let base: Base
@@ -23,6 +24,16 @@ public struct Isolation: Sendable, Hashable {
         /// `os.environ`. Defence in depth against code a prompt injection wrote, not a boundary
         /// against a determined attacker.
         public static let inProcess = Level(.inProcess)
+        /// Each RLM node's REPL runs in a worker process (`rlm-worker`, a product of this
+        /// package) that confines itself with the kernel before any Python runs: an empty
+        /// environment, new user and network namespaces, no_new_privs, Landlock (read-only
+        /// access to what Python needs and ``Isolation/readablePaths``, write access only to its
+        /// scratch directory), seccomp (no sockets, execve, new processes, ptrace or signals to
+        /// other processes) and resource limits, with the in-process sandbox on top. Model calls,
+        /// budgets and credentials stay in the host. A cell that does not stop 100 ms after its
+        /// deadline, or that crashes the worker, is reported to the model and the run goes on in
+        /// a fresh worker. Needs Linux.
+        public static let process = Level(.process)
         /// The REPL has the host's full authority. Only for code you trust.
         public static let unrestricted = Level(.unrestricted)
 
@@ -37,8 +48,19 @@ public struct Isolation: Sendable, Hashable {
     /// Native extension modules code may import besides the standard library's, by name
     /// (`"numpy"` allows its submodules). Defaults to none.
     public var nativeModules: [String]
-    /// Whether code may open network sockets. Defaults to `false`.
+    /// Whether code may open network sockets. Defaults to `false`. Not available with
+    /// ``Level/process``, whose workers have no network at all.
     public var allowsNetwork: Bool
+    /// The most memory (address space) a worker may use, in bytes, for ``Level/process``.
+    /// Defaults to 4 GiB.
+    public var memoryLimitBytes: UInt64 = 4 << 30
+    /// Refuse to run, for ``Level/process``, when the kernel lacks a confinement layer (user
+    /// namespaces, Landlock ABI 6, seccomp) instead of running with the layers it has. Defaults
+    /// to `false`.
+    public var requiresAllLayers = false
+    /// The `rlm-worker` executable for ``Level/process``. Defaults to `nil`: the one next to
+    /// this process's executable.
+    public var workerExecutable: String?
 
     /// Creates an isolation setting.
     public init(level: Level = .inProcess, readablePaths: [String] = [], nativeModules: [String] = [], allowsNetwork: Bool = false) {
@@ -50,6 +72,8 @@ public struct Isolation: Sendable, Hashable {
 
     /// The default: ``Level/inProcess`` with nothing widened.
     public static let inProcess = Isolation(level: .inProcess)
+    /// ``Level/process`` with nothing widened.
+    public static let process = Isolation(level: .process)
     /// Code runs with the host's full authority. Only for code you trust.
     public static let unrestricted = Isolation(level: .unrestricted)
 }

@@ -24,17 +24,19 @@ final class REPLEnvironment: Sendable {
         var reserved: [String]
         var sandbox: PythonSandbox?
         var stopGracePeriod: Duration
+        var isolation: Isolation
+        var scratch: URL?
     }
 
     private struct State: Sendable {
-        var namespace: PythonNamespace
+        var namespace: any PythonREPL
         /// Every context bound so far, to bind again after a restart.
         var contexts: [(context: RLMContext, index: Int)] = []
         var history: [(query: String, answer: String)]?
     }
 
     /// The namespace the REPL currently runs in (a restart replaces it).
-    var namespace: PythonNamespace { state.withLock { $0.namespace } }
+    var namespace: any PythonREPL { state.withLock { $0.namespace } }
     /// The directory code may write, `nil` when isolation is unrestricted.
     let scratch: URL?
 
@@ -51,7 +53,7 @@ final class REPLEnvironment: Sendable {
         execTimeout = configuration.execTimeout
         let isolation = configuration.isolation
         var sandbox: PythonSandbox?
-        if isolation.level == .inProcess {
+        if isolation.level != .unrestricted {
             let scratch = try Self.makeScratchDirectory()
             self.scratch = scratch
             sandbox = PythonSandbox(
@@ -64,7 +66,7 @@ final class REPLEnvironment: Sendable {
             name: name, maxOutputCharacters: configuration.maxOutputCharacters,
             functions: binding.functions(tools: configuration.tools, maxDepth: configuration.maxDepth),
             reserved: Self.reservedNames + configuration.tools.map(\.name), sandbox: sandbox,
-            stopGracePeriod: configuration.stopGracePeriod)
+            stopGracePeriod: configuration.stopGracePeriod, isolation: isolation, scratch: scratch)
         do {
             state = Mutex(State(namespace: try await Self.makeNamespace(setup)))
         } catch {
@@ -73,10 +75,19 @@ final class REPLEnvironment: Sendable {
         }
     }
 
-    private static func makeNamespace(_ setup: Setup) async throws -> PythonNamespace {
-        let namespace = try await PythonNamespace(configuration: .init(
-            name: setup.name, maxOutputCharacters: setup.maxOutputCharacters, stopGracePeriod: setup.stopGracePeriod,
-            sandbox: setup.sandbox))
+    private static func makeNamespace(_ setup: Setup) async throws -> any PythonREPL {
+        let namespace: any PythonREPL
+        if setup.isolation.level == .process, let scratch = setup.scratch {
+            namespace = try await PythonWorker.start(configuration: .init(
+                name: setup.name, scratch: scratch.path, readablePaths: setup.isolation.readablePaths,
+                nativeModules: setup.isolation.nativeModules, maxOutputCharacters: setup.maxOutputCharacters,
+                memoryLimitBytes: setup.isolation.memoryLimitBytes, requireAllLayers: setup.isolation.requiresAllLayers,
+                executable: setup.isolation.workerExecutable))
+        } else {
+            namespace = try await PythonNamespace(configuration: .init(
+                name: setup.name, maxOutputCharacters: setup.maxOutputCharacters, stopGracePeriod: setup.stopGracePeriod,
+                sandbox: setup.sandbox))
+        }
         do {
             for function in setup.functions {
                 try await namespace.install(function)
@@ -135,7 +146,7 @@ final class REPLEnvironment: Sendable {
         state.withLock { $0.history = turns }
     }
 
-    private static func bindHistory(_ turns: [(query: String, answer: String)], in namespace: PythonNamespace) async throws {
+    private static func bindHistory(_ turns: [(query: String, answer: String)], in namespace: any PythonREPL) async throws {
         let value = PythonValue.list(turns.map { ["query": .string($0.query), "answer": .string($0.answer)] })
         try await namespace.set("history", to: value)
         try await namespace.executePrivately("reserve()\ng['answer'] = {'content': '', 'ready': False}")

@@ -92,6 +92,9 @@ public struct RLMConfiguration: Sendable {
         if maxOutputCharacters < 100 { throw invalid("maxOutputCharacters must be at least 100 (got \(maxOutputCharacters))") }
         if execTimeout <= .zero { throw invalid("execTimeout must be positive") }
         if stopGracePeriod <= .zero { throw invalid("stopGracePeriod must be positive") }
+        if isolation.level == .process && isolation.allowsNetwork {
+            throw invalid("isolation.allowsNetwork is not available with process isolation: its workers have no network")
+        }
         let reserved = Set(REPLEnvironment.reservedNames)
         for tool in tools where reserved.contains(tool.name) || !tool.name.isPythonIdentifier {
             throw invalid("tool name '\(tool.name)' is not a free Python identifier")

@@ -18,13 +18,13 @@ public enum RLMContext: Sendable {
 
     /// Binds the context to `names` in the namespace (the first binding is made, the others
     /// alias the same object). Returns a short description for the prompt.
-    func load(into namespace: PythonNamespace, as name: String) async throws -> String {
+    func load(into namespace: any PythonREPL, as name: String) async throws -> String {
         switch self {
         case .text(let text):
-            try await namespace.set(name, to: text)
+            try await namespace.set(name, to: .string(text))
             return "a str of \(text.count) characters"
         case .texts(let texts):
-            try await namespace.set(name, to: texts)
+            try await namespace.set(name, to: .list(texts.map(PythonValue.string)))
             let lengths = texts.prefix(20).map { String($0.count) }.joined(separator: ", ")
             let more = texts.count > 20 ? ", …" : ""
             return "a list of \(texts.count) str chunks with \(texts.reduce(0) { $0 + $1.count }) characters in all (chunk lengths: \(lengths)\(more))"
@@ -40,7 +40,7 @@ public enum RLMContext: Sendable {
                 return "a \(value.pythonTypeName)"
             }
         case .bytes(let data):
-            try await namespace.set(name, to: data)
+            try await namespace.set(name, to: .bytes(data))
             return "a bytes object of \(data.count) bytes"
         case .file(let url):
             do {

@@ -77,7 +77,7 @@ struct Run: AsyncParsableCommand {
     @Flag(help: "No progress line on stderr.")
     var quiet = false
 
-    @Option(help: "How model code is confined: in-process (sandboxed in this process) or unrestricted (your authority; trusted code only).")
+    @Option(help: "How model code is confined: in-process (sandboxed in this process), process (a confined worker process per REPL) or unrestricted (your authority; trusted code only).")
     var isolation: IsolationOption = .inProcess
 
     @Option(help: "A file or directory model code may read (repeatable; the standard library and its scratch directory always are).")
@@ -85,6 +85,7 @@ struct Run: AsyncParsableCommand {
 
     enum IsolationOption: String, ExpressibleByArgument, CaseIterable {
         case inProcess = "in-process"
+        case process
         case unrestricted
     }
 
@@ -159,7 +160,7 @@ struct Run: AsyncParsableCommand {
                 deadline: deadline.map { .milliseconds(Int64($0 * 1000)) }, prices: prices),
             finalAnswerOnLimit: finalAnswerOnLimit)
         configuration.isolation = Isolation(
-            level: isolation == .unrestricted ? .unrestricted : .inProcess,
+            level: isolation == .unrestricted ? .unrestricted : isolation == .process ? .process : .inProcess,
             readablePaths: allowRead.map { URL(fileURLWithPath: $0).standardizedFileURL.path })
         let writer = try trajectory.map { try TrajectoryWriter(url: URL(fileURLWithPath: $0)) }
         defer { writer?.close() }

@@ -219,7 +219,7 @@ struct CommandTests {
         for text in [result.stdout, result.stderr, saved] { #expect(!text.contains(key)) }
     }
 
-    @Test("only the answer reaches stdout, whatever model code does to descriptor 1", arguments: ["in-process", "unrestricted"])
+    @Test("only the answer reaches stdout, whatever model code does to descriptor 1", arguments: ["in-process", "process", "unrestricted"])
     func stdoutIsSecured(isolation: String) async throws {
         let server = try await scriptedServer([
             """

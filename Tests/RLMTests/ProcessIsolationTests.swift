@@ -1,0 +1,127 @@
+import Foundation
+import PythonRuntime
+import RLM
+import RLMTesting
+import Testing
+
+/// Runs whose REPLs live in confined worker processes (``Isolation/Level/process``).
+@Suite("Process isolation in runs")
+struct ProcessIsolationTests {
+    static func configuration(_ root: ScriptedModel, sub: ScriptedModel? = nil, models: [String: ScriptedModel] = [:], maxDepth: Int = 1) -> RLMConfiguration {
+        var configuration = RLMConfiguration(rootModel: root, subModel: sub, models: models, maxDepth: maxDepth)
+        configuration.isolation = .process
+        configuration.isolation.requiresAllLayers = true
+        return configuration
+    }
+
+    static func outputs(_ result: RLMResult, depth: Int = 0) -> [String] {
+        result.events.compactMap { event in
+            guard event.depth == depth, case .codeExecuted(_, _, _, let output, _, _) = event.kind else { return nil }
+            return output
+        }
+    }
+
+    @Test("a run in a worker finds its needle through llm_query_batched, with the budget kept in the host")
+    func needle() async throws {
+        let lines = (0..<50_000).map { $0 == 31_337 ? "the code is ZX-81" : "line \($0) filler text" }
+        let sub = ScriptedModel(name: "reader") { request in
+            request.prompt.contains("ZX-81") ? "ZX-81" : "NONE"
+        }
+        let root = ScriptedModel.sequence([
+            repl("chunks = [context[i:i + 200_000] for i in range(0, len(context), 200_000)]\nfound = [r for r in llm_query_batched(chunks) if r != 'NONE']\nprint(len(chunks), found)"),
+            "FINAL_VAR(found)",
+        ])
+        let result = try await RLM(configuration: Self.configuration(root, sub: sub)).complete(query: "q", context: .text(lines.joined(separator: "\n")))
+        #expect(result.answer == "['ZX-81']")
+        #expect(result.usage.byModel["reader"]?.calls == sub.callCount)
+        #expect(sub.callCount > 1)
+    }
+
+    @Test("a worker that dies (killed from outside, as the OOM killer would) is reported and the run goes on in a fresh one")
+    func crashThenRecovery() async throws {
+        // The in-worker sandbox refuses every way code could crash its own process on purpose
+        // (os._exit, signals, ctypes, faulthandler), so the host plays the OOM killer.
+        let killer = RLMTool(name: "oom_killer", description: "kills a process") { arguments in
+            guard let pid = arguments.positional.first?.intValue else { return .none }
+            kill(pid_t(pid), SIGKILL)
+            return .none
+        }
+        let root = ScriptedModel.sequence([
+            repl("import os, time\nkept = 1\noom_killer(os.getpid())\ntime.sleep(5)"),
+            repl("print('kept' in globals(), len(context))\nanswer['content'] = 'recovered'\nanswer['ready'] = True"),
+        ])
+        var configuration = Self.configuration(root)
+        configuration.tools = [killer]
+        let result = try await RLM(configuration: configuration).complete(query: "q", context: .text("0123456789"))
+        #expect(result.answer == "recovered")
+        let feedback = root.requests[1].messages.last?.content ?? ""
+        #expect(feedback.contains("[block 1 ended its REPL: the REPL process ended (killed by SIGKILL)]"), "\(feedback)")
+        #expect(feedback.contains("the REPL was restarted"))
+        #expect(Self.outputs(result).last?.contains("False 10") == true)
+    }
+
+    @Test("a cell stuck in C is killed with its worker; the run continues instead of hanging the process")
+    func stuckCell() async throws {
+        let root = ScriptedModel.sequence([
+            repl("answer['content'] = 'draft'"),
+            repl("import re\nre.match(r'(a+)+$', 'a' * 64 + 'b')"),
+            repl("print(len(context))\nanswer['content'] = 'after the kill'\nanswer['ready'] = True"),
+        ])
+        var configuration = Self.configuration(root)
+        configuration.execTimeout = .milliseconds(500)
+        let clock = ContinuousClock()
+        let start = clock.now
+        let result = try await RLM(configuration: configuration).complete(query: "q", context: .text("abc"))
+        #expect(result.answer == "after the kill")
+        #expect(clock.now - start < .seconds(10))
+        #expect(root.requests[2].messages.last?.content.contains("was killed") == true)
+        #expect(Self.outputs(result).last?.contains("3") == true)
+    }
+
+    @Test("monkeypatching a module in one run does not reach another run")
+    func monkeypatchDoesNotCross() async throws {
+        let patcher = ScriptedModel.sequence([
+            repl("import json, time\njson.dumps = lambda *a, **k: 'PATCHED'\ntime.sleep(0.4)\nprint(json.dumps(1))"),
+            "FINAL(patched)",
+        ])
+        let victim = ScriptedModel.sequence([
+            repl("import json, time\ntime.sleep(0.2)\nprint(json.dumps([1, 2]))"),
+            "FINAL(victim)",
+        ])
+        async let first = RLM(configuration: Self.configuration(patcher)).complete(query: "q", context: .text("a"))
+        async let second = RLM(configuration: Self.configuration(victim)).complete(query: "q", context: .text("b"))
+        let (patched, untouched) = try await (first, second)
+        #expect(Self.outputs(patched).first?.contains("PATCHED") == true)
+        #expect(Self.outputs(untouched).first?.contains("[1, 2]") == true)
+    }
+
+    @Test("a child RLM runs in a worker of its own and cannot reach its parent")
+    func parentAndChild() async throws {
+        let child = ScriptedModel.sequence([
+            repl("import os\nprint(os.getpid() != PARENT_PID if 'PARENT_PID' in globals() else 'no parent globals')\nanswer['content'] = str(os.getpid())\nanswer['ready'] = True"),
+        ], name: "child")
+        let root = ScriptedModel.sequence([
+            repl("import os\nPARENT_PID = os.getpid()\nchild_pid = rlm_query('go', model='child')\nprint(int(child_pid) != PARENT_PID)"),
+            "FINAL(done)",
+        ])
+        let result = try await RLM(configuration: Self.configuration(root, models: ["child": child], maxDepth: 2))
+            .complete(query: "q", context: .text("secret parent context"))
+        #expect(result.answer == "done")
+        #expect(Self.outputs(result, depth: 1).first?.contains("no parent globals") == true)
+        #expect(Self.outputs(result).first?.contains("True") == true)
+    }
+
+    @Test("the worker holds no secrets: nothing of the host's environment, and the keys are redacted")
+    func noSecrets() async throws {
+        let root = ScriptedModel.sequence([
+            repl("import os\nprint(dict(os.environ))\nprint(context)"),
+            "FINAL(ok)",
+        ])
+        var configuration = Self.configuration(root)
+        configuration.secrets = ["sk-process-secret-123"]
+        let result = try await RLM(configuration: configuration).complete(query: "q", context: .text("key sk-process-secret-123"))
+        let output = Self.outputs(result).first ?? ""
+        #expect(output.contains("{'PATH': '/usr/local/bin:/usr/bin:/bin'}"), "\(output)")
+        #expect(output.contains("key [redacted]"))
+    }
+}
