@@ -75,12 +75,93 @@ let benchmarks: @Sendable () -> Void = {
             _ = try await namespace.execute("pass")
         }
     }
+
+    // The sandbox and the worker process. The worker is the root package's release build:
+    // `swift build -c release --product rlm-worker` there first.
+
+    Benchmark("Python→Swift→Python round trip, async closure, sandboxed (×1000)") { benchmark in
+        let namespace = try await Fixtures.shared.sandboxed()
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            _ = try await namespace.execute("for _ in range(1000):\n    echo_async('ping')")
+        }
+        benchmark.stopMeasurement()
+    }
+
+    Benchmark("execute an empty cell, sandboxed") { benchmark in
+        let namespace = try await Fixtures.shared.sandboxed()
+        for _ in benchmark.scaledIterations {
+            _ = try await namespace.execute("pass")
+        }
+    }
+
+    Benchmark("worker start to first cell", configuration: .init(metrics: [.wallClock, .peakMemoryResident], maxDuration: .seconds(5))) { benchmark in
+        for _ in benchmark.scaledIterations {
+            let worker = try await PythonWorker.start(configuration: Fixtures.workerConfiguration)
+            let result = try await worker.execute("pass", timeout: .seconds(5))
+            precondition(result.status == .completed)
+            await worker.close()
+        }
+    }
+
+    Benchmark("Python→Swift→Python round trip through a worker (×1000)") { benchmark in
+        let worker = try await Fixtures.shared.worker()
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            _ = try await worker.execute("for _ in range(1000):\n    echo_async('ping')", timeout: nil)
+        }
+        benchmark.stopMeasurement()
+    }
+
+    Benchmark("40 MB ASCII string into a worker", configuration: .init(metrics: [.wallClock, .peakMemoryResident], maxDuration: .seconds(5))) { benchmark in
+        let worker = try await Fixtures.shared.worker()
+        let text = Fixtures.fortyMegabytes
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            try await worker.set("big", to: .string(text))
+        }
+        benchmark.stopMeasurement()
+    }
+
+    Benchmark("execute an empty cell in a worker") { benchmark in
+        let worker = try await Fixtures.shared.worker()
+        for _ in benchmark.scaledIterations {
+            _ = try await worker.execute("pass", timeout: nil)
+        }
+    }
 }
 
 actor Fixtures {
     static let shared = Fixtures()
     static let fortyMegabytes = String(repeating: "abcdefghij", count: 4_000_000)
     private var cached: PythonNamespace?
+    private var cachedSandboxed: PythonNamespace?
+    private var cachedWorker: PythonWorker?
+    static let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("rlm-bench-scratch").path
+    static var workerConfiguration: PythonWorker.Configuration {
+        try? FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        return PythonWorker.Configuration(
+            scratch: scratch,
+            executable: URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+                .appendingPathComponent("../../../.build/release/rlm-worker").standardizedFileURL.path)
+    }
+
+    func sandboxed() async throws -> PythonNamespace {
+        if let cachedSandboxed { return cachedSandboxed }
+        try? FileManager.default.createDirectory(atPath: Self.scratch, withIntermediateDirectories: true)
+        let namespace = try await PythonNamespace(configuration: .init(sandbox: PythonSandbox(writablePaths: [Self.scratch])))
+        try await namespace.install(NativeFunction(name: "echo_async", async: { arguments in arguments.positional.first ?? .none }))
+        cachedSandboxed = namespace
+        return namespace
+    }
+
+    func worker() async throws -> PythonWorker {
+        if let cachedWorker { return cachedWorker }
+        let worker = try await PythonWorker.start(configuration: Self.workerConfiguration)
+        try await worker.install(NativeFunction(name: "echo_async", async: { arguments in arguments.positional.first ?? .none }))
+        cachedWorker = worker
+        return worker
+    }
 
     func namespace() async throws -> PythonNamespace {
         if let cached { return cached }

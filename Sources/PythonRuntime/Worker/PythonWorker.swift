@@ -127,8 +127,11 @@ public final class PythonWorker: PythonREPL {
         guard FileManager.default.isExecutableFile(atPath: executable) else {
             throw PythonError(code: .initialization, message: "the worker executable \(executable) does not exist: build the rlm-worker product (swift build) or set its path")
         }
-        var pair: [Int32] = [-1, -1]
-        let pairError = pair.withUnsafeMutableBufferPointer { rlm_socket_pair($0.baseAddress!) }
+        var pair: (Int32, Int32) = (-1, -1)
+        let pairError = withUnsafeMutablePointer(to: &pair) { pointer in
+            pointer.withMemoryRebound(to: Int32.self, capacity: 2) { rlm_socket_pair($0) }
+        }
+        let (hostEnd, workerEnd) = pair
         guard pairError == 0 else {
             throw PythonError(code: .initialization, message: "could not create the worker channel: \(String(cString: strerror(pairError)))")
         }
@@ -142,32 +145,34 @@ public final class PythonWorker: PythonREPL {
         let spawnError = withCStrings(arguments) { strings -> Int32 in
             var argv = strings.map { UnsafeMutablePointer(mutating: $0) }
             argv.append(nil)
-            return argv.withUnsafeBufferPointer { rlm_spawn(executable, $0.baseAddress!, pair[1], &pid) }
+            return argv.withUnsafeBufferPointer { buffer in
+                buffer.baseAddress.map { rlm_spawn(executable, $0, workerEnd, &pid) } ?? EINVAL
+            }
         }
-        Glibc.close(pair[1])
+        Glibc.close(workerEnd)
         guard spawnError == 0 else {
-            Glibc.close(pair[0])
+            Glibc.close(hostEnd)
             throw PythonError(code: .initialization, message: "could not start \(executable): \(String(cString: strerror(spawnError)))")
         }
-        let channel = WorkerChannel(descriptor: pair[0])
+        let channel = WorkerChannel(descriptor: hostEnd)
         let ready = try await Self.awaitReady(channel, pid: pid, timeout: configuration.startTimeout)
         guard case .ready(let layers, _, let error) = ready else {
             Glibc.kill(pid, SIGKILL)
             _ = waitpid(pid, nil, 0)
-            Glibc.close(pair[0])
+            Glibc.close(hostEnd)
             throw PythonError(code: .initialization, message: "the worker did not start")
         }
         let missing = Self.layerNames.filter { layers & $0.0 == 0 }.map(\.1)
         if let error {
             Glibc.kill(pid, SIGKILL)
             _ = waitpid(pid, nil, 0)
-            Glibc.close(pair[0])
+            Glibc.close(hostEnd)
             throw PythonError(code: .initialization, message: "the worker's interpreter did not start: \(error)")
         }
         if configuration.requireAllLayers && !missing.isEmpty {
             Glibc.kill(pid, SIGKILL)
             _ = waitpid(pid, nil, 0)
-            Glibc.close(pair[0])
+            Glibc.close(hostEnd)
             throw PythonError(code: .initialization, message: "this kernel lacks confinement layers the configuration requires: \(missing.joined(separator: ", "))")
         }
         let worker = PythonWorker(processID: pid, channel: channel, missingLayers: missing, configuration: configuration)

@@ -127,7 +127,9 @@ package final class WorkerChannel: @unchecked Sendable {
         frame.reserveCapacity(body.count + 4)
         withUnsafeBytes(of: UInt32(body.count).littleEndian) { frame.append(contentsOf: $0) }
         frame.append(contentsOf: body)
-        let error = sendLock.withLock { frame.withUnsafeBytes { rlm_send(descriptor, $0.baseAddress!, $0.count, fd) } }
+        let error = sendLock.withLock {
+            frame.withUnsafeBytes { buffer in buffer.baseAddress.map { rlm_send(descriptor, $0, buffer.count, fd) } ?? EINVAL }
+        }
         if error != 0 { throw Failure(description: "the worker channel is closed (\(String(cString: strerror(error))))") }
     }
 
@@ -135,14 +137,16 @@ package final class WorkerChannel: @unchecked Sendable {
     package func receive() throws -> (WorkerMessage, Int32?)? {
         var header = [UInt8](repeating: 0, count: 4)
         var fd: Int32 = -1
-        let status = header.withUnsafeMutableBytes { rlm_receive(descriptor, $0.baseAddress!, 4, &fd) }
+        let status = header.withUnsafeMutableBytes { buffer in buffer.baseAddress.map { rlm_receive(descriptor, $0, 4, &fd) } ?? EINVAL }
         if status == -1 { return nil }
         if status != 0 { throw Failure(description: "reading the worker channel failed (\(String(cString: strerror(status))))") }
         let length = Int(UInt32(header[0]) | UInt32(header[1]) << 8 | UInt32(header[2]) << 16 | UInt32(header[3]) << 24)
         guard length > 0, length < Self.maxFrame else { throw WireReader.Malformed() }
         var body = [UInt8](repeating: 0, count: length)
         var bodyFD: Int32 = -1
-        let bodyStatus = body.withUnsafeMutableBytes { rlm_receive(descriptor, $0.baseAddress!, length, &bodyFD) }
+        let bodyStatus = body.withUnsafeMutableBytes { buffer in
+            buffer.baseAddress.map { rlm_receive(descriptor, $0, length, &bodyFD) } ?? EINVAL
+        }
         if bodyStatus != 0 { throw Failure(description: "the worker channel closed in the middle of a message") }
         let passed = fd >= 0 ? fd : (bodyFD >= 0 ? bodyFD : nil)
         return (try WorkerMessage.decode(body), passed)
