@@ -72,7 +72,7 @@ let package = Package(
         .executableTarget(
             name: "RLMCommand",
             dependencies: [
-                "RLM", "RLMTesting", "RLMProviders",
+                "RLM", "RLMTesting", "RLMProviders", "PythonRuntime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -19,7 +19,9 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/mount.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 // MARK: - Early: namespaces and limits
@@ -33,6 +35,24 @@ static int write_file(const char *path, const char *text) {
     return written == length ? 0 : -1;
 }
 
+/// The first process of a worker, once the REPL runs as its child: waits for it and ends the same
+/// way, so the host sees the REPL's own exit status or signal.
+static void relay(pid_t child) {
+    close(3);
+    int status = 0;
+    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {}
+    if (WIFSIGNALED(status)) {
+        int number = WTERMSIG(status);
+        signal(number, SIG_DFL);
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, number);
+        sigprocmask(SIG_UNBLOCK, &set, NULL);
+        raise(number);
+    }
+    _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 70);
+}
+
 unsigned rlm_confine_early(pid_t parent, rlm_limits limits) {
     unsigned layers = 0;
     // Die with the host; and if the host is already gone, do not start at all.
@@ -43,7 +63,7 @@ unsigned rlm_confine_early(pid_t parent, rlm_limits limits) {
 
     uid_t uid = getuid();
     gid_t gid = getgid();
-    if (unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0) {
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID) == 0) {
         char map[64];
         layers |= RLM_LAYER_USER_NAMESPACE | RLM_LAYER_NETWORK_NAMESPACE;
         write_file("/proc/self/setgroups", "deny");
@@ -51,6 +71,17 @@ unsigned rlm_confine_early(pid_t parent, rlm_limits limits) {
         write_file("/proc/self/uid_map", map);
         snprintf(map, sizeof map, "%u %u 1\n", (unsigned)gid, (unsigned)gid);
         write_file("/proc/self/gid_map", map);
+        // The new PID namespace takes effect for children: the REPL runs in one, as its first
+        // process, and this process only relays its end to the host. Its own /proc then shows
+        // the REPL's processes alone (libdispatch must read its threads' /proc/<tid>/stat).
+        pid_t child = fork();
+        if (child < 0) _exit(71);
+        if (child > 0) relay(child);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0 &&
+            mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0) {
+            layers |= RLM_LAYER_PID_NAMESPACE;
+        }
     } else if (unshare(CLONE_NEWNET) == 0) {
         layers |= RLM_LAYER_NETWORK_NAMESPACE;
     }

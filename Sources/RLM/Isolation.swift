@@ -26,7 +26,7 @@ public struct Isolation: Sendable, Hashable {
         public static let inProcess = Level(.inProcess)
         /// Each RLM node's REPL runs in a worker process (`rlm-worker`, a product of this
         /// package) that confines itself with the kernel before any Python runs: an empty
-        /// environment, new user and network namespaces, no_new_privs, Landlock (read-only
+        /// environment, new user, network, mount and PID namespaces, no_new_privs, Landlock (read-only
         /// access to what Python needs and ``Isolation/readablePaths``, write access only to its
         /// scratch directory), seccomp (no sockets, execve, new processes, ptrace or signals to
         /// other processes) and resource limits, with the in-process sandbox on top. Model calls,

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import RLM
+import PythonRuntime
 import RLMProviders
 
 /// `rlm run`: one query over one context file, against a real model server.
@@ -83,6 +84,9 @@ struct Run: AsyncParsableCommand {
     @Option(help: "A file or directory model code may read (repeatable; the standard library and its scratch directory always are).")
     var allowRead: [String] = []
 
+    @Flag(help: "With --isolation process: refuse to run when the kernel lacks a confinement layer (instead of a warning).")
+    var requireAllLayers = false
+
     enum IsolationOption: String, ExpressibleByArgument, CaseIterable {
         case inProcess = "in-process"
         case process
@@ -162,6 +166,8 @@ struct Run: AsyncParsableCommand {
         configuration.isolation = Isolation(
             level: isolation == .unrestricted ? .unrestricted : isolation == .process ? .process : .inProcess,
             readablePaths: allowRead.map { URL(fileURLWithPath: $0).standardizedFileURL.path })
+        configuration.isolation.requiresAllLayers = requireAllLayers
+        if isolation == .process { try await Self.checkWorker(requireAllLayers: requireAllLayers) }
         let writer = try trajectory.map { try TrajectoryWriter(url: URL(fileURLWithPath: $0)) }
         defer { writer?.close() }
         let progress = ProgressDisplay(enabled: !quiet, prices: prices)
@@ -192,6 +198,24 @@ struct Run: AsyncParsableCommand {
             throw ExitStatus.limitReached
         case .failure(let error):
             throw error
+        }
+    }
+
+    /// Starts one worker before the run: a missing `rlm-worker` or a kernel without a confinement
+    /// layer is said once, up front, instead of in the middle of a run.
+    static func checkWorker(requireAllLayers: Bool) async throws {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("rlm-probe-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let worker: PythonWorker
+        do {
+            worker = try await PythonWorker.start(configuration: .init(scratch: scratch.path, requireAllLayers: requireAllLayers))
+        } catch let error as PythonError {
+            throw ValidationError("--isolation process cannot start its worker: \(error.message)")
+        }
+        await worker.close()
+        if !worker.missingLayers.isEmpty {
+            printError("rlm: warning: this kernel lacks \(worker.missingLayers.joined(separator: ", ")); workers run with the other layers (--require-all-layers refuses instead)")
         }
     }
 

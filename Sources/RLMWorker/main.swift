@@ -1,8 +1,9 @@
 // rlm-worker: one REPL in a process that confines itself before any Python runs.
 //
 // Started by `PythonWorker` (never by hand) with its channel as descriptor 3 and an empty
-// environment. It dies with its parent, moves into new user and network namespaces, limits its
-// memory, open files and file sizes, then sets no_new_privs, drops capabilities, restricts the
+// environment. It dies with its parent, moves into new user, network, mount and PID namespaces
+// (forking once: the REPL is the first process of its PID namespace, with a /proc of its own),
+// limits its memory, open files and file sizes, then sets no_new_privs, drops capabilities, restricts the
 // file system with Landlock (read-only: the interpreter's and the libraries' directories and
 // what the host granted; read-write: the scratch directory) and installs a seccomp filter (no
 // execve, no new processes, no ptrace, no sockets, no signals to other processes). Only then
@@ -68,7 +69,10 @@ guard let options = Options.parse(CommandLine.arguments.dropFirst()) else {
 var layers = rlm_confine_early(options.parent, options.limits)
 let systemPaths = ["/usr/lib", "/lib", "/lib64", "/usr/lib64", "/etc/ld.so.cache", "/etc/localtime", "/usr/share/zoneinfo",
                    "/dev/urandom", "/dev/random", "/dev/zero", "/sys/devices/system/cpu"]
-let readable = options.read + systemPaths + mappedDirectories()
+// libdispatch's thread-pool monitor reads /proc/<tid>/stat of its threads and stops the process
+// if it cannot. /proc is the PID namespace's own (only the REPL's threads), never the host's.
+let procPaths = layers & UInt32(RLM_LAYER_PID_NAMESPACE) != 0 ? ["/proc"] : []
+let readable = options.read + systemPaths + procPaths + mappedDirectories()
 var landlockABI: Int32 = 0
 layers |= withCStrings(readable) { read in
     withCStrings(options.write) { write in

@@ -22,6 +22,7 @@ enum {
     RLM_LAYER_LANDLOCK_SCOPE = 1u << 5,
     RLM_LAYER_SECCOMP = 1u << 6,
     RLM_LAYER_RESOURCE_LIMITS = 1u << 7,
+    RLM_LAYER_PID_NAMESPACE = 1u << 8,
 };
 
 /// Limits for the worker. A zero value leaves that limit alone.
@@ -32,8 +33,10 @@ typedef struct {
 } rlm_limits;
 
 /// Step 1, while the process has a single thread: dies with its parent (`parent` must still be
-/// the parent, else it exits), new user and network namespaces mapping the current ids to
-/// themselves, resource limits. Returns the layers applied.
+/// the parent, else it exits), new user, network, mount and PID namespaces (the ids map to
+/// themselves; the process forks, the child continues as the first process of the new PID
+/// namespace with a /proc of its own, and the parent only relays the child's end), resource
+/// limits. Returns the layers applied.
 unsigned rlm_confine_early(pid_t parent, rlm_limits limits);
 
 /// Step 2, after everything the process needs is loaded or open: no_new_privs, capabilities

@@ -108,6 +108,7 @@ public final class PythonWorker: PythonREPL {
     /// The layer names, in the order they are applied.
     static let layerNames: [(UInt32, String)] = [
         (UInt32(RLM_LAYER_USER_NAMESPACE), "user namespace"), (UInt32(RLM_LAYER_NETWORK_NAMESPACE), "network namespace"),
+        (UInt32(RLM_LAYER_PID_NAMESPACE), "PID namespace"),
         (UInt32(RLM_LAYER_NO_NEW_PRIVS), "no_new_privs"), (UInt32(RLM_LAYER_LANDLOCK), "Landlock"),
         (UInt32(RLM_LAYER_LANDLOCK_NETWORK), "Landlock network rules (ABI 4)"),
         (UInt32(RLM_LAYER_LANDLOCK_SCOPE), "Landlock signal and socket scoping (ABI 6)"),
