@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "CRLMProcess.h"
 
+#ifdef __linux__
+
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/audit.h>
@@ -393,3 +395,60 @@ int rlm_memory_file(const void *bytes, size_t size) {
     fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
     return fd;
 }
+
+#else  // Not Linux: process isolation is unavailable; every entry point says so.
+
+#include <errno.h>
+
+unsigned rlm_confine_early(pid_t parent, rlm_limits limits) {
+    (void)parent;
+    (void)limits;
+    return 0;
+}
+
+unsigned rlm_confine(const char *const *read_paths, size_t read_count, const char *const *write_paths, size_t write_count,
+                     int *landlock_abi) {
+    (void)read_paths;
+    (void)read_count;
+    (void)write_paths;
+    (void)write_count;
+    *landlock_abi = 0;
+    return 0;
+}
+
+int rlm_spawn(const char *path, char *const *arguments, int channel, pid_t *pid) {
+    (void)path;
+    (void)arguments;
+    (void)channel;
+    (void)pid;
+    return ENOSYS;
+}
+
+int rlm_socket_pair(int pair[2]) {
+    (void)pair;
+    return ENOSYS;
+}
+
+int rlm_send(int socket, const void *bytes, size_t size, int fd) {
+    (void)socket;
+    (void)bytes;
+    (void)size;
+    (void)fd;
+    return ENOSYS;
+}
+
+int rlm_receive(int socket, void *bytes, size_t size, int *fd) {
+    (void)socket;
+    (void)bytes;
+    (void)size;
+    *fd = -1;
+    return ENOSYS;
+}
+
+int rlm_memory_file(const void *bytes, size_t size) {
+    (void)bytes;
+    (void)size;
+    return -ENOSYS;
+}
+
+#endif

@@ -157,4 +157,18 @@ struct PythonWorkerTests {
         #expect(cells > 100)
         await box.close()
     }
+
+    @Test("model code in a worker meets the same denials as in-process, each naming its rule")
+    func sameDenials() async throws {
+        let box = try await Worker()
+        // A worker's standard output is /dev/null, which code may use: those attempts are moot there.
+        for attempt in PythonSandboxTests.denied where !attempt.name.contains("stdout") {
+            let result = try await box.worker.execute(attempt.code, timeout: .seconds(10))
+            #expect(result.status == .failed, "\(attempt.name) was not stopped: \(result.stdout)")
+            #expect(result.error?.message.contains("[sandbox: \(attempt.rule)]") == true, "\(attempt.name): \(result.error?.message ?? "")")
+            if result.status == .abandoned { break }
+        }
+        #expect(!box.worker.hasEnded)
+        await box.close()
+    }
 }

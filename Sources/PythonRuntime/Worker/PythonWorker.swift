@@ -2,6 +2,16 @@ import CRLMProcess
 import Foundation
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+private func posixClose(_ fd: Int32) { _ = Glibc.close(fd) }
+@discardableResult private func posixKill(_ pid: pid_t, _ signal: Int32) -> Int32 { Glibc.kill(pid, signal) }
+#elseif canImport(Darwin)
+import Darwin
+private func posixClose(_ fd: Int32) { _ = Darwin.close(fd) }
+@discardableResult private func posixKill(_ pid: pid_t, _ signal: Int32) -> Int32 { Darwin.kill(pid, signal) }
+#endif
+
 /// A REPL in a worker process of its own (`rlm-worker`), confined by the kernel before it runs
 /// any Python: user and network namespaces, no_new_privs, Landlock, seccomp and resource limits,
 /// with the in-process sandbox on top.
@@ -101,8 +111,8 @@ public final class PythonWorker: PythonREPL {
     }
 
     deinit {
-        Glibc.kill(processID, SIGKILL)
-        Glibc.close(channel.descriptor)
+        posixKill(processID, SIGKILL)
+        posixClose(channel.descriptor)
     }
 
     /// The layer names, in the order they are applied.
@@ -150,30 +160,30 @@ public final class PythonWorker: PythonREPL {
                 buffer.baseAddress.map { rlm_spawn(executable, $0, workerEnd, &pid) } ?? EINVAL
             }
         }
-        Glibc.close(workerEnd)
+        posixClose(workerEnd)
         guard spawnError == 0 else {
-            Glibc.close(hostEnd)
+            posixClose(hostEnd)
             throw PythonError(code: .initialization, message: "could not start \(executable): \(String(cString: strerror(spawnError)))")
         }
         let channel = WorkerChannel(descriptor: hostEnd)
         let ready = try await Self.awaitReady(channel, pid: pid, timeout: configuration.startTimeout)
         guard case .ready(let layers, _, let error) = ready else {
-            Glibc.kill(pid, SIGKILL)
+            posixKill(pid, SIGKILL)
             _ = waitpid(pid, nil, 0)
-            Glibc.close(hostEnd)
+            posixClose(hostEnd)
             throw PythonError(code: .initialization, message: "the worker did not start")
         }
         let missing = Self.layerNames.filter { layers & $0.0 == 0 }.map(\.1)
         if let error {
-            Glibc.kill(pid, SIGKILL)
+            posixKill(pid, SIGKILL)
             _ = waitpid(pid, nil, 0)
-            Glibc.close(hostEnd)
+            posixClose(hostEnd)
             throw PythonError(code: .initialization, message: "the worker's interpreter did not start: \(error)")
         }
         if configuration.requireAllLayers && !missing.isEmpty {
-            Glibc.kill(pid, SIGKILL)
+            posixKill(pid, SIGKILL)
             _ = waitpid(pid, nil, 0)
-            Glibc.close(hostEnd)
+            posixClose(hostEnd)
             throw PythonError(code: .initialization, message: "this kernel lacks confinement layers the configuration requires: \(missing.joined(separator: ", "))")
         }
         let worker = PythonWorker(processID: pid, channel: channel, missingLayers: missing, configuration: configuration)
@@ -234,7 +244,7 @@ public final class PythonWorker: PythonREPL {
                 received = nil
             }
             guard let (message, fd) = received else { break }
-            if let fd { Glibc.close(fd) }
+            if let fd { posixClose(fd) }
             switch message {
             case .reply(let id, let reply):
                 state.withLock { $0.pending.removeValue(forKey: id) }?.resume(returning: reply)
@@ -341,7 +351,7 @@ public final class PythonWorker: PythonREPL {
             var text = text
             let fd = text.withUTF8 { rlm_memory_file($0.baseAddress, $0.count) }
             guard fd >= 0 else { throw PythonError(code: .conversion, message: "could not create a memory file: \(String(cString: strerror(-fd)))") }
-            defer { Glibc.close(fd) }
+            defer { posixClose(fd) }
             do {
                 try expectOK(try await request({ .setString(id: $0, name: name, length: text.utf8.count) }, passing: fd))
             } catch { throw closedError(error) }
@@ -357,7 +367,7 @@ public final class PythonWorker: PythonREPL {
         guard fd >= 0 else {
             throw PythonError(code: .conversion, typeName: "OSError", message: "cannot open \(path): \(String(cString: strerror(errno)))")
         }
-        defer { Glibc.close(fd) }
+        defer { posixClose(fd) }
         do {
             try expectOK(try await request({ .setString(id: $0, name: name, length: -1) }, passing: fd))
         } catch let error as PythonError where error.message == "the context" {
@@ -428,7 +438,7 @@ public final class PythonWorker: PythonREPL {
             if state.killReason == nil { state.killReason = reason }
             return true
         }
-        if proceed { _ = Glibc.kill(processID, SIGKILL) }
+        if proceed { posixKill(processID, SIGKILL) }
     }
 
     /// Whether the worker has ended (crashed, killed, or closed).
