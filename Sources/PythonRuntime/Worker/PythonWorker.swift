@@ -92,6 +92,8 @@ public final class PythonWorker: PythonREPL {
         var pending: [Int: CheckedContinuation<WorkerMessage.Reply, any Error>] = [:]
         var functions: [String: NativeFunction] = [:]
         var calls: [Int: Task<Void, Never>] = [:]
+        /// Calls that finished before their task was recorded (they ran at once).
+        var finishedCalls: Set<Int> = []
         /// Why the worker is gone, once it is.
         var ended: String?
         /// Set before the host kills the worker on purpose, to report why.
@@ -272,7 +274,9 @@ public final class PythonWorker: PythonREPL {
     private func startCall(_ callID: Int, name: String, arguments: PythonArguments) {
         let function = state.withLock { $0.functions[name] }
         let channel = self.channel
-        let task = Task {
+        // Runs on this reading thread until the body first suspends: a function that answers at
+        // once costs no hop to another thread, one that waits (a model call) frees the thread.
+        let task = Task.immediate {
             var value: PythonValue?
             var failure: PythonError?
             do {
@@ -288,10 +292,14 @@ public final class PythonWorker: PythonREPL {
             } catch {
                 failure = PythonError(code: .exception, typeName: "RuntimeError", message: "\(error)")
             }
-            _ = self.state.withLock { $0.calls.removeValue(forKey: callID) }
+            self.state.withLock { state in
+                if state.calls.removeValue(forKey: callID) == nil { state.finishedCalls.insert(callID) }
+            }
             try? channel.send(.callResult(callID: callID, value: value, error: failure))
         }
-        state.withLock { $0.calls[callID] = task }
+        state.withLock { state in
+            if state.finishedCalls.remove(callID) == nil { state.calls[callID] = task }
+        }
     }
 
     // MARK: - Requests
