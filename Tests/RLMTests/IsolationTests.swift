@@ -38,10 +38,7 @@ struct IsolationTests {
         let result = try await RLM(configuration: RLMConfiguration(rootModel: root)).complete(query: "q", context: .text("x"))
         #expect(result.answer.hasSuffix("/notes.txt"))
         #expect(result.answer.contains("rlm-repl-"))
-        let outputs = result.events.compactMap { event -> String? in
-            guard case .codeExecuted(_, _, _, let output, _, _) = event.kind else { return nil }
-            return output
-        }
+        let outputs = cellOutputs(result)
         #expect(outputs.last?.contains("kept between cells") == true)
         #expect(!FileManager.default.fileExists(atPath: result.answer))
         #expect(!FileManager.default.fileExists(atPath: URL(fileURLWithPath: result.answer).deletingLastPathComponent().path))
@@ -77,10 +74,7 @@ struct IsolationTests {
         let result = try await RLM(configuration: RLMConfiguration(rootModel: root, models: ["child": child], maxDepth: 2))
             .complete(query: "q", context: .text("PARENT-SECRET context"))
         #expect(result.answer == "parent")
-        let childOutput = result.events.compactMap { event -> String? in
-            guard event.depth == 1, case .codeExecuted(_, _, _, let output, _, _) = event.kind else { return nil }
-            return output
-        }.joined()
+        let childOutput = cellOutputs(result, depth: 1).joined()
         #expect(childOutput.contains("[sandbox: introspection]\n[sandbox: introspection]\n[sandbox: introspection]"))
         #expect(!childOutput.contains("escaped"))
         #expect(!childOutput.contains("found the parent"))
@@ -157,10 +151,7 @@ struct IsolationTests {
         let feedback = root.requests[1].messages.last?.content ?? ""
         #expect(feedback.contains("could not be stopped"))
         #expect(feedback.contains("the REPL was restarted"))
-        let outputs = result.events.compactMap { event -> String? in
-            guard case .codeExecuted(_, _, _, let output, _, _) = event.kind else { return nil }
-            return output
-        }
+        let outputs = cellOutputs(result)
         #expect(outputs.last?.contains("False 10") == true)
         let statuses = result.events.compactMap { event -> RLMEvent.CellStatus? in
             guard case .codeExecuted(_, _, _, _, let status, _) = event.kind else { return nil }

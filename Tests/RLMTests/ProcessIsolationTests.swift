@@ -14,13 +14,6 @@ struct ProcessIsolationTests {
         return configuration
     }
 
-    static func outputs(_ result: RLMResult, depth: Int = 0) -> [String] {
-        result.events.compactMap { event in
-            guard event.depth == depth, case .codeExecuted(_, _, _, let output, _, _) = event.kind else { return nil }
-            return output
-        }
-    }
-
     @Test("a run in a worker finds its needle through llm_query_batched, with the budget kept in the host")
     func needle() async throws {
         let lines = (0..<50_000).map { $0 == 31_337 ? "the code is ZX-81" : "line \($0) filler text" }
@@ -64,7 +57,7 @@ struct ProcessIsolationTests {
         let feedback = root.requests[1].messages.last?.content ?? ""
         #expect(feedback.contains("[block 1 ended its REPL: the REPL process ended (killed by SIGKILL)]"), "\(feedback)")
         #expect(feedback.contains("the REPL was restarted"))
-        #expect(Self.outputs(result).last?.contains("False 10") == true)
+        #expect(cellOutputs(result, depth: 0).last?.contains("False 10") == true)
     }
 
     @Test("a cell stuck in C is killed with its worker; the run continues instead of hanging the process")
@@ -82,7 +75,7 @@ struct ProcessIsolationTests {
         #expect(result.answer == "after the kill")
         #expect(clock.now - start < .seconds(10))
         #expect(root.requests[2].messages.last?.content.contains("was killed") == true)
-        #expect(Self.outputs(result).last?.contains("3") == true)
+        #expect(cellOutputs(result, depth: 0).last?.contains("3") == true)
     }
 
     @Test("monkeypatching a module in one run does not reach another run")
@@ -98,8 +91,8 @@ struct ProcessIsolationTests {
         async let first = RLM(configuration: Self.configuration(patcher)).complete(query: "q", context: .text("a"))
         async let second = RLM(configuration: Self.configuration(victim)).complete(query: "q", context: .text("b"))
         let (patched, untouched) = try await (first, second)
-        #expect(Self.outputs(patched).first?.contains("PATCHED") == true)
-        #expect(Self.outputs(untouched).first?.contains("[1, 2]") == true)
+        #expect(cellOutputs(patched, depth: 0).first?.contains("PATCHED") == true)
+        #expect(cellOutputs(untouched, depth: 0).first?.contains("[1, 2]") == true)
     }
 
     @Test("a child RLM runs in a worker of its own and cannot reach its parent's files or variables")
@@ -122,7 +115,7 @@ struct ProcessIsolationTests {
         let result = try await RLM(configuration: Self.configuration(root, models: ["child": child], maxDepth: 2))
             .complete(query: "q", context: .text("secret parent context"))
         #expect(result.answer == "done")
-        let childOutput = Self.outputs(result, depth: 1).first ?? ""
+        let childOutput = cellOutputs(result, depth: 1).first ?? ""
         #expect(childOutput.contains("denied [sandbox: file-read]"), "\(childOutput)")
         #expect(childOutput.contains("False"))
         #expect(!childOutput.contains("parent notes"))
@@ -137,7 +130,7 @@ struct ProcessIsolationTests {
         var configuration = Self.configuration(root)
         configuration.secrets = ["sk-process-secret-123"]
         let result = try await RLM(configuration: configuration).complete(query: "q", context: .text("key sk-process-secret-123"))
-        let output = Self.outputs(result).first ?? ""
+        let output = cellOutputs(result, depth: 0).first ?? ""
         #expect(output.contains("{'PATH': '/usr/local/bin:/usr/bin:/bin'}"), "\(output)")
         #expect(output.contains("key [redacted]"))
     }

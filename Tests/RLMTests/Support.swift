@@ -16,3 +16,11 @@ func expectedUsage(_ models: ScriptedModel...) -> TokenUsage {
     }
     return total
 }
+
+/// What each code cell's output was, as the model saw it, for the nodes at `depth` (all when nil).
+func cellOutputs(_ result: RLMResult, depth: Int? = nil) -> [String] {
+    result.events.compactMap { event in
+        guard depth == nil || event.depth == depth, case .codeExecuted(_, _, _, let output, _, _) = event.kind else { return nil }
+        return output
+    }
+}

@@ -154,19 +154,15 @@ public final class PythonWorker: PythonREPL {
         for path in Interpreter.standardPaths.readable + configuration.readablePaths { arguments += ["--read", path] }
         for module in configuration.nativeModules { arguments += ["--native", module] }
         if !configuration.inProcessSandbox { arguments += ["--in-process-sandbox", "off"] }
-        var pid: pid_t = 0
-        let spawnError = withCStrings(arguments) { strings -> Int32 in
-            var argv = strings.map { UnsafeMutablePointer(mutating: $0) }
-            argv.append(nil)
-            return argv.withUnsafeBufferPointer { buffer in
-                buffer.baseAddress.map { rlm_spawn(executable, $0, workerEnd, &pid) } ?? EINVAL
-            }
+        let pid: pid_t
+        do {
+            pid = try await WorkerSpawner.spawn(executable, arguments: arguments, channel: workerEnd)
+        } catch {
+            posixClose(workerEnd)
+            posixClose(hostEnd)
+            throw error
         }
         posixClose(workerEnd)
-        guard spawnError == 0 else {
-            posixClose(hostEnd)
-            throw PythonError(code: .initialization, message: "could not start \(executable): \(String(cString: strerror(spawnError)))")
-        }
         let channel = WorkerChannel(descriptor: hostEnd)
         let ready = try await Self.awaitReady(channel, pid: pid, timeout: configuration.startTimeout)
         guard case .ready(let layers, _, let error) = ready else {
@@ -189,7 +185,14 @@ public final class PythonWorker: PythonREPL {
             throw PythonError(code: .initialization, message: "this kernel lacks confinement layers the configuration requires: \(missing.joined(separator: ", "))")
         }
         let worker = PythonWorker(processID: pid, channel: channel, missingLayers: missing, configuration: configuration)
-        let thread = Thread { [weak worker] in worker?.receiveLoop() }
+        // The reading thread holds the worker weakly, so that dropping the last reference kills
+        // the process (deinit); the thread then reaps it either way.
+        let thread = Thread { [weak worker, pid] in
+            channel.receiveAll { message, fd in worker?.receive(message, fd: fd) }
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+            worker?.ended(status: status)
+        }
         thread.name = "rlm.worker.\(configuration.name)"
         thread.start()
         return worker
@@ -237,27 +240,20 @@ public final class PythonWorker: PythonREPL {
 
     // MARK: - Receiving
 
-    private func receiveLoop() {
-        while true {
-            let received: (WorkerMessage, Int32?)?
-            do {
-                received = try channel.receive()
-            } catch {
-                received = nil
-            }
-            guard let (message, fd) = received else { break }
-            if let fd { posixClose(fd) }
-            switch message {
-            case .reply(let id, let reply):
-                state.withLock { $0.pending.removeValue(forKey: id) }?.resume(returning: reply)
-            case .call(let callID, let name, let arguments):
-                startCall(callID, name: name, arguments: arguments)
-            default:
-                break
-            }
+    private func receive(_ message: WorkerMessage, fd: Int32?) {
+        if let fd { posixClose(fd) }
+        switch message {
+        case .reply(let id, let reply):
+            state.withLock { $0.pending.removeValue(forKey: id) }?.resume(returning: reply)
+        case .call(let callID, let name, let arguments):
+            startCall(callID, name: name, arguments: arguments)
+        default:
+            break
         }
-        var status: Int32 = 0
-        waitpid(processID, &status, 0)
+    }
+
+    /// The process is gone (reaped, with `status`): every pending request fails with the reason.
+    private func ended(status: Int32) {
         let (pending, calls) = state.withLock { state -> ([CheckedContinuation<WorkerMessage.Reply, any Error>], [Task<Void, Never>]) in
             state.ended = state.killReason ?? "the REPL process ended (\(Self.describe(status: status)))"
             defer {
@@ -378,8 +374,6 @@ public final class PythonWorker: PythonREPL {
         defer { posixClose(fd) }
         do {
             try expectOK(try await request({ .setString(id: $0, name: name, length: -1) }, passing: fd))
-        } catch let error as PythonError where error.message == "the context" {
-            throw error
         } catch { throw closedError(error) }
     }
 

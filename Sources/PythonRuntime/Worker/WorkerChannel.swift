@@ -133,6 +133,14 @@ package final class WorkerChannel: @unchecked Sendable {
         if error != 0 { throw Failure(description: "the worker channel is closed (\(String(cString: strerror(error))))") }
     }
 
+    /// Receives messages and hands each to `handle` until the stream ends or breaks. Blocks: call
+    /// it on a thread of its own.
+    package func receiveAll(_ handle: (WorkerMessage, Int32?) -> Void) {
+        while let (message, fd) = (try? receive()) ?? nil {
+            handle(message, fd)
+        }
+    }
+
     /// The next message and the descriptor that came with it; `nil` at the end of the stream.
     package func receive() throws -> (WorkerMessage, Int32?)? {
         var header = [UInt8](repeating: 0, count: 4)

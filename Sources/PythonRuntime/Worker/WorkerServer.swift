@@ -43,16 +43,7 @@ package final class WorkerServer: Sendable {
     }
 
     private func receiveLoop() {
-        while true {
-            let received: (WorkerMessage, Int32?)?
-            do {
-                received = try channel.receive()
-            } catch {
-                return
-            }
-            guard let (message, fd) = received else { return }
-            handle(message, fd: fd)
-        }
+        channel.receiveAll { message, fd in handle(message, fd: fd) }
     }
 
     private func reply(_ id: Int, _ work: @escaping @Sendable () async throws -> WorkerMessage.Reply) {
@@ -93,7 +84,8 @@ package final class WorkerServer: Sendable {
         case .executePrivately(let id, let code):
             reply(id) { try await namespace.executePrivately(code); return .ok }
         case .execute(let id, let code, let timeout):
-            let task = Task {
+            // Recorded under the lock the task takes to remove itself, so it is never left behind.
+            executions.withLock { executions in executions[id] = Task {
                 let reply: WorkerMessage.Reply
                 do {
                     reply = .result(try await namespace.execute(code, timeout: timeout > 0 ? .nanoseconds(timeout) : nil))
@@ -104,8 +96,7 @@ package final class WorkerServer: Sendable {
                 }
                 _ = self.executions.withLock { $0.removeValue(forKey: id) }
                 try? self.channel.send(.reply(id, reply))
-            }
-            executions.withLock { $0[id] = task }
+            } }
         case .stop(let id):
             executions.withLock { $0[id] }?.cancel()
         case .callResult(let callID, let value, let error):
