@@ -28,13 +28,20 @@ enum ReplyParser {
             if trimmed.hasPrefix("FINAL_VAR(") {
                 guard let close = trimmed.firstIndex(of: ")") else { continue }
                 let inner = trimmed[trimmed.index(trimmed.startIndex, offsetBy: 10)..<close]
-                let name = inner.trimmingCharacters(in: [" ", "\"", "'", "`"])
+                let name = inner.trimmingCharacters(in: [" ", "\"", "'", "`", "\r"])
                 if !name.isEmpty { return .variable(name) }
             } else if trimmed.hasPrefix("FINAL(") {
-                // The answer may span lines: it runs to the last ")" of the remaining prose.
-                let rest = ([String(trimmed.dropFirst(6))] + prose[(index + 1)...]).joined(separator: "\n")
-                guard let close = rest.lastIndex(of: ")") else { continue }
-                return .text(String(rest[..<close]).trimmingCharacters(in: [" ", "\n", "\t"]))
+                // The answer ends at the ")" that closes its line, or, for an answer over several
+                // lines, the first later line that ends with ")" (prose after it is not part of it).
+                let rest = [String(trimmed.dropFirst(6))] + prose[(index + 1)...]
+                if let end = rest.firstIndex(where: { $0.trimmingCharacters(in: [" ", "\t", "\r"]).hasSuffix(")") }) {
+                    let text = rest[...end].joined(separator: "\n").trimmingCharacters(in: [" ", "\t", "\r"])
+                    return .text(String(text.dropLast()).trimmingCharacters(in: [" ", "\n", "\t", "\r"]))
+                }
+                // No line closes it: take it up to the last ")" there is, if any.
+                let joined = rest.joined(separator: "\n")
+                guard let close = joined.lastIndex(of: ")") else { continue }
+                return .text(String(joined[..<close]).trimmingCharacters(in: [" ", "\n", "\t", "\r"]))
             }
         }
         return nil
@@ -51,7 +58,7 @@ enum ReplyParser {
         var result: [Fence] = []
         var current: Fence?
         var lines: [Substring] = []
-        for line in reply.split(separator: "\n", omittingEmptySubsequences: false) {
+        for line in reply.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
             let trimmed = line.trimmingCharacters(in: [" ", "\t", "\r"])
             if var open = current {
                 if trimmed == "```" {
@@ -77,7 +84,7 @@ enum ReplyParser {
     private static func proseLines(of reply: String) -> [String] {
         var inside = false
         var prose: [String] = []
-        for line in reply.split(separator: "\n", omittingEmptySubsequences: false) {
+        for line in reply.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
             let trimmed = line.trimmingCharacters(in: [" ", "\t", "\r"])
             if inside {
                 if trimmed == "```" { inside = false }

@@ -20,6 +20,7 @@ struct ReplyParserTests {
             ```
             """
         #expect(ReplyParser.codeBlocks(in: reply) == ["x = 1", "print(x)"])
+        #expect(ReplyParser.codeBlocks(in: "```repl\r\nx = 1\r\ny = 2\r\n```\r\n") == ["x = 1\ny = 2"])
     }
 
     @Test("FINAL outside code is an answer; FINAL inside a fence is not")
@@ -30,6 +31,18 @@ struct ReplyParserTests {
         #expect(ReplyParser.finalMarker(in: "  FINAL_VAR(\"result\")") == .variable("result"))
         #expect(ReplyParser.finalMarker(in: "```repl\nprint('FINAL(nope)')\nFINAL(nope)\n```") == nil)
         #expect(ReplyParser.finalMarker(in: "I will call FINAL(x) later") == nil)
+    }
+
+    @Test("a FINAL answer ends at the parenthesis that closes its line, not in later prose", arguments: [
+        ("FINAL(42)\nHope that helps (ask again).", "42"),
+        ("FINAL(42)\r\nHope that helps (ask again).\r\n", "42"),
+        ("FINAL(f(x) = 2)   \nSee (1).", "f(x) = 2"),
+        ("FINAL(first line\nsecond line)\nThanks (really).", "first line\nsecond line"),
+        ("Answer:\n```repl\nprint(1)\n```\nFINAL(done) \nBye (for now)", "done"),
+        ("FINAL(unclosed but (here)) trailing words", "unclosed but (here)"),
+    ])
+    func finalEndsAtItsLine(reply: String, answer: String) {
+        #expect(ReplyParser.finalMarker(in: reply) == .text(answer))
     }
 
     @Test("the loop runs blocks in order and stops at the first answer")
