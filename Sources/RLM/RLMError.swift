@@ -14,7 +14,7 @@ public struct RLMError: Error, Sendable, CustomStringConvertible {
     /// What kind of failure this is. New codes may be added.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Base: String, Hashable, Sendable {
-            case limitReached, modelFailed, pythonFailed, invalidContext, invalidConfiguration, cancelled
+            case limitReached, modelFailed, pythonFailed, invalidContext, invalidConfiguration, cancelled, sessionClosed
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -31,6 +31,8 @@ public struct RLMError: Error, Sendable, CustomStringConvertible {
         public static let invalidConfiguration = Code(.invalidConfiguration)
         /// The run's task was cancelled.
         public static let cancelled = Code(.cancelled)
+        /// ``RLMSession/complete(query:context:trajectory:)`` was called after ``RLMSession/close()``.
+        public static let sessionClosed = Code(.sessionClosed)
 
         public var description: String { base.rawValue }
     }

@@ -232,6 +232,31 @@ struct RLMTests {
         #expect(outputA.contains("alpha 2999") && !outputA.contains("beta"))
         #expect(outputB.contains("beta 2999") && !outputB.contains("alpha"))
     }
+
+    @Test("concurrent turns of a session run one at a time, in order, in one REPL; a closed session says so")
+    func sessionTurnsQueue() async throws {
+        let root = ScriptedModel(name: "root", latency: .milliseconds(50)) { request in
+            let query = request.messages[1].content
+            if query.contains("first") {
+                return "```repl\nimport time\ntime.sleep(0.2)\nmarker = 'set by the first turn'\nanswer['content'] = 'one'\nanswer['ready'] = True\n```"
+            }
+            return "```repl\nanswer['content'] = marker + ' / ' + str(len(history))\nanswer['ready'] = True\n```"
+        }
+        let session = RLM(configuration: RLMConfiguration(rootModel: root)).session()
+        async let first = session.complete(query: "the first turn", context: .text("a"))
+        try await Task.sleep(for: .milliseconds(20))
+        async let second = session.complete(query: "the second turn", context: .text("b"))
+        let (one, two) = try await (first, second)
+        #expect(one.answer == "one")
+        #expect(two.answer == "set by the first turn / 1")
+        await session.close()
+        await #expect(throws: RLMError.self) { try await session.complete(query: "again", context: .text("c")) }
+        do {
+            _ = try await session.complete(query: "again", context: .text("c"))
+        } catch let error as RLMError {
+            #expect(error.code == .sessionClosed)
+        }
+    }
 }
 
 /// A Python string literal for a path.
