@@ -107,7 +107,7 @@ public struct OpenAICompatibleModel: LanguageModel {
                 if let reported = chunk.usage { usage = reported.tokenUsage }
             }
             for try await chunk in response.body {
-                for payload in parser.feed(String(buffer: chunk)) { try handle(payload) }
+                for payload in parser.feed(chunk.readableBytesView) { try handle(payload) }
             }
             for payload in parser.finish() { try handle(payload) }
             guard sawData else {

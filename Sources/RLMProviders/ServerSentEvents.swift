@@ -1,16 +1,21 @@
 /// Splits a `text/event-stream` body into the payloads of its `data:` lines, whatever the chunk
-/// boundaries (a line or an event may span chunks).
+/// boundaries: a line, an event or a UTF-8 character may span chunks. Bytes are kept until a line
+/// is complete, and only whole lines are decoded (a line feed never occurs inside a UTF-8
+/// sequence), so a character split between two network reads arrives whole.
 struct ServerSentEvents {
-    private var pending = ""
+    private var pending: [UInt8] = []
     private var data: [String] = []
 
     /// Feeds a chunk and returns the payloads of the events it completed.
-    mutating func feed(_ chunk: String) -> [String] {
-        pending += chunk
+    mutating func feed(_ chunk: some Sequence<UInt8>) -> [String] {
+        pending.append(contentsOf: chunk)
         var completed: [String] = []
-        while let newline = pending.firstIndex(where: { $0 == "\n" || $0 == "\r\n" }) {
-            let line = String(pending[..<newline]).trimmingSuffix("\r")
-            pending = String(pending[pending.index(after: newline)...])
+        var start = 0
+        while let newline = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
+            var end = newline
+            if end > start && pending[end - 1] == UInt8(ascii: "\r") { end -= 1 }
+            let line = String(decoding: pending[start..<end], as: UTF8.self)
+            start = newline + 1
             if line.isEmpty {
                 if !data.isEmpty { completed.append(data.joined(separator: "\n")) }
                 data = []
@@ -20,19 +25,12 @@ struct ServerSentEvents {
                 data.append(String(value))
             }
         }
+        pending.removeFirst(start)
         return completed
     }
 
     /// Returns what an unterminated last event held.
     mutating func finish() -> [String] {
-        var completed = feed("\n\n")
-        if !pending.isEmpty, pending.hasPrefix("data:") { completed.append(String(pending.dropFirst(5)).trimmingSuffix(" ")) }
-        return completed
-    }
-}
-
-extension String {
-    fileprivate func trimmingSuffix(_ suffix: Character) -> String {
-        last == suffix ? String(dropLast()) : self
+        feed("\n\n".utf8)
     }
 }

@@ -36,6 +36,10 @@ public final class ScriptedHTTPServer: Sendable {
         case respond(status: Int, headers: [String: String] = ["content-type": "application/json"], body: Data, delay: Duration = .zero)
         /// Close the connection without answering, after `delay`.
         case dropConnection(delay: Duration = .zero)
+        /// Answer with the body written `chunkSize` bytes at a time, each flushed on its own a
+        /// millisecond after the last, so that the client reads it in pieces that may split a
+        /// UTF-8 character or a line.
+        case respondInChunks(status: Int, headers: [String: String], body: Data, chunkSize: Int)
     }
 
     private struct Stats {
@@ -200,6 +204,25 @@ private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
             let done = channel.eventLoop.makePromise(of: Void.self)
             channel.writeAndFlush(HTTPServerResponsePart.end(nil), promise: done)
             if !keepAlive { done.futureResult.whenComplete { _ in channel.close(promise: nil) } }
+        case .respondInChunks(let status, let extraHeaders, let body, let chunkSize):
+            var responseHeaders = HTTPHeaders()
+            for (name, value) in extraHeaders { responseHeaders.add(name: name, value: value) }
+            responseHeaders.replaceOrAdd(name: "content-length", value: String(body.count))
+            if !keepAlive { responseHeaders.replaceOrAdd(name: "connection", value: "close") }
+            channel.writeAndFlush(HTTPServerResponsePart.head(
+                HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: status), headers: responseHeaders)), promise: nil)
+            let pieces = stride(from: 0, to: body.count, by: max(1, chunkSize)).map { body[$0..<min($0 + max(1, chunkSize), body.count)] }
+            func write(_ index: Int) {
+                guard index < pieces.count else {
+                    let done = channel.eventLoop.makePromise(of: Void.self)
+                    channel.writeAndFlush(HTTPServerResponsePart.end(nil), promise: done)
+                    if !keepAlive { done.futureResult.whenComplete { _ in channel.close(promise: nil) } }
+                    return
+                }
+                channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(bytes: pieces[index]))), promise: nil)
+                channel.eventLoop.scheduleTask(in: .milliseconds(1)) { write(index + 1) }
+            }
+            write(0)
         }
     }
 }
@@ -208,6 +231,7 @@ extension ScriptedHTTPServer.Action {
     var delay: Duration {
         switch self {
         case .respond(_, _, _, let delay), .dropConnection(let delay): delay
+        case .respondInChunks: .zero
         }
     }
 }

@@ -10,19 +10,37 @@ import Testing
 struct StreamingTests {
     @Test("server-sent events are split correctly whatever the chunk boundaries")
     func parser() {
-        let stream = "data: {\"a\":1}\r\n\r\n: comment\n\ndata: multi\ndata: line\n\ndata: [DONE]\n\n"
-        for size in [1, 2, 5, 7, 1000] {
+        let stream = Array("data: {\"a\":1}\r\n\r\n: comment\n\ndata: 한글 世界 👋🏽\ndata: line\n\ndata: [DONE]\n\n".utf8)
+        for size in [1, 2, 3, 5, 7, 1000] {
             var parser = ServerSentEvents()
             var payloads: [String] = []
-            var index = stream.startIndex
-            while index < stream.endIndex {
-                let end = stream.index(index, offsetBy: size, limitedBy: stream.endIndex) ?? stream.endIndex
-                payloads += parser.feed(String(stream[index..<end]))
+            var index = 0
+            while index < stream.count {
+                let end = min(index + size, stream.count)
+                payloads += parser.feed(stream[index..<end])
                 index = end
             }
             payloads += parser.finish()
-            #expect(payloads == ["{\"a\":1}", "multi\nline", "[DONE]"], "chunk size \(size)")
+            #expect(payloads == ["{\"a\":1}", "한글 世界 👋🏽\nline", "[DONE]"], "chunk size \(size)")
         }
+    }
+
+    @Test("Korean, CJK and emoji deltas arrive whole when the server writes one byte at a time")
+    func multibyteSplitAcrossReads() async throws {
+        let text = "안녕하세요, 世界! 👋🏽 naïve — ok"
+        let server = try await ScriptedHTTPServer.start { request in
+            guard let chat = ModelServers.decode(request) else { return .dropConnection() }
+            return .respondInChunks(
+                status: 200, headers: ["content-type": "text/event-stream"],
+                body: ModelServers.openAIStreamBody(text: text, request: chat, pieceLength: 1), chunkSize: 1)
+        }
+        let model = try OpenAICompatibleModel(configuration: .init(baseURL: server.baseURL + "/v1", model: "m", apiKeyVariable: nil))
+        let pieces = Mutex<[String]>([])
+        let response = try await model.complete([.user("hi")]) { piece in pieces.withLock { $0.append(piece) } }
+        #expect(response.text == text)
+        #expect(pieces.withLock { $0 } == text.map(String.init))
+        #expect(!response.text.contains("\u{FFFD}"))
+        try await server.shutdown()
     }
 
     @Test("the root model's reply streams into the event stream; usage comes from the last chunk")
