@@ -74,7 +74,7 @@ final class PythonThread: @unchecked Sendable {
     }
 
     /// How long a cancelled caller waits for its job to start before giving up on it.
-    static let cancelledJobGrace: Duration = .seconds(1)
+    static let cancelledJobGrace: Duration = .seconds(5)
 
     /// Runs `body` on the thread with the GIL held and returns its result.
     ///

@@ -133,7 +133,11 @@ final class RLMNode: Sendable {
                     // The stuck code still runs on its thread; carry on in a fresh REPL if one
                     // can start (it cannot while that code holds the interpreter).
                     do {
-                        try await Self.withTimeLimit(configuration.execTimeout) { try await repl.restart() }
+                        // A stuck in-process call holds the GIL: wait no longer than a cell may
+                        // run. A fresh worker needs no GIL, only time to start, even on a busy host.
+                        let limit = configuration.isolation.level == .process
+                            ? max(configuration.execTimeout, .seconds(10)) : configuration.execTimeout
+                        try await Self.withTimeLimit(limit) { try await repl.restart() }
                     } catch {
                         if Task.isCancelled { throw CancellationError() }
                         events.emit(info, .codeExecuted(

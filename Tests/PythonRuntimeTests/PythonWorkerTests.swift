@@ -171,4 +171,19 @@ struct PythonWorkerTests {
         #expect(!box.worker.hasEnded)
         await box.close()
     }
+
+    @Test("workers closed and dropped one after another never read each other's channels", .timeLimit(.minutes(1)))
+    func closedWorkersLeaveNoReader() async throws {
+        // A dropped worker used to close its descriptor under its still-reading thread; the next
+        // worker's channel got the same number, and that thread stole its first message.
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("rlm-worker-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        for round in 0..<12 {
+            let worker = try await PythonWorker.start(configuration: .init(scratch: scratch.path))
+            let result = try await worker.execute("print(\(round))", timeout: .seconds(10))
+            #expect(result.stdout == "\(round)\n")
+            await worker.close()
+        }
+    }
 }

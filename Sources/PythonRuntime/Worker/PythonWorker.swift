@@ -105,16 +105,21 @@ public final class PythonWorker: PythonREPL {
         var reason: String
     }
 
-    private init(processID: pid_t, channel: WorkerChannel, missingLayers: [String], configuration: Configuration) {
-        self.processID = processID
+    private let process: ChildProcess
+
+    private init(process: ChildProcess, channel: WorkerChannel, missingLayers: [String], configuration: Configuration) {
+        self.process = process
+        self.processID = process.pid
         self.channel = channel
         self.missingLayers = missingLayers
         self.configuration = configuration
     }
 
     deinit {
-        posixKill(processID, SIGKILL)
-        posixClose(channel.descriptor)
+        // The reading thread owns the descriptor (the channel closes it when both are done with
+        // it): closing it here could hand its number to a new worker's channel while that thread
+        // still reads from it. Killing the process ends the thread's read instead.
+        process.kill()
     }
 
     /// The layer names, in the order they are applied.
@@ -164,33 +169,38 @@ public final class PythonWorker: PythonREPL {
         }
         posixClose(workerEnd)
         let channel = WorkerChannel(descriptor: hostEnd)
-        let ready = try await Self.awaitReady(channel, pid: pid, timeout: configuration.startTimeout)
+        /// Ends a worker that will not be used; the channel closes its descriptor when released.
+        /// The process is reaped only here, so until then its id cannot belong to another one.
+        let process = ChildProcess(pid: pid)
+        func discard(_ message: String, withStatus: Bool = false) -> PythonError {
+            process.kill()
+            let status = process.reap()
+            return PythonError(code: .initialization, message: withStatus ? "\(message) (\(Self.describe(status: status)))" : message)
+        }
+        let ready: WorkerMessage
+        do {
+            ready = try await Self.awaitReady(channel, timeout: configuration.startTimeout)
+        } catch let error as StartFailure {
+            throw discard(error.message, withStatus: error.exited)
+        } catch {
+            throw discard("the worker did not start: \(error)")
+        }
         guard case .ready(let layers, _, let error) = ready else {
-            posixKill(pid, SIGKILL)
-            _ = waitpid(pid, nil, 0)
-            posixClose(hostEnd)
-            throw PythonError(code: .initialization, message: "the worker did not start")
+            throw discard("the worker did not start")
         }
         let missing = Self.layerNames.filter { layers & $0.0 == 0 }.map(\.1)
         if let error {
-            posixKill(pid, SIGKILL)
-            _ = waitpid(pid, nil, 0)
-            posixClose(hostEnd)
-            throw PythonError(code: .initialization, message: "the worker's interpreter did not start: \(error)")
+            throw discard("the worker's interpreter did not start: \(error)")
         }
         if configuration.requireAllLayers && !missing.isEmpty {
-            posixKill(pid, SIGKILL)
-            _ = waitpid(pid, nil, 0)
-            posixClose(hostEnd)
-            throw PythonError(code: .initialization, message: "this kernel lacks confinement layers the configuration requires: \(missing.joined(separator: ", "))")
+            throw discard("this kernel lacks confinement layers the configuration requires: \(missing.joined(separator: ", "))")
         }
-        let worker = PythonWorker(processID: pid, channel: channel, missingLayers: missing, configuration: configuration)
+        let worker = PythonWorker(process: process, channel: channel, missingLayers: missing, configuration: configuration)
         // The reading thread holds the worker weakly, so that dropping the last reference kills
         // the process (deinit); the thread then reaps it either way.
-        let thread = Thread { [weak worker, pid] in
+        let thread = Thread { [weak worker] in
             channel.receiveAll { message, fd in worker?.receive(message, fd: fd) }
-            var status: Int32 = 0
-            waitpid(pid, &status, 0)
+            let status = process.reap()
             worker?.ended(status: status)
         }
         thread.name = "rlm.worker.\(configuration.name)"
@@ -198,8 +208,14 @@ public final class PythonWorker: PythonREPL {
         return worker
     }
 
+    /// Why a worker did not say it was ready.
+    private struct StartFailure: Error {
+        var message: String
+        var exited: Bool
+    }
+
     /// Reads the worker's first message on a thread of its own, within `timeout`.
-    private static func awaitReady(_ channel: WorkerChannel, pid: pid_t, timeout: Duration) async throws -> WorkerMessage {
+    private static func awaitReady(_ channel: WorkerChannel, timeout: Duration) async throws -> WorkerMessage {
         let outcome = Mutex<Result<WorkerMessage, any Error>?>(nil)
         return try await withCheckedThrowingContinuation { continuation in
             let resume = { @Sendable (result: Result<WorkerMessage, any Error>) in
@@ -213,9 +229,7 @@ public final class PythonWorker: PythonREPL {
             let reader = Thread {
                 do {
                     guard let (message, _) = try channel.receive() else {
-                        var status: Int32 = 0
-                        waitpid(pid, &status, 0)
-                        resume(.failure(PythonError(code: .initialization, message: "the worker exited during start-up (\(Self.describe(status: status)))")))
+                        resume(.failure(StartFailure(message: "the worker exited during start-up", exited: true)))
                         return
                     }
                     resume(.success(message))
@@ -226,7 +240,7 @@ public final class PythonWorker: PythonREPL {
             reader.start()
             let (seconds, attoseconds) = timeout.components
             DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000))) {
-                resume(.failure(PythonError(code: .initialization, message: "the worker did not start within \(timeout)")))
+                resume(.failure(StartFailure(message: "the worker did not start within \(timeout)", exited: false)))
             }
         }
     }
@@ -440,7 +454,7 @@ public final class PythonWorker: PythonREPL {
             if state.killReason == nil { state.killReason = reason }
             return true
         }
-        if proceed { posixKill(processID, SIGKILL) }
+        if proceed { process.kill() }
     }
 
     /// Whether the worker has ended (crashed, killed, or closed).
@@ -449,5 +463,36 @@ public final class PythonWorker: PythonREPL {
     /// Ends the worker: its process is killed and reaped.
     public func close() async {
         terminate(because: "the REPL process was closed")
+    }
+}
+
+/// A child process that is signalled only while it has not been reaped, so a signal never
+/// reaches another process that was given its id afterwards.
+final class ChildProcess: Sendable {
+    let pid: pid_t
+    private let reaped = Mutex(false)
+
+    init(pid: pid_t) {
+        self.pid = pid
+    }
+
+    /// SIGKILL, unless the process was already reaped.
+    func kill() {
+        reaped.withLock { reaped in
+            if !reaped { posixKill(pid, SIGKILL) }
+        }
+    }
+
+    /// Waits for the process to end (without holding the lock), then reaps it and returns its
+    /// wait status. Call once.
+    func reap() -> Int32 {
+        var info = siginfo_t()
+        while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) < 0 && errno == EINTR {}
+        return reaped.withLock { reaped in
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            reaped = true
+            return status
+        }
     }
 }

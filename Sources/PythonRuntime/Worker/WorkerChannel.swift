@@ -112,8 +112,14 @@ package final class WorkerChannel: @unchecked Sendable {
     /// Frames above this size are refused (contexts travel as memory files, not frames).
     static let maxFrame = 1 << 30
 
+    /// Takes ownership of `descriptor`: it is closed when the channel is released, that is when
+    /// every thread reading or writing it is done (so its number cannot be reused under them).
     package init(descriptor: Int32) {
         self.descriptor = descriptor
+    }
+
+    deinit {
+        close(descriptor)
     }
 
     package struct Failure: Error, CustomStringConvertible {
