@@ -62,7 +62,7 @@ public struct RLM: Sendable {
         do {
             repl = try await REPLEnvironment(name: "rlm0", configuration: configuration, binding: binding)
         } catch let error as PythonError {
-            throw RLMError(code: .pythonFailed, message: "the Python REPL could not start: \(error)")
+            throw RLMError(code: .pythonFailed, message: "the Python REPL could not start: \(error)", cause: error)
         }
         do {
             let description = try await repl.addContext(context, index: 0)

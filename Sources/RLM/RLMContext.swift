@@ -22,12 +22,13 @@ public enum RLMContext: Sendable {
         switch self {
         case .text(let text):
             try await namespace.set(name, to: .string(text))
-            return "a str of \(text.count) characters"
+            // Python's len(): code points, not Swift's grapheme clusters.
+            return "a str of \(text.unicodeScalars.count) characters"
         case .texts(let texts):
             try await namespace.set(name, to: .list(texts.map(PythonValue.string)))
-            let lengths = texts.prefix(20).map { String($0.count) }.joined(separator: ", ")
+            let lengths = texts.prefix(20).map { String($0.unicodeScalars.count) }.joined(separator: ", ")
             let more = texts.count > 20 ? ", …" : ""
-            return "a list of \(texts.count) str chunks with \(texts.reduce(0) { $0 + $1.count }) characters in all (chunk lengths: \(lengths)\(more))"
+            return "a list of \(texts.count) str chunks with \(texts.reduce(0) { $0 + $1.unicodeScalars.count }) characters in all (chunk lengths: \(lengths)\(more))"
         case .json(let value):
             try await namespace.set(name, to: value)
             switch value {
@@ -47,7 +48,7 @@ public enum RLMContext: Sendable {
                 try await namespace.setString(name, contentsOfFile: url.path)
             } catch let error as PythonError where error.code == .conversion {
                 let problem = error.typeName == "OSError" ? error.message : "it is not UTF-8 text: \(error.message)"
-                throw RLMError(code: .invalidContext, message: "cannot use the context file \(url.path): \(problem)")
+                throw RLMError(code: .invalidContext, message: "cannot use the context file \(url.path): \(problem)", cause: error)
             }
             let characters = try await namespace.evaluate("len(\(name))").intValue ?? 0
             return "a str of \(characters) characters (read from \(url.lastPathComponent))"

@@ -14,7 +14,7 @@ public struct RLMError: Error, Sendable, CustomStringConvertible {
     /// What kind of failure this is. New codes may be added.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Base: String, Hashable, Sendable {
-            case limitReached, modelFailed, pythonFailed, invalidContext, invalidConfiguration, cancelled, sessionClosed
+            case limitReached, modelFailed, pythonFailed, invalidContext, invalidConfiguration, sessionClosed
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -29,8 +29,6 @@ public struct RLMError: Error, Sendable, CustomStringConvertible {
         public static let invalidContext = Code(.invalidContext)
         /// The configuration is inconsistent (for example a zero iteration limit).
         public static let invalidConfiguration = Code(.invalidConfiguration)
-        /// The run's task was cancelled.
-        public static let cancelled = Code(.cancelled)
         /// ``RLMSession/complete(query:context:trajectory:)`` was called after ``RLMSession/close()``.
         public static let sessionClosed = Code(.sessionClosed)
 
@@ -47,9 +45,16 @@ public struct RLMError: Error, Sendable, CustomStringConvertible {
     public var partialAnswer: String?
     /// Usage up to the failure.
     public var usage: UsageSummary?
+    /// The error underneath, when there is one: for ``Code/modelFailed`` the provider's error
+    /// (`RLMProviders.ProviderError` tells a 429 from a 401, and whether a retry could help).
+    public var cause: (any Error)?
 
     /// Creates an error.
-    public init(code: Code, message: String, limit: Limit? = nil, partialAnswer: String? = nil, usage: UsageSummary? = nil) {
+    public init(
+        code: Code, message: String, limit: Limit? = nil, partialAnswer: String? = nil, usage: UsageSummary? = nil,
+        cause: (any Error)? = nil
+    ) {
+        self.cause = cause
         self.code = code
         self.message = message
         self.limit = limit

@@ -114,7 +114,7 @@ final class RLMNode: Sendable {
                     guard configuration.budget.maxConsecutiveErrors != nil else {
                         throw RLMError(
                             code: .modelFailed, message: "the model '\(model.modelName)' failed: \(error)",
-                            partialAnswer: loop.bestAnswer)
+                            partialAnswer: loop.bestAnswer, cause: error)
                     }
                     action = loop.modelFailed(String(describing: error))
                     continue

@@ -257,6 +257,28 @@ struct RLMTests {
             #expect(error.code == .sessionClosed)
         }
     }
+
+    @Test("a failed root model reaches the caller with its error as the cause")
+    func modelFailureKeepsCause() async throws {
+        struct RateLimited: Error, Equatable { var status = 429 }
+        let root = ScriptedModel(name: "root") { _ in throw RateLimited() }
+        do {
+            _ = try await RLM(configuration: RLMConfiguration(rootModel: root)).complete(query: "q", context: .text("c"))
+            Issue.record("expected a failure")
+        } catch let error as RLMError {
+            #expect(error.code == .modelFailed)
+            #expect(error.cause as? RateLimited == RateLimited())
+        }
+    }
+
+    @Test("a text context is described with Python's len(), not Swift's character count")
+    func contextLengthIsPythonLength() async throws {
+        let text = "👋🏽 naïve 한국어"
+        let root = ScriptedModel.sequence([repl("answer['content'] = str(len(context)); answer['ready'] = True")])
+        let result = try await RLM(configuration: RLMConfiguration(rootModel: root)).complete(query: "q", context: .text(text))
+        #expect(result.answer == String(text.unicodeScalars.count))
+        #expect(root.requests[0].messages.contains { $0.content.contains("a str of \(result.answer) characters") })
+    }
 }
 
 /// A Python string literal for a path.
