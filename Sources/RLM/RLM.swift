@@ -38,8 +38,12 @@ public struct RLM: Sendable {
     }
 
     /// Starts answering `query` and returns at once with a live event stream.
+    ///
+    /// The stream keeps at most ``eventBufferLimit`` events its consumer has not read yet; a
+    /// consumer that falls further behind loses the oldest of them (the result and the
+    /// trajectory keep them).
     public func run(query: String, context: RLMContext, trajectory: TrajectoryWriter? = nil) -> RLMRun {
-        let (stream, continuation) = AsyncStream<RLMEvent>.makeStream()
+        let (stream, continuation) = AsyncStream<RLMEvent>.makeStream(bufferingPolicy: .bufferingNewest(Self.eventBufferLimit))
         let sink = EventSink(continuation: continuation, trajectory: trajectory, observer: nil, start: .now, redact: Redactor(configuration))
         let configuration = self.configuration
         let task = Task {
@@ -47,6 +51,9 @@ public struct RLM: Sendable {
         }
         return RLMRun(events: stream, task: task)
     }
+
+    /// How many unread events ``run(query:context:trajectory:)``'s stream keeps. 10,000.
+    public static let eventBufferLimit = 10_000
 
     /// A conversation whose REPL persists across queries.
     public func session() -> RLMSession {

@@ -8,7 +8,10 @@ public struct RLMResult: Sendable {
     public var iterations: Int
     /// Wall-clock time of the run.
     public var elapsed: Duration
-    /// Every event of the run, in order (the same ones the event stream and the trajectory get).
+    /// Every event of the run, in order, except streamed reply pieces (the whole reply follows in
+    /// ``RLMEvent/Kind/modelReplied(iteration:text:usage:latency:)``). Sub-call and child prompts
+    /// and sub-call responses are clipped to 4,000 characters (the start and the end kept), so
+    /// the result does not hold copies of a large context.
     public var events: [RLMEvent]
     /// Set when a limit was reached and the answer came from the one extra call that
     /// ``RLMConfiguration/finalAnswerOnLimit`` allows.

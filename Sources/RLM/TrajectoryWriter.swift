@@ -49,7 +49,7 @@ public final class TrajectoryWriter: Sendable {
     static func clip(_ text: String, _ limit: Int) -> String {
         guard text.count > limit else { return text }
         let half = limit / 2
-        return String(text.prefix(half)) + "\n… [\(text.count - 2 * half) characters not kept in the trajectory] …\n" + String(text.suffix(half))
+        return String(text.prefix(half)) + "\n… [\(text.count - 2 * half) characters left out] …\n" + String(text.suffix(half))
     }
 
     static func usage(_ usage: TokenUsage) -> [String: Any] {

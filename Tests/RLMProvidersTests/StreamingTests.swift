@@ -61,7 +61,9 @@ struct StreamingTests {
         for await event in run.events {
             if case .modelReplyDelta(_, let text) = event.kind { streamed += text }
         }
-        #expect(try await run.result().answer == "streamed")
+        let result = try await run.result()
+        #expect(result.answer == "streamed")
+        #expect(!result.events.contains { if case .modelReplyDelta = $0.kind { true } else { false } })
         #expect(streamed == reply)
         try await server.shutdown()
     }

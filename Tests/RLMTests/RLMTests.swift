@@ -279,6 +279,28 @@ struct RLMTests {
         #expect(result.answer == String(text.unicodeScalars.count))
         #expect(root.requests[0].messages.contains { $0.content.contains("a str of \(result.answer) characters") })
     }
+
+    @Test("events keep clipped sub-call prompts; the trajectory records their full length")
+    func eventsClipLargePrompts() async throws {
+        let sub = ScriptedModel(name: "sub") { "saw \($0.prompt.count)" }
+        let root = ScriptedModel.sequence([repl("answer['content'] = llm_query(context); answer['ready'] = True")])
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("rlm-clip-\(UUID().uuidString).jsonl")
+        defer { try? FileManager.default.removeItem(at: url) }
+        let writer = try TrajectoryWriter(url: url)
+        let context = String(repeating: "0123456789", count: 100_000)
+        let result = try await RLM(configuration: RLMConfiguration(rootModel: root, subModel: sub))
+            .complete(query: "q", context: .text(context), trajectory: writer)
+        writer.close()
+        #expect(result.answer == "saw 1000000")
+        let prompts = result.events.compactMap { event -> String? in
+            guard case .subcallStarted(_, _, let prompt) = event.kind else { return nil }
+            return prompt
+        }
+        #expect(prompts.count == 1)
+        #expect((prompts.first?.count ?? 0) < 4_100)
+        #expect(prompts.first?.contains("characters left out") == true)
+        #expect(try String(contentsOf: url, encoding: .utf8).contains("\"prompt_chars\":1000000"))
+    }
 }
 
 /// A Python string literal for a path.
