@@ -36,6 +36,22 @@ public protocol PythonExceptionConvertible: Error {
 extension PythonError: PythonExceptionConvertible {
     public var pythonExceptionTypeName: String { typeName.isEmpty ? "RuntimeError" : typeName }
     public var pythonExceptionMessage: String { message }
+
+    /// The exception a Swift error thrown in a native call becomes: a ``PythonError`` as it is,
+    /// a ``PythonExceptionConvertible`` the exception it names, a cancellation
+    /// `ExecutionInterrupted` (code ``Code/interrupted``), anything else `RuntimeError` with the
+    /// error's description. A worker sends its host's errors across in this form.
+    init(bridging error: any Error) {
+        if let error = error as? PythonError {
+            self = error
+        } else if let convertible = error as? any PythonExceptionConvertible {
+            self.init(code: .exception, typeName: convertible.pythonExceptionTypeName, message: convertible.pythonExceptionMessage)
+        } else if error is CancellationError {
+            self.init(code: .interrupted, typeName: "ExecutionInterrupted", message: "the call was cancelled")
+        } else {
+            self.init(code: .exception, typeName: "RuntimeError", message: String(describing: error))
+        }
+    }
 }
 
 /// A Swift closure callable from Python as a function.
@@ -177,19 +193,13 @@ final class NativeFunctionBox {
 
     /// Sets the Python exception for a Swift error and returns nil.
     static func raise(_ error: any Error) -> UnsafeMutablePointer<PyObject>? {
-        if let pythonError = error as? PythonError, pythonError.code == .timedOut || pythonError.code == .interrupted {
-            PyErr_SetString(Bootstrap.handles.executionInterrupted, pythonError.message)
+        let bridged = PythonError(bridging: error)
+        if bridged.code == .timedOut || bridged.code == .interrupted {
+            PyErr_SetString(Bootstrap.handles.executionInterrupted, bridged.message)
             return nil
         }
-        var typeName = "RuntimeError"
-        var message = String(describing: error)
-        if let convertible = error as? any PythonExceptionConvertible {
-            typeName = convertible.pythonExceptionTypeName
-            message = convertible.pythonExceptionMessage
-        } else if error is CancellationError {
-            PyErr_SetString(Bootstrap.handles.executionInterrupted, "the call was cancelled")
-            return nil
-        }
+        let typeName = bridged.pythonExceptionTypeName
+        let message = bridged.message
         var type = rlm_exc_runtime_error()
         if let candidate = PyObject_GetAttrString(Bootstrap.handles.builtins, typeName) {
             if PyObject_IsSubclass(candidate, rlm_exc_base_exception()) == 1 {

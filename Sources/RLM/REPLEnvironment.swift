@@ -22,7 +22,6 @@ final class REPLEnvironment: Sendable {
         var maxOutputCharacters: Int
         var functions: [NativeFunction]
         var reserved: [String]
-        var sandbox: PythonSandbox?
         var stopGracePeriod: Duration
         var isolation: Isolation
         var scratch: URL?
@@ -38,7 +37,7 @@ final class REPLEnvironment: Sendable {
     /// The namespace the REPL currently runs in (a restart replaces it).
     var namespace: any PythonREPL { state.withLock { $0.namespace } }
     /// The directory code may write, `nil` when isolation is unrestricted.
-    let scratch: URL?
+    var scratch: URL? { setup.scratch }
 
     /// What a cell left behind.
     struct CellOutcome: Sendable {
@@ -52,20 +51,11 @@ final class REPLEnvironment: Sendable {
     init(name: String, configuration: RLMConfiguration, binding: REPLBinding) async throws {
         execTimeout = configuration.execTimeout
         let isolation = configuration.isolation
-        var sandbox: PythonSandbox?
-        if isolation.level != .unrestricted {
-            let scratch = try Self.makeScratchDirectory()
-            self.scratch = scratch
-            sandbox = PythonSandbox(
-                readablePaths: isolation.readablePaths, writablePaths: [scratch.path],
-                nativeModules: isolation.nativeModules, allowsNetwork: isolation.allowsNetwork)
-        } else {
-            scratch = nil
-        }
+        let scratch = isolation.level == .unrestricted ? nil : try Self.makeScratchDirectory()
         setup = Setup(
             name: name, maxOutputCharacters: configuration.maxOutputCharacters,
             functions: binding.functions(tools: configuration.tools, maxDepth: configuration.maxDepth),
-            reserved: Self.reservedNames + configuration.tools.map(\.name), sandbox: sandbox,
+            reserved: Self.reservedNames + configuration.tools.map(\.name),
             stopGracePeriod: configuration.stopGracePeriod, isolation: isolation, scratch: scratch)
         do {
             state = Mutex(State(namespace: try await Self.makeNamespace(setup)))
@@ -84,9 +74,15 @@ final class REPLEnvironment: Sendable {
                 memoryLimitBytes: setup.isolation.memoryLimitBytes, requireAllLayers: setup.isolation.requiresAllLayers,
                 executable: setup.isolation.workerExecutable))
         } else {
+            let isolation = setup.isolation
+            let sandbox = setup.scratch.map {
+                PythonSandbox(
+                    readablePaths: isolation.readablePaths, writablePaths: [$0.path],
+                    nativeModules: isolation.nativeModules, allowsNetwork: isolation.allowsNetwork)
+            }
             namespace = try await PythonNamespace(configuration: .init(
                 name: setup.name, maxOutputCharacters: setup.maxOutputCharacters, stopGracePeriod: setup.stopGracePeriod,
-                sandbox: setup.sandbox))
+                sandbox: sandbox))
         }
         do {
             for function in setup.functions {

@@ -205,7 +205,7 @@ final class RLMNode: Sendable {
         case .failed: header = "[block \(cell) raised \(result.error?.typeName ?? "an exception")]"
         case .timedOut:
             header = "[block \(cell) was stopped: it ran past the \(timeout.components.seconds)-second limit per cell. Variables it assigned before that are kept.]"
-        case .abandoned where result.error?.typeName == "WorkerEnded":
+        case .abandoned where result.error?.typeName == PythonWorker.endedTypeName:
             header = "[block \(cell) ended its REPL: \(result.error?.message ?? "the REPL process ended")]"
         case .abandoned:
             header = "[block \(cell) could not be stopped after its \(timeout.components.seconds)-second limit (a long C-level call such as a huge number or a catastrophic regular expression)]"
@@ -213,7 +213,7 @@ final class RLMNode: Sendable {
         parts.append(header)
         if !result.stdout.isEmpty { parts.append(result.stdout.hasSuffix("\n") ? String(result.stdout.dropLast()) : result.stdout) }
         if !result.stderr.isEmpty { parts.append("[stderr]\n" + result.stderr) }
-        if let error = result.error, result.status != .completed, error.typeName != "WorkerEnded" {
+        if let error = result.error, result.status != .completed, error.typeName != PythonWorker.endedTypeName {
             let trace = error.traceback.isEmpty ? "\(error.typeName): \(error.message)" : error.traceback
             parts.append(trace.hasSuffix("\n") ? String(trace.dropLast()) : trace)
         }

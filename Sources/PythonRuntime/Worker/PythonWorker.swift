@@ -100,6 +100,10 @@ public final class PythonWorker: PythonREPL {
         var killReason: String?
     }
 
+    /// The `typeName` of the error in an ``ExecutionResult/Status/abandoned`` result whose worker
+    /// ended (crashed or was killed); its message says why.
+    public static let endedTypeName = "WorkerEnded"
+
     /// The worker ended: it crashed, was killed at a deadline, or was closed.
     struct Ended: Error {
         var reason: String
@@ -295,12 +299,8 @@ public final class PythonWorker: PythonREPL {
                 case .synchronous(let body): value = try body(arguments)
                 case .asynchronous(let body): value = try await body(arguments)
                 }
-            } catch let error as any PythonExceptionConvertible {
-                failure = PythonError(code: .exception, typeName: error.pythonExceptionTypeName, message: error.pythonExceptionMessage)
-            } catch is CancellationError {
-                failure = PythonError(code: .interrupted, typeName: "ExecutionInterrupted", message: "cancelled")
             } catch {
-                failure = PythonError(code: .exception, typeName: "RuntimeError", message: "\(error)")
+                failure = PythonError(bridging: error)
             }
             self.state.withLock { state in
                 if state.calls.removeValue(forKey: callID) == nil { state.finishedCalls.insert(callID) }
@@ -441,7 +441,7 @@ public final class PythonWorker: PythonREPL {
             if Task.isCancelled { throw CancellationError() }
             return ExecutionResult(
                 status: .abandoned,
-                error: PythonError(code: .abandoned, typeName: "WorkerEnded", message: ended.reason),
+                error: PythonError(code: .abandoned, typeName: Self.endedTypeName, message: ended.reason),
                 duration: clock.now - start)
         }
     }

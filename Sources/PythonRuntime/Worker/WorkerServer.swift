@@ -51,12 +51,8 @@ package final class WorkerServer: Sendable {
             let reply: WorkerMessage.Reply
             do {
                 reply = try await work()
-            } catch let error as PythonError {
-                reply = .failure(error)
-            } catch is CancellationError {
-                reply = .failure(PythonError(code: .interrupted, typeName: "ExecutionInterrupted", message: "cancelled"))
             } catch {
-                reply = .failure(PythonError(code: .exception, typeName: "RuntimeError", message: "\(error)"))
+                reply = .failure(PythonError(bridging: error))
             }
             try? self.channel.send(.reply(id, reply))
         }
