@@ -94,9 +94,14 @@ struct BudgetTests {
 
     @Test("the deadline ends a slow run promptly with its best answer")
     func deadline() async {
+        // The first turn drafts at once; the second waits far past the deadline, so the outcome
+        // does not depend on how fast a loaded machine runs the first turn.
+        let root = ScriptedModel(name: "root") { request in
+            if request.index > 0 { try await Task.sleep(for: .seconds(600)) }
+            return repl("answer['content'] = 'draft \(request.index + 1)'")
+        }
         let rlm = RLM(configuration: RLMConfiguration(
-            rootModel: Self.endlessRoot(latency: .milliseconds(100)), maxIterations: 1_000,
-            budget: Budget(deadline: .milliseconds(450))))
+            rootModel: root, maxIterations: 1_000, budget: Budget(deadline: .seconds(2))))
         let clock = ContinuousClock()
         let start = clock.now
         do {
@@ -104,17 +109,17 @@ struct BudgetTests {
             Issue.record("expected the deadline")
         } catch let error as RLMError {
             #expect(error.limit == .deadline)
-            #expect(error.partialAnswer?.hasPrefix("draft ") == true)
+            #expect(error.partialAnswer == "draft 1")
         } catch {
             Issue.record("unexpected error \(error)")
         }
-        #expect(clock.now - start < .seconds(5))
+        #expect(clock.now - start < .seconds(60))
     }
 
     @Test("the deadline also stops running Python")
     func deadlineStopsPython() async {
         let root = ScriptedModel.sequence([repl("answer['content'] = 'looping'\nwhile True:\n    pass")], name: "root")
-        let rlm = RLM(configuration: RLMConfiguration(rootModel: root, execTimeout: .seconds(600), budget: Budget(deadline: .milliseconds(300))))
+        let rlm = RLM(configuration: RLMConfiguration(rootModel: root, execTimeout: .seconds(600), budget: Budget(deadline: .seconds(2))))
         await expectLimit(.deadline, partial: "looping") { try await rlm.complete(query: "q", context: .text("c")) }
     }
 
