@@ -127,10 +127,12 @@ struct NativeFunctionTests {
         let namespace = try await PythonNamespace()
         let pythonThread = Mutex<PythonValue>(.none)
         let finished = AsyncStream<Bool>.makeStream()
+        let released = Mutex(false)
         try await namespace.install(NativeFunction(name: "stubborn", async: { _ in
             pythonThread.withLock { $0 = Self.threadID() }
-            // Ignores cancellation: waits in slices that cannot be cancelled, then reports.
-            for _ in 0..<20 {
+            // Ignores cancellation: waits in slices that cannot be cancelled until the test has
+            // seen the cell stopped (however late a loaded machine stops it), then reports.
+            while !released.withLock({ $0 }) {
                 await withUnsafeContinuation { continuation in
                     DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(10)) { continuation.resume() }
                 }
@@ -139,6 +141,7 @@ struct NativeFunctionTests {
             return .none
         }))
         let result = try await namespace.execute("stubborn()", timeout: .milliseconds(50))
+        released.withLock { $0 = true }
         #expect(result.status == .timedOut)
         var iterator = finished.stream.makeAsyncIterator()
         // The rest of the call ran, and not on the namespace's thread, which has moved on.
