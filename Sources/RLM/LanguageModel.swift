@@ -101,6 +101,10 @@ public protocol LanguageModel: Sendable {
     /// Values the engine must keep out of everything a run produces, such as the API key this
     /// model sends (see ``RLMConfiguration/secrets``). Defaults to none.
     var secrets: [String] { get }
+
+    /// How much the model reads in one call. Defaults to ``ContextWindow/known(forModel:)`` for
+    /// ``modelName``; `nil` (unknown) turns the engine's checks off, leaving the server to refuse.
+    var contextWindow: ContextWindow? { get }
 }
 
 extension LanguageModel {
@@ -109,6 +113,9 @@ extension LanguageModel {
 
     /// None.
     public var secrets: [String] { [] }
+
+    /// The published window of a well-known model name, else `nil`.
+    public var contextWindow: ContextWindow? { ContextWindow.known(forModel: modelName) }
 
     /// Calls ``complete(_:)`` and passes the whole reply to `onText` once.
     public func complete(_ messages: [ChatMessage], onText: @escaping @Sendable (String) -> Void) async throws -> ModelResponse {

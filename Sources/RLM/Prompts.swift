@@ -12,6 +12,8 @@ enum Prompts {
         var extraInstructions: String?
         var persistent: Bool
         var sandboxed: Bool = false
+        /// The sub-model's window, when known: the prompt then says how much one call can read.
+        var subcallWindow: ContextWindow?
     }
 
     static func system(_ input: SystemPromptInput) -> String {
@@ -34,6 +36,14 @@ enum Prompts {
             concurrently and returns the answers in the same order. A failed slot holds a string that \
             starts with "[error]"; the other slots are unaffected. Prefer it to a loop of `llm_query`.
             """
+        if let window = input.subcallWindow {
+            // Three characters a token: safe for prose, code and most data.
+            text += """
+
+                - One `llm_query` prompt can hold about \(window.promptTokens * 3) characters (the model reads \
+                \(window.tokens) tokens at most); split longer text into chunks of that size or less.
+                """
+        }
         if childrenAreRLMs {
             text += """
 

@@ -26,6 +26,11 @@ public struct RLMEvent: Sendable {
         case childStarted(childID: Int, prompt: String)
         /// A child RLM finished.
         case childFinished(childID: Int, answer: String?, iterations: Int, latency: Duration, error: String?)
+        /// The node's conversation outgrew its model's context window, so its oldest turns were
+        /// left out of the prompt from now on (the REPL keeps their variables). `removedMessages`
+        /// counts the messages left out this time; `estimatedTokens` is the prompt's estimated
+        /// size afterwards (see ``TokenEstimate``).
+        case historyCompacted(iteration: Int, removedMessages: Int, estimatedTokens: Int)
         /// A model turn ended without an answer.
         case iterationFinished(iteration: Int)
         /// The node produced its answer.

@@ -62,7 +62,8 @@ final class RLMNode: Sendable {
             modelNames: configuration.models.keys.sorted(),
             tools: configuration.tools.map { ($0.name, $0.description) },
             extraInstructions: configuration.extraInstructions, persistent: persistent,
-            sandboxed: configuration.isolation.level != .unrestricted))
+            sandboxed: configuration.isolation.level != .unrestricted,
+            subcallWindow: (configuration.subModel ?? configuration.rootModel).contextWindow))
         var messages: [ChatMessage] = [.system(system), .user(Prompts.firstUserMessage(query: query, contextDescription: contextDescription))]
         var loop = RLMLoop(maxIterations: configuration.maxIterations, maxConsecutiveErrors: configuration.budget.maxConsecutiveErrors)
         var action = loop.start()
@@ -85,6 +86,36 @@ final class RLMNode: Sendable {
             }
         }
 
+        /// One model turn. When the server refuses the conversation as too long (the estimate
+        /// let too much through, or the window is unknown), more is left out and the turn is
+        /// tried again while anything can go.
+        func callModel(iteration: Int) async throws -> ModelResponse {
+            let info = self.info
+            var stream: (@Sendable (String) -> Void)?
+            if configuration.streamRootReplies && info.depth == 0 {
+                stream = { @Sendable text in events.emit(info, .modelReplyDelta(iteration: iteration, text: text)) }
+            }
+            while true {
+                do {
+                    return try await tree.call(model, messages, depth: info.depth, limited: info.depth > 0, onText: stream)
+                } catch let refusal as ContextWindowExceeded {
+                    let estimate = TokenEstimate.tokens(in: messages)
+                    let window = model.contextWindow ?? ContextWindow(tokens: refusal.windowTokens ?? estimate)
+                    let budget = refusal.windowTokens.map { ContextWindow(tokens: $0, reservedForReply: window.reservedForReply).promptTokens }
+                        ?? Int(Double(estimate) * HistoryCompaction.target)
+                    guard let compaction = HistoryCompaction.compact(&messages, window: window, force: true, budget: min(budget, estimate - 1)) else {
+                        throw RLMError(
+                            code: .modelFailed,
+                            message: "the model '\(model.modelName)' refused the conversation as too long and nothing more can be left out: \(refusal)",
+                            partialAnswer: loop.bestAnswer, cause: refusal)
+                    }
+                    events.emit(info, .historyCompacted(
+                        iteration: iteration, removedMessages: compaction.removedMessages, estimatedTokens: compaction.estimatedTokens))
+                    remember()
+                }
+            }
+        }
+
         while true {
             if Task.isCancelled {
                 remember()
@@ -96,15 +127,15 @@ final class RLMNode: Sendable {
                 takeFeedback()
                 remember()
                 events.emit(info, .iterationStarted(iteration: iteration))
+                if let window = model.contextWindow, let compaction = HistoryCompaction.compact(&messages, window: window) {
+                    events.emit(info, .historyCompacted(
+                        iteration: iteration, removedMessages: compaction.removedMessages, estimatedTokens: compaction.estimatedTokens))
+                    remember()
+                }
                 let start = ContinuousClock.now
                 let response: ModelResponse
                 do {
-                    let info = self.info
-                    var stream: (@Sendable (String) -> Void)?
-                    if configuration.streamRootReplies && info.depth == 0 {
-                        stream = { @Sendable text in events.emit(info, .modelReplyDelta(iteration: iteration, text: text)) }
-                    }
-                    response = try await tree.call(model, messages, depth: info.depth, limited: info.depth > 0, onText: stream)
+                    response = try await callModel(iteration: iteration)
                 } catch var error as RLMError {
                     error.partialAnswer = loop.bestAnswer
                     if let limit = error.limit { events.emit(info, .limitReached(limit: limit, partialAnswer: loop.bestAnswer)) }

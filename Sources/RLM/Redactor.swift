@@ -38,7 +38,7 @@ extension RLMEvent.Kind {
         switch self {
         case .nodeStarted(let query, let context):
             return .nodeStarted(query: redact(query), context: redact(context))
-        case .iterationStarted, .iterationFinished:
+        case .iterationStarted, .iterationFinished, .historyCompacted:
             return self
         case .modelReplyDelta(let iteration, let text):
             return .modelReplyDelta(iteration: iteration, text: redact(text))

@@ -64,8 +64,18 @@ final class RunTree: Sendable {
         let redact = events.redact
         let messages = try Self.messages(from: prompt).map { ChatMessage(role: $0.role, content: redact($0.content)) }
         let model = try model(named: name, fallback: configuration.subModel ?? configuration.rootModel)
-        let callID = callCounter.add(1, ordering: .relaxed).newValue
         let promptText = messages.map(\.content).joined(separator: "\n\n")
+        let promptTokens = TokenEstimate.tokens(in: messages)
+        if let window = model.contextWindow, promptTokens > window.promptTokens {
+            // It cannot fit: tell the model code how to split it instead of spending a call on a refusal.
+            let refusal = ContextWindowExceeded(model: model.modelName, promptTokens: promptTokens, windowTokens: window.tokens)
+            let callID = callCounter.add(1, ordering: .relaxed).newValue
+            events.emit(node, .subcallStarted(callID: callID, model: model.modelName, prompt: promptText))
+            events.emit(node, .subcallFinished(
+                callID: callID, model: model.modelName, response: "", usage: TokenUsage(), latency: .zero, error: refusal.description))
+            return refusal.messageForModelCode(promptCharacters: promptText.unicodeScalars.count)
+        }
+        let callID = callCounter.add(1, ordering: .relaxed).newValue
         var start = ContinuousClock.now
         var started = false
         do {
@@ -78,6 +88,13 @@ final class RunTree: Sendable {
                 callID: callID, model: model.modelName, response: response.text, usage: response.usage,
                 latency: .now - start, error: nil))
             return response.text
+        } catch var refusal as ContextWindowExceeded {
+            refusal.promptTokens = refusal.promptTokens ?? promptTokens
+            refusal.windowTokens = refusal.windowTokens ?? model.contextWindow?.tokens
+            events.emit(node, .subcallFinished(
+                callID: callID, model: model.modelName, response: "", usage: TokenUsage(), latency: .now - start,
+                error: refusal.description))
+            return refusal.messageForModelCode(promptCharacters: promptText.unicodeScalars.count)
         } catch {
             if started {
                 events.emit(node, .subcallFinished(

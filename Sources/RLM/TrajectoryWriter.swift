@@ -117,6 +117,11 @@ public final class TrajectoryWriter: Sendable {
             object["iterations"] = iterations
             object["latency"] = seconds(latency)
             object["error"] = error ?? NSNull()
+        case .historyCompacted(let iteration, let removed, let tokens):
+            object["type"] = "history_compacted"
+            object["iteration"] = iteration
+            object["removed_messages"] = removed
+            object["estimated_tokens"] = tokens
         case .iterationFinished(let iteration):
             object["type"] = "iteration_finished"
             object["iteration"] = iteration

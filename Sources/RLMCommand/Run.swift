@@ -39,6 +39,12 @@ struct Run: AsyncParsableCommand {
     @Option(help: "The model behind llm_query (default: the main model).")
     var subModel: String?
 
+    @Option(help: "The main model's context window in tokens (default: what the server's model list reports, else the published window of a well-known model name, else unchecked).")
+    var contextWindow: Int?
+
+    @Option(help: "The sub-model's context window in tokens (default: found as for --context-window).")
+    var subContextWindow: Int?
+
     @Option(help: "RLM levels: 1 makes rlm_query a plain call, 2 lets the root start child RLMs.")
     var maxDepth: Int = 1
 
@@ -100,6 +106,9 @@ struct Run: AsyncParsableCommand {
         if maxConcurrency < 1 { throw ValidationError("--max-concurrency must be at least 1") }
         if execTimeout <= 0 { throw ValidationError("--exec-timeout must be positive") }
         if let deadline, deadline <= 0 { throw ValidationError("--deadline must be positive") }
+        if let contextWindow, contextWindow < 256 { throw ValidationError("--context-window must be at least 256 tokens") }
+        if let subContextWindow, subContextWindow < 256 { throw ValidationError("--sub-context-window must be at least 256 tokens") }
+        if subContextWindow != nil && subModel == nil { throw ValidationError("--sub-context-window needs --sub-model (without it, sub-calls use the main model and --context-window)") }
         if maxCost != nil && price.isEmpty { throw ValidationError("--max-cost needs prices: add --price \(model)=INPUT:OUTPUT (USD per million tokens)") }
         _ = try Self.parsePrices(price)
     }
@@ -140,14 +149,22 @@ struct Run: AsyncParsableCommand {
         }
     }
 
-    private func makeModel(_ name: String) throws -> any LanguageModel {
+    /// A model with its context window: `window` tokens when given; else, for an
+    /// OpenAI-compatible server, the window its model list reports (asked once, briefly); else
+    /// the published window of a well-known name.
+    private func makeModel(_ name: String, window: Int?) async throws -> any LanguageModel {
         switch provider {
         case .openai:
-            return try OpenAICompatibleModel(configuration: .init(
-                baseURL: baseURL, model: name, apiKeyVariable: apiKeyEnv ?? "OPENAI_API_KEY"))
+            var configuration = OpenAICompatibleModel.Configuration(baseURL: baseURL, model: name, apiKeyVariable: apiKeyEnv ?? "OPENAI_API_KEY")
+            configuration.contextWindow = window.map { ContextWindow(tokens: $0) }
+            let model = try OpenAICompatibleModel(configuration: configuration)
+            guard window == nil, let reported = try? await model.discoverContextWindow(timeout: .seconds(3)) else { return model }
+            configuration.contextWindow = reported
+            return try OpenAICompatibleModel(configuration: configuration)
         case .anthropic:
-            return try AnthropicModel(configuration: .init(
-                baseURL: baseURL, model: name, apiKeyVariable: apiKeyEnv ?? "ANTHROPIC_API_KEY"))
+            var configuration = AnthropicModel.Configuration(baseURL: baseURL, model: name, apiKeyVariable: apiKeyEnv ?? "ANTHROPIC_API_KEY")
+            configuration.contextWindow = window.map { ContextWindow(tokens: $0, reservedForReply: min(configuration.maxTokens, $0 / 2)) }
+            return try AnthropicModel(configuration: configuration)
         }
     }
 
@@ -155,9 +172,11 @@ struct Run: AsyncParsableCommand {
         let output = try SecuredOutput.take()
         let url = try ContextFile.check(contextFile)
         let prices = try Self.parsePrices(price)
-        let root = try makeModel(model)
+        let root = try await makeModel(model, window: contextWindow)
+        var sub: (any LanguageModel)?
+        if let subModel { sub = try await makeModel(subModel, window: subContextWindow) }
         var configuration = RLMConfiguration(
-            rootModel: root, subModel: try subModel.map(makeModel), maxDepth: maxDepth, maxIterations: maxIterations,
+            rootModel: root, subModel: sub, maxDepth: maxDepth, maxIterations: maxIterations,
             execTimeout: .milliseconds(Int64(execTimeout * 1000)), maxConcurrentSubcalls: maxConcurrency,
             budget: Budget(
                 maxModelCalls: maxCalls, maxTokens: maxTokens, maxCostUSD: maxCost,

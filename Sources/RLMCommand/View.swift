@@ -94,6 +94,10 @@ struct TrajectoryPage {
             case "limit_reached":
                 node.limit = event["limit"] as? String
                 append(.note("Limit reached: \(event["limit"] as? String ?? "?")"))
+            case "history_compacted":
+                let removed = event["removed_messages"] as? Int ?? 0
+                let what = removed > 0 ? "\(removed) earlier messages left out" : "the middle of the latest turn cut"
+                append(.note("The conversation was compacted to fit the model's context window: \(what); about \(event["estimated_tokens"] as? Int ?? 0) tokens remain."))
             case "run_finished": finished = event
             default: break
             }

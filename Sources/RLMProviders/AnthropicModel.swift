@@ -28,6 +28,9 @@ public struct AnthropicModel: LanguageModel {
         public var requestTimeout: Duration
         /// Retries for 408, 429, 5xx (including 529 overloaded), timeouts and dropped connections.
         public var retry: RetryPolicy
+        /// The model's context window. Defaults to `nil`: 200,000 tokens for Claude models
+        /// (``ContextWindow/known(forModel:)``), with ``maxTokens`` kept for the reply.
+        public var contextWindow: ContextWindow?
 
         /// Creates a configuration.
         public init(
@@ -57,11 +60,16 @@ public struct AnthropicModel: LanguageModel {
 
     public var modelName: String { configuration.model }
 
+    /// The configured window, else the published window of a well-known model name.
+    public var contextWindow: ContextWindow? {
+        configuration.contextWindow ?? ContextWindow.known(forModel: configuration.model, reservingForReply: configuration.maxTokens)
+    }
+
     /// Creates a model; throws when the base URL is unusable or a needed API key is missing.
     public init(configuration: Configuration, client: HTTPClient = ModelHTTPClient.shared, logger: Logger = Logger(label: "rlm.provider.anthropic")) throws {
         self.configuration = configuration
         (transport, apiKey) = try HTTPTransport.make(
-            baseURL: configuration.baseURL, apiKeyVariable: configuration.apiKeyVariable, provider: "the Anthropic API",
+            baseURL: configuration.baseURL, model: configuration.model, apiKeyVariable: configuration.apiKeyVariable, provider: "the Anthropic API",
             timeout: configuration.requestTimeout, retry: configuration.retry, client: client, logger: logger)
     }
 

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
+import RLM
 
 /// When and how often a failed request is tried again.
 public struct RetryPolicy: Sendable, Hashable {
@@ -57,6 +58,8 @@ struct APIKey: Sendable, CustomStringConvertible, CustomDebugStringConvertible {
 struct HTTPTransport: Sendable {
     let client: HTTPClient
     let baseURL: String
+    /// The model the requests are for, named in ``ContextWindowExceeded``.
+    let model: String
     let timeout: Duration
     let retry: RetryPolicy
     let logger: Logger
@@ -64,13 +67,13 @@ struct HTTPTransport: Sendable {
     /// A transport for `baseURL` and the API key it needs: the key is required unless the server is
     /// on this machine, and `apiKeyVariable == nil` sends none.
     static func make(
-        baseURL: String, apiKeyVariable: String?, provider: String, timeout: Duration, retry: RetryPolicy,
+        baseURL: String, model: String, apiKeyVariable: String?, provider: String, timeout: Duration, retry: RetryPolicy,
         client: HTTPClient, logger: Logger
     ) throws -> (HTTPTransport, APIKey?) {
         let validated = try validate(baseURL: baseURL)
         let key = try APIKey.resolve(
             variable: apiKeyVariable, required: apiKeyVariable != nil && !isLocal(validated), provider: "\(provider) at \(validated)")
-        return (HTTPTransport(client: client, baseURL: validated, timeout: timeout, retry: retry, logger: logger), key)
+        return (HTTPTransport(client: client, baseURL: validated, model: model, timeout: timeout, retry: retry, logger: logger), key)
     }
 
     /// Whether a base URL points at this machine (where local servers need no API key).
@@ -87,6 +90,21 @@ struct HTTPTransport: Sendable {
             throw ProviderError(code: .invalidConfiguration, message: "'\(baseURL)' is not a usable base URL: give one like http://127.0.0.1:8000/v1 or https://api.openai.com/v1")
         }
         return baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+    }
+
+    /// GETs `path` once (no retries), for metadata such as the model list.
+    func get(path: String, headers: [(String, String)], timeout: Duration) async throws -> Data {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = .GET
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        let response = try await client.execute(request, timeout: .nanoseconds(Int64(Self.nanoseconds(timeout))))
+        let data = Data(buffer: try await response.body.collect(upTo: 16 << 20))
+        guard response.status.code == 200 else {
+            throw ProviderError(
+                code: .badRequest, message: "\(baseURL)\(path) answered HTTP \(response.status.code)\(Self.serverMessage(data))",
+                statusCode: Int(response.status.code))
+        }
+        return data
     }
 
     func post(path: String, headers: [(String, String)], body: Data) async throws -> Data {
@@ -129,7 +147,9 @@ struct HTTPTransport: Sendable {
                         throw DeliveredFailure(underlying: error)
                     }
                 }
-                let reason = Self.serverMessage(Data(buffer: try await response.body.collect(upTo: 1 << 20)))
+                let errorBody = Data(buffer: try await response.body.collect(upTo: 1 << 20))
+                if let refusal = Self.contextWindowRefusal(status: status, body: errorBody, model: model) { throw refusal }
+                let reason = Self.serverMessage(errorBody)
                 switch status {
                 case 401, 403:
                     throw ProviderError(code: .authentication, message: "\(baseURL) rejected the credentials (HTTP \(status)): check the API key\(reason)", statusCode: status)
@@ -146,6 +166,8 @@ struct HTTPTransport: Sendable {
                     throw ProviderError(code: .badRequest, message: "\(baseURL) refused the request with HTTP \(status)\(reason)", statusCode: status)
                 }
             } catch let error as ProviderError {
+                throw error
+            } catch let error as ContextWindowExceeded {
                 throw error
             } catch let failure as DeliveredFailure {
                 if failure.underlying is CancellationError || Task.isCancelled { throw CancellationError() }
@@ -203,6 +225,41 @@ struct HTTPTransport: Sendable {
     }
 
     /// The server's error message, quoted briefly.
+    /// The server's refusal of a prompt as too long, recognised by OpenAI's
+    /// `context_length_exceeded` code, llama.cpp's `exceed_context_size_error` type, or the
+    /// wording of OpenAI, vLLM, llama-cpp-python and Anthropic; `nil` for any other failure.
+    static func contextWindowRefusal(status: Int, body: Data, model: String) -> ContextWindowExceeded? {
+        guard (400..<500).contains(status), status != 401, status != 403, status != 429 else { return nil }
+        let object = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any]
+        let error = object?["error"] as? [String: Any] ?? object ?? [:]
+        let message = (error["message"] as? String) ?? String(decoding: body.prefix(1_000), as: UTF8.self)
+        let code = (error["code"] as? String) ?? ""
+        let type = (error["type"] as? String) ?? ""
+        let lowered = message.lowercased()
+        let phrases = [
+            "maximum context length", "context window", "context length", "prompt is too long",
+            "exceeds the available context size", "input is too long", "too many tokens",
+        ]
+        guard code == "context_length_exceeded" || type == "exceed_context_size_error"
+            || phrases.contains(where: lowered.contains)
+        else { return nil }
+        func number(_ pattern: String) -> Int? {
+            guard let regex = try? NSRegularExpression(pattern: pattern, options: [.caseInsensitive]),
+                let match = regex.firstMatch(in: message, range: NSRange(message.startIndex..., in: message)),
+                let range = Range(match.range(at: 1), in: message)
+            else { return nil }
+            return Int(message[range])
+        }
+        let window = (error["n_ctx"] as? Int)
+            ?? number(#"maximum context length is (\d+)"#) ?? number(#"context window of (\d+)"#)
+            ?? number(#"> (\d+) maximum"#) ?? number(#"context size \((\d+)"#)
+        let prompt = (error["n_prompt_tokens"] as? Int)
+            ?? number(#"requested (\d+) tokens"#) ?? number(#"resulted in (\d+) tokens"#)
+            ?? number(#"prompt is too long: (\d+) tokens"#) ?? number(#"Requested tokens \((\d+)\)"#)
+        return ContextWindowExceeded(
+            model: model, promptTokens: prompt, windowTokens: window, serverMessage: String(message.prefix(300)))
+    }
+
     static func serverMessage(_ data: Data) -> String {
         if let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
             if let error = object["error"] as? [String: Any], let message = error["message"] as? String {

@@ -36,6 +36,10 @@ public struct OpenAICompatibleModel: LanguageModel {
         public var requestTimeout: Duration
         /// Retries for 408, 429, 5xx, timeouts and dropped connections.
         public var retry: RetryPolicy
+        /// The model's context window. Defaults to `nil`: the published window of a well-known
+        /// model name (``ContextWindow/known(forModel:)``); ``discoverContextWindow()`` asks the
+        /// server, which knows the window a local server was started with.
+        public var contextWindow: ContextWindow?
 
         /// Creates a configuration.
         public init(
@@ -66,6 +70,37 @@ public struct OpenAICompatibleModel: LanguageModel {
 
     public var modelName: String { configuration.model }
 
+    /// The configured window, else the published window of a well-known model name.
+    public var contextWindow: ContextWindow? {
+        configuration.contextWindow ?? ContextWindow.known(forModel: configuration.model, reservingForReply: configuration.maxTokens)
+    }
+
+    /// The model's window as the server reports it in its model list (`GET <baseURL>/models`),
+    /// or `nil` when it reports none. vLLM (`max_model_len`), OpenRouter and LM Studio
+    /// (`context_length`), Groq (`context_window`) and llama.cpp's server (`meta.n_ctx`, else
+    /// `meta.n_ctx_train`) report one; OpenAI does not.
+    public func discoverContextWindow(timeout: Duration = .seconds(5)) async throws -> ContextWindow? {
+        var headers = configuration.extraHeaders.map { ($0.key, $0.value) }
+        if let apiKey { headers.append(("authorization", "Bearer \(apiKey.value)")) }
+        let data = try await transport.get(path: "/models", headers: headers, timeout: timeout)
+        guard let tokens = Self.contextWindow(inModelList: data, model: configuration.model) else { return nil }
+        return ContextWindow(tokens: tokens, reservedForReply: configuration.maxTokens)
+    }
+
+    /// The window of `model` in an OpenAI-style model list.
+    static func contextWindow(inModelList data: Data, model: String) -> Int? {
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let entries = (object["data"] ?? object["models"]) as? [[String: Any]]
+        else { return nil }
+        let entry = entries.first { ($0["id"] as? String) == model } ?? (entries.count == 1 ? entries.first : nil)
+        guard let entry else { return nil }
+        let meta = entry["meta"] as? [String: Any] ?? [:]
+        for value in [entry["max_model_len"], entry["context_length"], entry["context_window"], meta["n_ctx"], meta["n_ctx_train"]] {
+            if let tokens = value as? Int, tokens > 0 { return tokens }
+        }
+        return nil
+    }
+
     /// Creates a model; throws when the base URL is unusable or a needed API key is missing.
     ///
     /// - Parameter client: the HTTP client; defaults to the process-wide shared one, so every
@@ -73,7 +108,7 @@ public struct OpenAICompatibleModel: LanguageModel {
     public init(configuration: Configuration, client: HTTPClient = ModelHTTPClient.shared, logger: Logger = Logger(label: "rlm.provider.openai")) throws {
         self.configuration = configuration
         (transport, apiKey) = try HTTPTransport.make(
-            baseURL: configuration.baseURL, apiKeyVariable: configuration.apiKeyVariable, provider: "the OpenAI-compatible server",
+            baseURL: configuration.baseURL, model: configuration.model, apiKeyVariable: configuration.apiKeyVariable, provider: "the OpenAI-compatible server",
             timeout: configuration.requestTimeout, retry: configuration.retry, client: client, logger: logger)
     }
 

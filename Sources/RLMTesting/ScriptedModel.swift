@@ -33,6 +33,8 @@ public final class ScriptedModel: LanguageModel {
     }
 
     public let modelName: String
+    /// The window the engine checks prompts against; `nil` (the default) checks nothing.
+    public let contextWindow: ContextWindow?
     private let latency: Duration
     private let respond: @Sendable (Request) async throws -> String
     private let log = Mutex<[Request]>([])
@@ -40,8 +42,12 @@ public final class ScriptedModel: LanguageModel {
     private let inFlight = Mutex((current: 0, peak: 0))
 
     /// A model that replies with `respond(request)` after `latency`.
-    public init(name: String = "scripted", latency: Duration = .zero, respond: @escaping @Sendable (Request) async throws -> String) {
+    public init(
+        name: String = "scripted", latency: Duration = .zero, contextWindow: ContextWindow? = nil,
+        respond: @escaping @Sendable (Request) async throws -> String
+    ) {
         self.modelName = name
+        self.contextWindow = contextWindow
         self.latency = latency
         self.respond = respond
     }
