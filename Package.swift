@@ -77,7 +77,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "PythonRuntimeTests", dependencies: ["PythonRuntime"]),
-        .testTarget(name: "RLMTests", dependencies: ["RLM", "RLMTesting", "PythonRuntime"]),
+        .testTarget(name: "RLMTests", dependencies: ["RLM", "RLMTesting", "PythonRuntime"], exclude: ["Fixtures"]),
         .testTarget(name: "RLMCommandTests", dependencies: ["RLMTestServers"]),
         .testTarget(name: "RLMProvidersTests", dependencies: ["RLMProviders", "RLMTestServers", "RLM", "RLMTesting"]),
     ]

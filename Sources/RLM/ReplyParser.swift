@@ -11,13 +11,15 @@ enum ReplyParser {
         case variable(String)
     }
 
-    /// The code of every ```repl block, in order.
+    /// The code of every ```repl block, in order. A reply without any ```repl block has its
+    /// closed ```python (or ```py) blocks run instead: small models write those despite the
+    /// prompt, and would otherwise make no progress at all. With a ```repl block present, other
+    /// fences are illustrations and never run.
     static func codeBlocks(in reply: String) -> [String] {
-        var blocks: [String] = []
-        for fence in fences(in: reply) where fence.info == "repl" {
-            blocks.append(fence.body)
-        }
-        return blocks
+        let all = fences(in: reply)
+        let repl = all.filter { $0.info == "repl" }
+        if !repl.isEmpty { return repl.map(\.body) }
+        return all.filter { ($0.info == "python" || $0.info == "py") && $0.closed }.map(\.body)
     }
 
     /// The first `FINAL(...)` or `FINAL_VAR(...)` that starts a line outside any fenced block.
@@ -50,10 +52,12 @@ enum ReplyParser {
     private struct Fence {
         var info: String
         var body: String
+        var closed = true
     }
 
     /// Fenced blocks: a line starting with ``` opens one (its info string is the rest of the
-    /// line) and the next line that is exactly ``` closes it. An unclosed fence runs to the end.
+    /// line) and the next line that is exactly ``` closes it. An unclosed ```repl fence runs to
+    /// the end (a reply cut off by its length limit still has its code).
     private static func fences(in reply: String) -> [Fence] {
         var result: [Fence] = []
         var current: Fence?
@@ -75,6 +79,7 @@ enum ReplyParser {
         }
         if var open = current, open.info == "repl" {
             open.body = lines.joined(separator: "\n")
+            open.closed = false
             result.append(open)
         }
         return result

@@ -64,7 +64,8 @@ final class RunTree: Sendable {
         let redact = events.redact
         let messages = try Self.messages(from: prompt).map { ChatMessage(role: $0.role, content: redact($0.content)) }
         let model = try model(named: name, fallback: configuration.subModel ?? configuration.rootModel)
-        let promptText = messages.map(\.content).joined(separator: "\n\n")
+        // One message (the usual case) is its own text: no copy of a large prompt.
+        let promptText = messages.count == 1 ? messages[0].content : messages.map(\.content).joined(separator: "\n\n")
         let promptTokens = TokenEstimate.tokens(in: messages)
         if let window = model.contextWindow, promptTokens > window.promptTokens {
             // It cannot fit: tell the model code how to split it instead of spending a call on a refusal.

@@ -136,3 +136,27 @@ struct ContextWindowTests {
         #expect(ContextWindow(tokens: 1_000_000).reservedForReply == 8_192)
     }
 }
+
+@Suite("Batched prompts in waves")
+struct BatchWaveTests {
+    @Test("batched prompts cross into Swift in waves of at most 8 M characters, results in order")
+    func waves() async throws {
+        let sub = ScriptedModel(name: "sub", latency: .milliseconds(20)) { request in "\(request.prompt.first ?? "?")\(request.prompt.count)" }
+        let root = ScriptedModel.sequence([
+            repl("""
+                big = llm_query_batched(['a' * 5_000_000, 'b' * 5_000_000, 'c' * 5_000_000])
+                small = llm_query_batched(['x', 'y'])
+                print(big, small)
+                """),
+            "FINAL(done)",
+        ], name: "root")
+        let rlm = RLM(configuration: RLMConfiguration(rootModel: root, subModel: sub, maxConcurrentSubcalls: 16))
+        let result = try await rlm.complete(query: "q", context: .text("c"))
+        #expect(cellOutputs(result).first?.contains("['a5000000', 'b5000000', 'c5000000'] ['x1', 'y1']") == true, "\(cellOutputs(result))")
+        // The three large prompts went one wave each (else three would have been in flight);
+        // the small ones together.
+        #expect(sub.peakConcurrency == 2)
+        let order = sub.requests.prefix(3).map { $0.prompt.first }
+        #expect(order == ["a", "b", "c"])
+    }
+}

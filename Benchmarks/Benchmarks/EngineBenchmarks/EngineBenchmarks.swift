@@ -12,6 +12,25 @@ func scriptedRun(_ replies: [String], sub: @escaping @Sendable (ScriptedModel.Re
     blackHole(result.answer)
 }
 
+/// A sub-model that answers instantly and keeps nothing (unlike `ScriptedModel`, which logs every
+/// request), so peak memory is the engine's own.
+struct ForgetfulModel: LanguageModel {
+    var modelName: String { "forgetful" }
+    func complete(_ messages: [ChatMessage]) async throws -> ModelResponse {
+        ModelResponse(text: "\(messages.last?.content.utf8.count ?? 0)", usage: TokenUsage(inputTokens: 1, outputTokens: 1))
+    }
+}
+
+/// A 40 MB ASCII log file, made once per process.
+let fortyMegabyteFile: URL = {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("rlm-bench-40mb-\(getpid()).txt")
+    let line = Array("2026-11-25 10:00:00 INFO request served in 12 ms by worker 7 of pool alpha\n".utf8)
+    var data = Data(capacity: 40_000_000 + line.count)
+    while data.count < 40_000_000 { data.append(contentsOf: line) }
+    try? data.write(to: url)
+    return url
+}()
+
 /// The engine's orchestration overhead with models that answer instantly.
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(metrics: [.wallClock, .mallocCountTotal, .peakMemoryResident], maxDuration: .seconds(5))
@@ -41,6 +60,39 @@ let benchmarks: @Sendable () -> Void = {
                     try await scriptedRun(replies, sub: { $0.prompt }, isolation: isolation)
                 }
             }
+        }
+    }
+
+    // Peak memory when a 40 MB context fans out: the goal is a peak RSS under 3x the context
+    // (120 MB) for the whole process. The context comes from a file, as `rlm run` loads it.
+    Benchmark(
+        "40 MB file context split into 100 llm_query_batched calls",
+        configuration: .init(metrics: [.wallClock, .peakMemoryResident], maxDuration: .seconds(10), maxIterations: 3)
+    ) { benchmark in
+        let code = "```repl\nsize = len(context) // 100 + 1\nr = llm_query_batched([context[i:i + size] for i in range(0, len(context), size)])\n"
+            + "answer['content'] = str(sum(int(x) for x in r)); answer['ready'] = True\n```"
+        let file = fortyMegabyteFile
+        for _ in benchmark.scaledIterations {
+            let root = ScriptedModel.sequence([code])
+            let result = try await RLM(configuration: RLMConfiguration(rootModel: root, subModel: ForgetfulModel(), maxConcurrentSubcalls: 16))
+                .complete(query: "q", context: .file(file))
+            blackHole(result.answer)
+        }
+    }
+
+    // The same with a 1-byte context: the process's own peak, for reading the one above.
+    Benchmark(
+        "1-byte file context split into 100 llm_query_batched calls",
+        configuration: .init(metrics: [.wallClock, .peakMemoryResident], maxDuration: .seconds(10), maxIterations: 3)
+    ) { benchmark in
+        let code = "```repl\nr = llm_query_batched([context] * 100)\nanswer['content'] = str(len(r)); answer['ready'] = True\n```"
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("rlm-bench-1b-\(getpid()).txt")
+        try Data("x".utf8).write(to: file)
+        for _ in benchmark.scaledIterations {
+            let root = ScriptedModel.sequence([code])
+            let result = try await RLM(configuration: RLMConfiguration(rootModel: root, subModel: ForgetfulModel(), maxConcurrentSubcalls: 16))
+                .complete(query: "q", context: .file(file))
+            blackHole(result.answer)
         }
     }
 

@@ -26,6 +26,36 @@ def _final_is_not_a_function(*args, **kwargs):
     raise NameError("FINAL(...) and FINAL_VAR(...) are not functions: write them in your reply, outside "
                     "any code block. Inside code, set answer['content'] = ... and answer['ready'] = True.")
 
+# Batched prompts cross into Swift in waves of at most this many characters, so a fan-out over
+# a huge context holds a bounded share of it in Swift at once instead of a second full copy.
+# A prompt larger than a wave goes alone. Small batches go whole, with no loss of concurrency.
+WAVE_CHARACTERS = 8_000_000
+
+def _in_waves(native):
+    def batched(prompts, model=None):
+        if not isinstance(prompts, list):
+            return native(prompts, model)  # the native function explains the TypeError
+        results = []
+        start = 0
+        size = 0
+        for index, prompt in enumerate(prompts):
+            length = len(prompt) if isinstance(prompt, str) else sum(
+                len(m.get("content", "")) if isinstance(m, dict) and isinstance(m.get("content"), str) else 0
+                for m in (prompt if isinstance(prompt, list) else []))
+            if index > start and size + length > WAVE_CHARACTERS:
+                results.extend(native(prompts[start:index], model))
+                start, size = index, 0
+            size += length
+        results.extend(native(prompts[start:], model))
+        return results
+    batched.__name__ = native.__name__
+    batched.__doc__ = native.__doc__
+    return batched
+
+for _name in ("llm_query_batched", "rlm_query_batched"):
+    if _name in g:
+        g[_name] = _in_waves(g[_name])
+
 g["SHOW_VARS"] = SHOW_VARS
 g["FINAL"] = _final_is_not_a_function
 g["FINAL_VAR"] = _final_is_not_a_function
