@@ -104,7 +104,13 @@ enum Prompts {
             ## How to work
             Look at the shape of the context first (its type, length, a few samples). Then split it, \
             search it with code, delegate reading to `llm_query_batched` on chunks, keep intermediate \
-            results in variables, and verify before you answer.
+            results in variables, and verify before you answer. Every reply should contain a ```repl \
+            block until you submit; an answer you did not get from the REPL is a guess. A first turn \
+            could be:
+            ```repl
+            print(type(context), len(context))
+            print(context[:500])
+            ```
             """
         if let extra = input.extraInstructions, !extra.isEmpty {
             text += "\n\n" + extra

@@ -45,6 +45,9 @@ struct Run: AsyncParsableCommand {
     @Option(help: "The sub-model's context window in tokens (default: found as for --context-window).")
     var subContextWindow: Int?
 
+    @Option(help: "The most tokens one model reply may have (default: the server's; Anthropic: 8192). Small local models can repeat themselves until their window is full without it.")
+    var maxOutputTokens: Int?
+
     @Option(help: "RLM levels: 1 makes rlm_query a plain call, 2 lets the root start child RLMs.")
     var maxDepth: Int = 1
 
@@ -106,6 +109,7 @@ struct Run: AsyncParsableCommand {
         if maxConcurrency < 1 { throw ValidationError("--max-concurrency must be at least 1") }
         if execTimeout <= 0 { throw ValidationError("--exec-timeout must be positive") }
         if let deadline, deadline <= 0 { throw ValidationError("--deadline must be positive") }
+        if let maxOutputTokens, maxOutputTokens < 1 { throw ValidationError("--max-output-tokens must be at least 1") }
         if let contextWindow, contextWindow < 256 { throw ValidationError("--context-window must be at least 256 tokens") }
         if let subContextWindow, subContextWindow < 256 { throw ValidationError("--sub-context-window must be at least 256 tokens") }
         if subContextWindow != nil && subModel == nil { throw ValidationError("--sub-context-window needs --sub-model (without it, sub-calls use the main model and --context-window)") }
@@ -155,7 +159,8 @@ struct Run: AsyncParsableCommand {
     private func makeModel(_ name: String, window: Int?) async throws -> any LanguageModel {
         switch provider {
         case .openai:
-            var configuration = OpenAICompatibleModel.Configuration(baseURL: baseURL, model: name, apiKeyVariable: apiKeyEnv ?? "OPENAI_API_KEY")
+            var configuration = OpenAICompatibleModel.Configuration(
+                baseURL: baseURL, model: name, apiKeyVariable: apiKeyEnv ?? "OPENAI_API_KEY", maxTokens: maxOutputTokens)
             configuration.contextWindow = window.map { ContextWindow(tokens: $0) }
             let model = try OpenAICompatibleModel(configuration: configuration)
             guard window == nil, let reported = try? await model.discoverContextWindow(timeout: .seconds(3)) else { return model }
@@ -163,6 +168,7 @@ struct Run: AsyncParsableCommand {
             return try OpenAICompatibleModel(configuration: configuration)
         case .anthropic:
             var configuration = AnthropicModel.Configuration(baseURL: baseURL, model: name, apiKeyVariable: apiKeyEnv ?? "ANTHROPIC_API_KEY")
+            if let maxOutputTokens { configuration.maxTokens = maxOutputTokens }
             configuration.contextWindow = window.map { ContextWindow(tokens: $0, reservedForReply: min(configuration.maxTokens, $0 / 2)) }
             return try AnthropicModel(configuration: configuration)
         }

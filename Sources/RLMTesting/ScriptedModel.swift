@@ -53,8 +53,10 @@ public final class ScriptedModel: LanguageModel {
     }
 
     /// A model that replies with `replies` in order and fails once they run out.
-    public static func sequence(_ replies: [String], name: String = "scripted", latency: Duration = .zero) -> ScriptedModel {
-        ScriptedModel(name: name, latency: latency) { request in
+    public static func sequence(
+        _ replies: [String], name: String = "scripted", latency: Duration = .zero, contextWindow: ContextWindow? = nil
+    ) -> ScriptedModel {
+        ScriptedModel(name: name, latency: latency, contextWindow: contextWindow) { request in
             guard request.index < replies.count else { throw ScriptExhausted(index: request.index) }
             return replies[request.index]
         }

@@ -49,6 +49,10 @@ struct PythonNamespaceTests {
         #expect(result.status == .failed)
         #expect(result.error?.typeName == "SyntaxError")
         #expect(result.error?.traceback.contains("line 2") == true)
+        #expect(result.error?.traceback.contains("def f(:") == true)
+        // Only the cell's own line: the bridge's compile frames are not the model's business.
+        #expect(result.error?.traceback.contains("compile_cell") == false, "\(result.error?.traceback ?? "")")
+        #expect(result.error?.traceback.contains("ast.py") == false)
         await namespace.close()
     }
 

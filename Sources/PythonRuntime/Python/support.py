@@ -191,6 +191,9 @@ def compile_cell(source, filename):
 
 def format_exception(exc):
     try:
+        if isinstance(exc, SyntaxError) and str(exc.filename or "").startswith("<cell "):
+            # Raised while compiling the cell: the frames are the bridge's, not the cell's.
+            return "".join(traceback.format_exception_only(type(exc), exc))
         return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     except BaseException:
         return type(exc).__name__ + ": <exception could not be formatted>\n"

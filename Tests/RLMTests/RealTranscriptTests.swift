@@ -1,0 +1,65 @@
+import Foundation
+import RLM
+import RLMTesting
+import Testing
+
+/// Replies of real small models (recorded with scripts/real-model.sh), replayed through the
+/// engine: what real output does to the parser, the loop and the context window.
+@Suite("Real transcripts replayed")
+struct RealTranscriptTests {
+    struct Transcript: Decodable {
+        var model: String
+        var query: String
+        var root_replies: [String]
+        var subcall_replies: [String]
+    }
+
+    static func load(_ name: String) throws -> Transcript {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/transcripts/\(name).json")
+        return try JSONDecoder().decode(Transcript.self, from: Data(contentsOf: url))
+    }
+
+    /// A needle file like the one the transcript was recorded on.
+    static let needleContext: String = {
+        let words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda"]
+        var lines = (0..<4_000).map { index in (0..<12).map { words[($0 * 7 + index * 3) % words.count] }.joined(separator: " ") }
+        lines[2_971] = "The secret code is 48213."
+        return lines.joined(separator: "\n") + "\n"
+    }()
+
+    @Test("SmolLM2-135M before the prompt changes: a runaway reply is compacted, python fences run, no answer is invented")
+    func smolBefore() async throws {
+        let transcript = try Self.load("smollm2-needle-before")
+        let window = try #require(ContextWindow.known(forModel: transcript.model))
+        #expect(window.tokens == 8_192)
+        let root = ScriptedModel.sequence(transcript.root_replies, name: transcript.model, contextWindow: window)
+        let rlm = RLM(configuration: RLMConfiguration(rootModel: root, maxIterations: transcript.root_replies.count))
+        let run = rlm.run(query: transcript.query, context: .text(Self.needleContext))
+        var events: [RLMEvent] = []
+        for await event in run.events { events.append(event) }
+        do {
+            let result = try await run.result()
+            Issue.record("the model never answered, yet the run did: \(result.answer)")
+        } catch let error as RLMError {
+            #expect(error.limit == .iterations)
+            #expect(error.partialAnswer == nil, "prose like 'The secret code is: SOL…' is never taken as an answer")
+        }
+        // The first reply (about 7,400 tokens of repetition) would leave no room in an 8,192-token
+        // window: the conversation was compacted, and every prompt fit.
+        #expect(events.contains { if case .historyCompacted = $0.kind { true } else { false } })
+        for request in root.requests {
+            #expect(TokenEstimate.tokens(in: request.messages) <= window.promptTokens)
+        }
+        // The reply with only a ```python block ran it; its syntax error went back to the model.
+        let cells = events.compactMap { event -> (String, RLMEvent.CellStatus)? in
+            if case .codeExecuted(_, _, _, let output, let status, _) = event.kind { return (output, status) }
+            return nil
+        }
+        #expect(cells.count == 1)
+        #expect(cells.first?.1 == .failed)
+        #expect(cells.first?.0.contains("SyntaxError") == true, "\(cells.first?.0 ?? "")")
+        // The rambling first reply got the no-code reminder.
+        #expect(root.requests[1].messages.last?.content.contains("had no ```repl block") == true)
+    }
+}
