@@ -85,3 +85,39 @@ struct DeadlineTests {
         await namespace.close()
     }
 }
+
+@Suite("Threads and the GIL")
+struct GILWaitTests {
+    @Test("creating namespaces while another thread holds the GIL never blocks Swift's cooperative threads", .timeLimit(.minutes(1)))
+    func creationDoesNotBlockCooperativeThreads() async throws {
+        try Python.start()
+        let held = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        let holder = Thread {
+            _ = try? Python.withGIL { _ in
+                held.signal()
+                release.wait()
+            }
+        }
+        holder.start()
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                held.wait()
+                continuation.resume()
+            }
+        }
+        // More creations than the cooperative pool has threads: if each blocked its thread until
+        // it got the GIL, nothing else could run and the task below would never finish, so the
+        // GIL would never be released (the time limit would end the test).
+        let count = ProcessInfo.processInfo.activeProcessorCount * 2 + 2
+        let creations = (0..<count).map { _ in Task { try await PythonNamespace() } }
+        let other = await Task { 42 }.value
+        #expect(other == 42)
+        release.signal()
+        for creation in creations {
+            let namespace = try await creation.value
+            #expect(try await namespace.execute("print('ok')").stdout == "ok\n")
+            await namespace.close()
+        }
+    }
+}
