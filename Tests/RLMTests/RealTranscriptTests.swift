@@ -62,4 +62,26 @@ struct RealTranscriptTests {
         // The rambling first reply got the no-code reminder.
         #expect(root.requests[1].messages.last?.content.contains("had no ```repl block") == true)
     }
+
+    @Test("SmolLM2-135M after the prompt changes: it writes code every turn; its syntax errors come back as the cell's own line")
+    func smolAfter() async throws {
+        let transcript = try Self.load("smollm2-count-after")
+        let root = ScriptedModel.sequence(transcript.root_replies, name: transcript.model, contextWindow: ContextWindow(tokens: 8_192))
+        let rlm = RLM(configuration: RLMConfiguration(rootModel: root, maxIterations: transcript.root_replies.count))
+        let run = rlm.run(query: transcript.query, context: .text("2026-11-25 10:00:00 ERROR step 0\n"))
+        var outputs: [String] = []
+        for await event in run.events {
+            if case .codeExecuted(_, _, _, let output, let status, _) = event.kind {
+                #expect(status == .failed)
+                outputs.append(output)
+            }
+        }
+        await #expect(throws: RLMError.self) { try await run.result() }
+        #expect(outputs.count == transcript.root_replies.count, "every reply had a python block, and each ran")
+        for output in outputs {
+            #expect(output.contains("SyntaxError"))
+            #expect(output.contains("<cell "))
+            #expect(!output.contains("compile_cell") && !output.contains("ast.py"), "\(output)")
+        }
+    }
 }
