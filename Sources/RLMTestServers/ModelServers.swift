@@ -74,9 +74,16 @@ public enum ModelServers {
         return (try? JSONSerialization.data(withJSONObject: object)) ?? Data()
     }
 
-    /// An OpenAI-compatible server whose replies come from `reply`, after `latency`.
-    public static func openAI(latency: Duration = .zero, reply: @escaping @Sendable (ChatRequest) async -> String) async throws -> ScriptedHTTPServer {
+    /// An OpenAI-compatible server whose replies come from `reply`, after `latency`. Its model
+    /// list (`GET …/models`) reports `contextWindows` as vLLM does (`max_model_len`).
+    public static func openAI(
+        latency: Duration = .zero, contextWindows: [String: Int] = [:], reply: @escaping @Sendable (ChatRequest) async -> String
+    ) async throws -> ScriptedHTTPServer {
         try await ScriptedHTTPServer.start { http in
+            if http.method == "GET" && http.path.hasSuffix("/models") {
+                let entries = contextWindows.sorted { $0.key < $1.key }.map { ["id": $0.key, "object": "model", "max_model_len": $0.value] as [String: Any] }
+                return .respond(status: 200, body: (try? JSONSerialization.data(withJSONObject: ["object": "list", "data": entries])) ?? Data())
+            }
             guard let request = chatRequest(http) else { return notFound }
             return respond(text: await reply(request), to: request, latency: latency)
         }

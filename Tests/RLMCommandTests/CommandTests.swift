@@ -1,5 +1,6 @@
 import Foundation
 import RLMTestServers
+import Synchronization
 import Testing
 
 /// Runs the built `rlm` binary as a user would, with stdout and stderr apart.
@@ -88,6 +89,9 @@ struct CommandTests {
         (["--context-file", "CONTEXT", "--query", "q", "--base-url", "not a url"], "not a usable base URL"),
         (["--context-file", "CONTEXT", "--query", "q", "--base-url", "https://api.example.com/v1"], "OPENAI_API_KEY"),
         (["--context-file", "CONTEXT", "--query", "q", "--base-url", "http://127.0.0.1:9/v1"], "nothing is listening"),
+        (["--context-file", "CONTEXT", "--query", "q", "--sub-context-window", "4096"], "--sub-context-window needs --sub-model"),
+        (["--context-file", "CONTEXT", "--query", "q", "--context-window", "10"], "--context-window must be at least 256"),
+        (["--context-file", "CONTEXT", "--query", "q", "--max-output-tokens", "0"], "--max-output-tokens must be at least 1"),
     ])
     func badInput(arguments: [String], message: String) async throws {
         let context = try temporaryFile(Data("some text".utf8))
@@ -130,6 +134,38 @@ struct CommandTests {
         #expect(byModel?["sub"]?["calls"] as? Int == 3)
         #expect(((byModel?["sub"]?["cost_usd"] as? Double) ?? 0) > 0)
         #expect((usage?["total"] as? [String: Any])?["calls"] as? Int == 5)
+        try await server.shutdown()
+    }
+
+    @Test("the sub-model's window comes from the server's model list or --sub-context-window; a prompt that cannot fit is never sent")
+    func contextWindows() async throws {
+        let subPrompts = Mutex<[Int]>([])
+        let server = try await ModelServers.openAI(contextWindows: ["root": 32_768, "sub": 1_000]) { request in
+            guard request.model == "root" else {
+                subPrompts.withLock { $0.append(request.prompt.count) }
+                return "ok"
+            }
+            let turn = request.messages.filter { $0.role == "assistant" }.count
+            return turn == 0
+                ? "```repl\nreply = llm_query(context)\nsmall = llm_query(context[:100])\nprint(reply[:60])\n```"
+                : "```repl\nanswer['content'] = reply + ' | ' + small; answer['ready'] = True\n```"
+        }
+        let context = try temporaryFile(Data(String(repeating: "word ", count: 4_000).utf8))
+        defer { try? FileManager.default.removeItem(at: context) }
+        let base = ["run", "--base-url", server.baseURL + "/v1", "--model", "root", "--sub-model", "sub", "--context-file", context.path, "--query", "q", "--quiet"]
+        let reported = try await rlm(base)
+        #expect(reported.status == 0, "\(reported.stderr)")
+        #expect(reported.stdout.hasPrefix("[error] this prompt is too long for the model 'sub'"), "\(reported.stdout)")
+        #expect(reported.stdout.contains("the context window holds 1000 tokens"))
+        #expect(reported.stdout.hasSuffix(" | ok\n"))
+        #expect(subPrompts.withLock { $0 } == [100], "only the prompt that fits reached the server")
+
+        // Given on the command line, the window wins over the server's.
+        subPrompts.withLock { $0.removeAll() }
+        let given = try await rlm(base + ["--sub-context-window", "100000"])
+        #expect(given.status == 0, "\(given.stderr)")
+        #expect(given.stdout == "ok | ok\n")
+        #expect(subPrompts.withLock { $0 } == [20_000, 100])
         try await server.shutdown()
     }
 
