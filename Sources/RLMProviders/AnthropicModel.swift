@@ -15,6 +15,9 @@ public struct AnthropicModel: LanguageModel {
         /// The model name, also used for usage and prices.
         public var model: String
         /// The environment variable holding the API key. Defaults to `ANTHROPIC_API_KEY`.
+        /// The API key itself, for keys that do not live in the process environment (one per
+        /// tenant or per request). When set, ``apiKeyVariable`` is not read. Defaults to `nil`.
+        public var apiKey: APIKey?
         public var apiKeyVariable: String?
         /// The `anthropic-version` header. Defaults to `2023-06-01`.
         public var version: String
@@ -69,7 +72,8 @@ public struct AnthropicModel: LanguageModel {
     public init(configuration: Configuration, client: HTTPClient = ModelHTTPClient.shared, logger: Logger = Logger(label: "rlm.provider.anthropic")) throws {
         self.configuration = configuration
         (transport, apiKey) = try HTTPTransport.make(
-            baseURL: configuration.baseURL, model: configuration.model, apiKeyVariable: configuration.apiKeyVariable, provider: "the Anthropic API",
+            baseURL: configuration.baseURL, model: configuration.model, apiKey: configuration.apiKey,
+            apiKeyVariable: configuration.apiKeyVariable, provider: "the Anthropic API",
             timeout: configuration.requestTimeout, retry: configuration.retry, client: client, logger: logger)
     }
 

@@ -36,16 +36,29 @@ public struct RetryPolicy: Sendable, Hashable {
     }
 }
 
-/// An API key that never prints itself.
-struct APIKey: Sendable, CustomStringConvertible, CustomDebugStringConvertible {
-    let value: String
-    var description: String { "<redacted>" }
-    var debugDescription: String { "<redacted>" }
+/// An API key that never prints itself: `print`, string interpolation, `dump` and debuggers
+/// show `<redacted>`.
+///
+/// Give one per model when keys come from somewhere other than the process environment (a
+/// server holding a key per tenant or per request):
+///
+/// ```swift
+/// var configuration = OpenAICompatibleModel.Configuration(baseURL: url, model: "gpt-5")
+/// configuration.apiKey = APIKey(tenant.openAIKey)
+/// ```
+public struct APIKey: Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    /// The key.
+    public let value: String
+    /// Wraps a key.
+    public init(_ value: String) { self.value = value }
+    public var description: String { "<redacted>" }
+    public var debugDescription: String { "<redacted>" }
+    public var customMirror: Mirror { Mirror(self, children: [], displayStyle: .struct) }
 
     /// Reads the key from `variable`; throws when it is needed but missing.
     static func resolve(variable: String?, required: Bool, provider: String) throws -> APIKey? {
         if let variable, let value = ProcessInfo.processInfo.environment[variable], !value.isEmpty {
-            return APIKey(value: value)
+            return APIKey(value)
         }
         guard required else { return nil }
         let name = variable ?? "an API key variable"
@@ -64,14 +77,17 @@ struct HTTPTransport: Sendable {
     let retry: RetryPolicy
     let logger: Logger
 
-    /// A transport for `baseURL` and the API key it needs: the key is required unless the server is
-    /// on this machine, and `apiKeyVariable == nil` sends none.
+    /// A transport for `baseURL` and the API key it needs: `apiKey` when given; else the key in
+    /// `apiKeyVariable`, required unless the server is on this machine (`nil` sends none).
     static func make(
-        baseURL: String, model: String, apiKeyVariable: String?, provider: String, timeout: Duration, retry: RetryPolicy,
-        client: HTTPClient, logger: Logger
+        baseURL: String, model: String, apiKey: APIKey?, apiKeyVariable: String?, provider: String, timeout: Duration,
+        retry: RetryPolicy, client: HTTPClient, logger: Logger
     ) throws -> (HTTPTransport, APIKey?) {
         let validated = try validate(baseURL: baseURL)
-        let key = try APIKey.resolve(
+        if let apiKey, apiKey.value.isEmpty {
+            throw ProviderError(code: .missingAPIKey, message: "\(provider) at \(validated) was given an empty API key")
+        }
+        let key = try apiKey ?? APIKey.resolve(
             variable: apiKeyVariable, required: apiKeyVariable != nil && !isLocal(validated), provider: "\(provider) at \(validated)")
         return (HTTPTransport(client: client, baseURL: validated, model: model, timeout: timeout, retry: retry, logger: logger), key)
     }

@@ -21,6 +21,9 @@ public struct OpenAICompatibleModel: LanguageModel {
         public var model: String
         /// The environment variable holding the API key. Defaults to `OPENAI_API_KEY`. A key is
         /// required unless the server is on this machine; `nil` sends none.
+        /// The API key itself, for keys that do not live in the process environment (one per
+        /// tenant or per request). When set, ``apiKeyVariable`` is not read. Defaults to `nil`.
+        public var apiKey: APIKey?
         public var apiKeyVariable: String?
         /// Extra headers sent with every request (for example a gateway's routing header).
         public var extraHeaders: [String: String]
@@ -108,7 +111,8 @@ public struct OpenAICompatibleModel: LanguageModel {
     public init(configuration: Configuration, client: HTTPClient = ModelHTTPClient.shared, logger: Logger = Logger(label: "rlm.provider.openai")) throws {
         self.configuration = configuration
         (transport, apiKey) = try HTTPTransport.make(
-            baseURL: configuration.baseURL, model: configuration.model, apiKeyVariable: configuration.apiKeyVariable, provider: "the OpenAI-compatible server",
+            baseURL: configuration.baseURL, model: configuration.model, apiKey: configuration.apiKey,
+            apiKeyVariable: configuration.apiKeyVariable, provider: "the OpenAI-compatible server",
             timeout: configuration.requestTimeout, retry: configuration.retry, client: client, logger: logger)
     }
 

@@ -199,6 +199,36 @@ struct ProviderTests {
         try await server.shutdown()
     }
 
+    @Test("a key given as a value is sent, wins over the variable, and never prints itself")
+    func keyPerRequest() async throws {
+        let seen = Mutex<[String]>([])
+        let server = try await ScriptedHTTPServer.start { http in
+            seen.withLock { $0.append(http.headers["authorization"] ?? "") }
+            return ok(http)
+        }
+        for tenant in ["sk-tenant-a-111", "sk-tenant-b-222"] {
+            var openAI = OpenAICompatibleModel.Configuration(baseURL: server.baseURL + "/v1", model: "m", apiKeyVariable: "RLM_TEST_UNSET_KEY")
+            openAI.apiKey = APIKey(tenant)
+            let model = try OpenAICompatibleModel(configuration: openAI)
+            #expect(model.secrets == [tenant])
+            _ = try await model.complete([.user("hi")])
+            // Printing, interpolating or dumping the configuration shows no key.
+            var dumped = ""
+            dump(openAI, to: &dumped)
+            for text in ["\(openAI)", String(describing: openAI), String(reflecting: openAI), dumped] {
+                #expect(!text.contains(tenant), "\(text)")
+            }
+        }
+        #expect(seen.withLock { $0 } == ["Bearer sk-tenant-a-111", "Bearer sk-tenant-b-222"])
+
+        var anthropic = AnthropicModel.Configuration(baseURL: "https://api.example.com", model: "claude-x", apiKeyVariable: "RLM_TEST_UNSET_KEY")
+        anthropic.apiKey = APIKey("sk-ant-333")
+        #expect(try AnthropicModel(configuration: anthropic).secrets == ["sk-ant-333"], "no variable is needed for a remote server")
+        anthropic.apiKey = APIKey("")
+        #expect(throws: ProviderError.self) { try AnthropicModel(configuration: anthropic) }
+        try await server.shutdown()
+    }
+
     @Test("a remote base URL without its API key is refused up front, naming the variable")
     func missingKey() throws {
         #expect {
