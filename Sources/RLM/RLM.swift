@@ -196,10 +196,28 @@ public struct RLM: Sendable {
 }
 
 /// A run in progress: its live events and, later, its result.
+///
+/// The run lives as long as its `RLMRun`: when the last copy is dropped before the run ends,
+/// the run is cancelled (model calls are cancelled, Python code stopped) and its event stream
+/// ends, so a server that forgets a run does not keep paying for it. Keep the value while you
+/// want the run; ``result()`` and ``cancel()`` are the other ways to end your interest in it.
 public struct RLMRun: Sendable {
     /// Every event of the run as it happens; the stream ends with the run.
     public let events: AsyncStream<RLMEvent>
-    let task: Task<RLMResult, any Error>
+    private let handle: Handle
+    var task: Task<RLMResult, any Error> { handle.task }
+
+    init(events: AsyncStream<RLMEvent>, task: Task<RLMResult, any Error>) {
+        self.events = events
+        self.handle = Handle(task: task)
+    }
+
+    /// Cancels the task when the last copy of the run goes.
+    private final class Handle: Sendable {
+        let task: Task<RLMResult, any Error>
+        init(task: Task<RLMResult, any Error>) { self.task = task }
+        deinit { task.cancel() }
+    }
 
     /// Waits for the run to end. Cancelling the waiting task cancels the run.
     public func result() async throws -> RLMResult {

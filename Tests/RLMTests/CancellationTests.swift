@@ -44,6 +44,35 @@ struct CancellationTests {
         #expect(cancelled.withLock { $0 } == 4)
     }
 
+    @Test("dropping every copy of a run cancels it; its event stream ends", .timeLimit(.minutes(1)))
+    func droppedRunIsCancelled() async throws {
+        let started = AsyncStream<Void>.makeStream()
+        let cancelled = AsyncStream<Void>.makeStream()
+        let root = ScriptedModel(name: "root") { _ in
+            started.continuation.yield()
+            do {
+                try await Task.sleep(for: .seconds(3600))
+            } catch {
+                cancelled.continuation.yield()
+                throw error
+            }
+            return "FINAL(never)"
+        }
+        let events: AsyncStream<RLMEvent>
+        do {
+            let run = RLM(configuration: RLMConfiguration(rootModel: root)).run(query: "q", context: .text("c"))
+            events = run.events
+            var iterator = started.stream.makeAsyncIterator()
+            _ = await iterator.next()
+        }
+        // The run is gone: the model call in flight is cancelled and the stream finishes.
+        var cancellations = cancelled.stream.makeAsyncIterator()
+        _ = await cancellations.next()
+        var kinds: [String] = []
+        for await event in events { kinds.append("\(event.kind)") }
+        #expect(kinds.last?.hasPrefix("runFinished") == true, "\(kinds)")
+    }
+
     @Test("events carry depth, node and parent ids, live")
     func eventTree() async throws {
         let child = ScriptedModel.sequence([repl("answer['content'] = context.upper(); answer['ready'] = True")], name: "child")
