@@ -53,6 +53,13 @@ public struct RLMConfiguration: Sendable {
     /// answers. The API keys of the configured models (``LanguageModel/secrets``) are added
     /// automatically. Defaults to none.
     public var secrets: [String] = []
+    /// A limit on model calls shared with other runs (in-flight calls and a token rate), for a
+    /// server that caps each provider across all tenants. Defaults to `nil`: only this run's own
+    /// limits apply.
+    public var callLimiter: ModelCallLimiter?
+    /// Who this run's calls wait as in ``callLimiter``: runs with the same key share one turn in
+    /// its round-robin (a tenant's id, say). Defaults to `nil`: each run is its own client.
+    public var limiterKey: String?
 
     /// Creates a configuration with the defaults above.
     public init(

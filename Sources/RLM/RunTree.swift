@@ -9,6 +9,8 @@ final class RunTree: Sendable {
     let tracker: BudgetTracker
     let subcallPermits: AsyncSemaphore
     let events: EventSink
+    /// Who this run's calls wait as in a shared ``ModelCallLimiter``.
+    let limiterClient: String
     private let nodeCounter = Atomic<Int>(0)
     private let callCounter = Atomic<Int>(0)
 
@@ -17,6 +19,7 @@ final class RunTree: Sendable {
         self.tracker = tracker
         self.events = events
         self.subcallPermits = AsyncSemaphore(permits: configuration.maxConcurrentSubcalls)
+        self.limiterClient = configuration.limiterKey ?? "run-\(UUID().uuidString)"
     }
 
     func newNodeID() -> Int { nodeCounter.add(1, ordering: .relaxed).oldValue }
@@ -42,19 +45,21 @@ final class RunTree: Sendable {
             if let onText { return try await model.complete(messages, onText: onText) }
             return try await model.complete(messages)
         }
-        let response: ModelResponse
-        if limited {
-            // Reserve once a permit is held, so calls still queued when a limit trips never count.
-            response = try await subcallPermits.withPermit {
+        // Reserve once every permit is held, so calls still queued when a limit trips never count.
+        func start() async throws -> ModelResponse {
+            guard let limiter = configuration.callLimiter else {
                 try tracker.reserveCall(force: force)
                 onStart()
                 return try await send()
             }
-        } else {
-            try tracker.reserveCall(force: force)
-            onStart()
-            response = try await send()
+            return try await limiter.withPermit(client: limiterClient, estimatedTokens: TokenEstimate.tokens(in: messages)) {
+                try tracker.reserveCall(force: force)
+                onStart()
+                let response = try await send()
+                return (response, response.usage.totalTokens)
+            }
         }
+        let response = limited ? try await subcallPermits.withPermit { try await start() } : try await start()
         _ = tracker.record(model: model.modelName, depth: depth, tokens: response.usage)
         return response
     }
