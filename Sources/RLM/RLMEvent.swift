@@ -5,9 +5,14 @@ import Foundation
 /// Nodes form the recursion tree: the root has ``nodeID`` 0 and no parent; a child RLM started
 /// by `rlm_query` has its own id and its parent's. A UI or tracer can draw the tree live from
 /// the ``RLM/run(query:context:)`` event stream.
-public struct RLMEvent: Sendable {
-    /// What happened.
-    public enum Kind: Sendable {
+///
+/// Events are `Codable` (a server can store or forward them) and `Hashable`.
+///
+/// New kinds of events will be added as the engine grows. Switch over ``Kind`` with a `default:`
+/// case for the kinds you do not handle, so that a new kind does not break your build.
+public struct RLMEvent: Sendable, Hashable, Codable {
+    /// What happened. New cases may be added in any release: give your switches a `default:`.
+    public enum Kind: Sendable, Hashable, Codable {
         /// A node started: the root, or a child created by `rlm_query`.
         case nodeStarted(query: String?, context: String)
         /// A model turn began.
@@ -42,7 +47,7 @@ public struct RLMEvent: Sendable {
     }
 
     /// How a code cell ended.
-    public enum CellStatus: String, Sendable, Codable {
+    public enum CellStatus: String, Sendable, Hashable, Codable {
         case completed, failed, timedOut, abandoned
     }
 
@@ -56,4 +61,13 @@ public struct RLMEvent: Sendable {
     public var time: Duration
     /// What happened.
     public var kind: Kind
+
+    /// Creates an event (for tests, replays and servers that forward events).
+    public init(nodeID: Int, parentID: Int?, depth: Int, time: Duration, kind: Kind) {
+        self.nodeID = nodeID
+        self.parentID = parentID
+        self.depth = depth
+        self.time = time
+        self.kind = kind
+    }
 }

@@ -1,5 +1,5 @@
-/// The outcome of a run that produced an answer.
-public struct RLMResult: Sendable {
+/// The outcome of a run that produced an answer. `Codable`, so a server can store it.
+public struct RLMResult: Sendable, Hashable, Codable {
     /// The answer the root model submitted.
     public var answer: String
     /// Exact usage of the whole tree.
@@ -16,4 +16,17 @@ public struct RLMResult: Sendable {
     /// Set when a limit was reached and the answer came from the one extra call that
     /// ``RLMConfiguration/finalAnswerOnLimit`` allows.
     public var answeredAfterLimit: Limit?
+
+    /// Creates a result (for tests, replays and stores).
+    public init(
+        answer: String, usage: UsageSummary, iterations: Int, elapsed: Duration, events: [RLMEvent] = [],
+        answeredAfterLimit: Limit? = nil
+    ) {
+        self.answer = answer
+        self.usage = usage
+        self.iterations = iterations
+        self.elapsed = elapsed
+        self.events = events
+        self.answeredAfterLimit = answeredAfterLimit
+    }
 }

@@ -73,6 +73,26 @@ struct CancellationTests {
         #expect(kinds.last?.hasPrefix("runFinished") == true, "\(kinds)")
     }
 
+    @Test("a result and its events survive a JSON round trip unchanged")
+    func codable() async throws {
+        let child = ScriptedModel.sequence([repl("answer['content'] = context.upper(); answer['ready'] = True")], name: "child")
+        let root = ScriptedModel.sequence([
+            repl("print(llm_query('x'))\nanswer['content'] = rlm_query('inner', model='child')"),
+            "FINAL_VAR(answer)",
+        ], name: "root")
+        let sub = ScriptedModel(name: "sub") { _ in "y" }
+        let result = try await RLM(configuration: RLMConfiguration(rootModel: root, subModel: sub, models: ["child": child], maxDepth: 2))
+            .complete(query: "q", context: .text("c"))
+        #expect(result.events.count > 10)
+        let data = try JSONEncoder().encode(result)
+        let decoded = try JSONDecoder().decode(RLMResult.self, from: data)
+        #expect(decoded == result)
+        let built = RLMResult(answer: "a", usage: result.usage, iterations: 1, elapsed: .seconds(1))
+        #expect(built.events.isEmpty && built.answeredAfterLimit == nil)
+        let event = RLMEvent(nodeID: 1, parentID: 0, depth: 1, time: .milliseconds(5), kind: .iterationStarted(iteration: 1))
+        #expect(try JSONDecoder().decode(RLMEvent.self, from: JSONEncoder().encode(event)) == event)
+    }
+
     @Test("events carry depth, node and parent ids, live")
     func eventTree() async throws {
         let child = ScriptedModel.sequence([repl("answer['content'] = context.upper(); answer['ready'] = True")], name: "child")
