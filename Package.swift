@@ -18,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.1.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
     ],
     targets: [
         // The CPython C API, found through pkg-config.
@@ -40,7 +42,12 @@ let package = Package(
         // Layer 2: the Recursive Language Model engine. Its API never shows CPython types.
         .target(
             name: "RLM",
-            dependencies: ["PythonRuntime", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "PythonRuntime",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
             resources: [.embedInCode("Python/repl_support.py")]
         ),
         // Scripted models for tests, examples and the offline demo.
@@ -77,7 +84,14 @@ let package = Package(
             ]
         ),
         .testTarget(name: "PythonRuntimeTests", dependencies: ["PythonRuntime"]),
-        .testTarget(name: "RLMTests", dependencies: ["RLM", "RLMTesting", "PythonRuntime"], exclude: ["Fixtures"]),
+        .testTarget(
+            name: "RLMTests",
+            dependencies: [
+                "RLM", "RLMTesting", "PythonRuntime",
+                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ],
+            exclude: ["Fixtures"]),
         .testTarget(name: "RLMCommandTests", dependencies: ["RLMTestServers"]),
         .testTarget(name: "RLMProvidersTests", dependencies: ["RLMProviders", "RLMTestServers", "RLM", "RLMTesting"]),
     ]

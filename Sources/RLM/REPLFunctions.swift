@@ -1,11 +1,14 @@
+import Logging
 import PythonRuntime
 import Synchronization
+import Tracing
 
 /// Connects a REPL's Python functions to the run that currently uses it. A session's REPL
 /// outlives each run, so the functions look the run up at call time.
 final class REPLBinding: Sendable {
     let node: NodeInfo
     private let current = Mutex<RunTree?>(nil)
+    private let scope = Mutex<CellScope?>(nil)
 
     init(node: NodeInfo, tree: RunTree? = nil) {
         self.node = node
@@ -13,6 +16,19 @@ final class REPLBinding: Sendable {
     }
 
     func bind(_ tree: RunTree) { current.withLock { $0 = tree } }
+
+    /// Sets what the native calls of the cell about to run carry (`nil` after it).
+    func enter(_ cell: CellScope?) { scope.withLock { $0 = cell } }
+
+    /// Runs `body` under the current cell's span context: native calls start on a Python thread,
+    /// outside the task that runs the cell, so its task-locals are set again here.
+    func scoped<T>(_ body: () async throws -> T) async throws -> T {
+        guard let cell = scope.withLock({ $0 }) else { return try await body() }
+        return try await ServiceContext.withValue(cell.context) { try await body() }
+    }
+
+    /// The current cell's logger.
+    var logger: Logger? { scope.withLock { $0?.logger } }
 
     var tree: RunTree {
         get throws {
@@ -30,34 +46,44 @@ final class REPLBinding: Sendable {
         var functions = [
             NativeFunction(name: "llm_query", documentation: "llm_query(prompt, model=None) -> str", async: { [self] arguments in
                 let (prompt, model) = try Self.promptAndModel(arguments, function: "llm_query")
-                return .string(try await self.tree.subcall(prompt, model: model, from: node))
+                return try await scoped { .string(try await self.tree.subcall(prompt, model: model, from: node, logger: logger)) }
             }),
             NativeFunction(name: "llm_query_batched", documentation: "llm_query_batched(prompts, model=None) -> list[str]", async: { [self] arguments in
                 let (prompts, model) = try Self.promptsAndModel(arguments, function: "llm_query_batched")
                 let tree = try self.tree
-                return .list(await Self.batch(prompts) { try await tree.subcall($0, model: model, from: node) })
+                let logger = self.logger
+                return try await scoped { .list(await Self.batch(prompts) { try await tree.subcall($0, model: model, from: node, logger: logger) }) }
             }),
             NativeFunction(name: "rlm_query", documentation: "rlm_query(prompt, model=None) -> str", async: { [self] arguments in
                 let (prompt, model) = try Self.promptAndModel(arguments, function: "rlm_query")
                 let tree = try self.tree
-                guard childrenAreRLMs, case .string(let text) = prompt else {
-                    return .string(try await tree.subcall(prompt, model: model, from: node))
+                let logger = self.logger
+                return try await scoped {
+                    guard childrenAreRLMs, case .string(let text) = prompt else {
+                        return .string(try await tree.subcall(prompt, model: model, from: node, logger: logger))
+                    }
+                    return .string(try await tree.child(text, model: model, from: node))
                 }
-                return .string(try await tree.child(text, model: model, from: node))
             }),
             NativeFunction(name: "rlm_query_batched", documentation: "rlm_query_batched(prompts, model=None) -> list[str]", async: { [self] arguments in
                 let (prompts, model) = try Self.promptsAndModel(arguments, function: "rlm_query_batched")
                 let tree = try self.tree
-                return .list(await Self.batch(prompts) { prompt in
-                    guard childrenAreRLMs, case .string(let text) = prompt else {
-                        return try await tree.subcall(prompt, model: model, from: node)
-                    }
-                    return try await tree.child(text, model: model, from: node)
-                })
+                let logger = self.logger
+                return try await scoped {
+                    .list(await Self.batch(prompts) { prompt in
+                        guard childrenAreRLMs, case .string(let text) = prompt else {
+                            return try await tree.subcall(prompt, model: model, from: node, logger: logger)
+                        }
+                        return try await tree.child(text, model: model, from: node)
+                    })
+                }
             }),
         ]
         for tool in tools {
-            functions.append(NativeFunction(name: tool.name, documentation: tool.description, async: tool.body))
+            let body = tool.body
+            functions.append(NativeFunction(name: tool.name, documentation: tool.description, async: { [self] arguments in
+                try await scoped { try await body(arguments) }
+            }))
         }
         return functions
     }

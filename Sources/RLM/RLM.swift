@@ -1,5 +1,7 @@
 import Foundation
+import Logging
 import PythonRuntime
+import Tracing
 import Synchronization
 
 /// A Recursive Language Model: answers a query over a context far larger than a model's window.
@@ -90,9 +92,14 @@ public struct RLM: Sendable {
         binding: REPLBinding, persistent: Bool, sink: EventSink
     ) async throws -> RLMResult {
         let start = ContinuousClock.now
+        let telemetry = Telemetry(configuration: configuration)
+        let runSpan = telemetry.startSpan("rlm.run")
+        runSpan.attributes["rlm.root_model"] = configuration.rootModel.modelName
+        runSpan.attributes["rlm.max_depth"] = configuration.maxDepth
+        telemetry.logger.debug("run started", metadata: ["rlm.model": "\(configuration.rootModel.modelName)"])
         let (trips, tripContinuation) = AsyncStream<Limit>.makeStream()
         let tracker = BudgetTracker(budget: configuration.budget) { tripContinuation.yield($0) }
-        let tree = RunTree(configuration: configuration, tracker: tracker, events: sink)
+        let tree = RunTree(configuration: configuration, tracker: tracker, events: sink, telemetry: telemetry)
         let info = NodeInfo(id: tree.newNodeID(), parentID: nil, depth: 0)
         binding.bind(tree)
         let root = RLMNode(tree: tree, info: info, model: configuration.rootModel)
@@ -102,11 +109,11 @@ public struct RLM: Sendable {
             case failed(any Error)
             case tripped(Limit)
         }
-        let outcome: Outcome = await withTaskGroup(of: Outcome?.self) { group in
+        let outcome: Outcome = await ServiceContext.withValue(runSpan.context) { await withTaskGroup(of: Outcome?.self) { group in
             group.addTask {
                 do {
                     return .answered(try await root.run(
-                        query: query, contextDescription: contextDescription, repl: repl, persistent: persistent))
+                        query: query, contextDescription: contextDescription, repl: repl, binding: binding, persistent: persistent))
                 } catch {
                     return .failed(error)
                 }
@@ -128,11 +135,37 @@ public struct RLM: Sendable {
             }
             group.cancelAll()
             return first ?? .failed(CancellationError())
-        }
+        } }
         tripContinuation.finish()
 
         func finish(_ error: (any Error)?) {
-            sink.emit(info, .runFinished(usage: tracker.usage, elapsed: .now - start, error: error.map { String(describing: $0) }))
+            let usage = tracker.usage
+            sink.emit(info, .runFinished(usage: usage, elapsed: .now - start, error: error.map { String(describing: $0) }))
+            let outcome: String
+            switch error {
+            case nil: outcome = "answered"
+            case let error as RLMError where error.code == .limitReached: outcome = "limit"
+            case is CancellationError: outcome = "cancelled"
+            default: outcome = "failed"
+            }
+            telemetry.run(outcome: outcome, duration: .now - start)
+            if let limit = (error as? RLMError)?.limit { telemetry.limit(limit) }
+            runSpan.attributes["rlm.outcome"] = outcome
+            runSpan.attributes["rlm.calls"] = usage.total.calls
+            runSpan.attributes["gen_ai.usage.input_tokens"] = usage.total.tokens.inputTokens
+            runSpan.attributes["gen_ai.usage.output_tokens"] = usage.total.tokens.outputTokens
+            runSpan.attributes["rlm.cost_usd"] = usage.total.costUSD
+            if let error, outcome != "cancelled" { runSpan.recordError(error) }
+            runSpan.end()
+            let metadata: Logger.Metadata = [
+                "rlm.outcome": "\(outcome)", "rlm.calls": "\(usage.total.calls)",
+                "rlm.tokens": "\(usage.total.tokens.totalTokens)", "rlm.elapsed": "\(ContinuousClock.now - start)",
+            ]
+            if outcome == "failed" {
+                telemetry.logger.warning("run failed: \(sink.redact(error.map { String(describing: $0) } ?? ""))", metadata: metadata)
+            } else {
+                telemetry.logger.info("run finished", metadata: metadata)
+            }
         }
 
         var limit: Limit

@@ -1,4 +1,7 @@
+import Logging
+import Metrics
 import PythonRuntime
+import Tracing
 
 /// How an ``RLM`` runs. Every field has a documented default.
 ///
@@ -57,6 +60,14 @@ public struct RLMConfiguration: Sendable {
     /// server that caps each provider across all tenants. Defaults to `nil`: only this run's own
     /// limits apply.
     public var callLimiter: ModelCallLimiter?
+    /// Where the engine logs: runs, turns, cells and sub-calls, with `rlm.run`, `rlm.node`,
+    /// `rlm.depth` and `rlm.iteration` metadata. Defaults to a logger that discards everything.
+    public var logger: Logger = Logger(label: "rlm", factory: { _ in SwiftLogNoOpLogHandler() })
+    /// The tracer for the run's spans (`rlm.run`, `rlm.node`, `rlm.iteration`, `rlm.cell`,
+    /// `rlm.subcall`). Defaults to `nil`: the bootstrapped `InstrumentationSystem.tracer`.
+    public var tracer: (any Tracer)?
+    /// Where the run's metrics go. Defaults to `nil`: the bootstrapped `MetricsSystem.factory`.
+    public var metricsFactory: (any MetricsFactory)?
     /// Who this run's calls wait as in ``callLimiter``: runs with the same key share one turn in
     /// its round-robin (a tenant's id, say). Defaults to `nil`: each run is its own client.
     public var limiterKey: String?

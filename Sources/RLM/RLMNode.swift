@@ -1,5 +1,7 @@
+import Logging
 import PythonRuntime
 import Synchronization
+import Tracing
 
 /// What a node produced.
 struct NodeOutcome: Sendable {
@@ -41,7 +43,7 @@ final class RLMNode: Sendable {
         let repl = try await REPLEnvironment(name: "rlm\(info.id)", configuration: configuration, binding: binding)
         do {
             let description = try await repl.addContext(context, index: 0)
-            let outcome = try await run(query: query, contextDescription: description, repl: repl, persistent: false)
+            let outcome = try await run(query: query, contextDescription: description, repl: repl, binding: binding, persistent: false)
             await repl.close()
             return outcome
         } catch {
@@ -51,9 +53,24 @@ final class RLMNode: Sendable {
     }
 
     /// Runs the loop on a prepared REPL.
-    func run(query: String?, contextDescription: String, repl: REPLEnvironment, persistent: Bool) async throws -> NodeOutcome {
+    func run(
+        query: String?, contextDescription: String, repl: REPLEnvironment, binding: REPLBinding, persistent: Bool
+    ) async throws -> NodeOutcome {
         let configuration = tree.configuration
         let events = tree.events
+        let telemetry = tree.telemetry
+        // The node's span is a child of the run's, or of the cell that started this child RLM.
+        let nodeSpan = telemetry.startSpan("rlm.node")
+        nodeSpan.attributes["rlm.node"] = info.id
+        nodeSpan.attributes["rlm.depth"] = info.depth
+        nodeSpan.attributes["gen_ai.request.model"] = model.modelName
+        var iterationSpan: (any Span)?
+        var logger = telemetry.logger(for: info)
+        defer {
+            binding.enter(nil)
+            iterationSpan?.end()
+            nodeSpan.end()
+        }
         events.emit(info, .nodeStarted(query: query, context: contextDescription))
         let system = Prompts.system(.init(
             contextDescription: contextDescription, depth: info.depth, maxDepth: configuration.maxDepth,
@@ -97,8 +114,12 @@ final class RLMNode: Sendable {
             }
             while true {
                 do {
-                    return try await tree.call(model, messages, depth: info.depth, limited: info.depth > 0, onText: stream)
+                    let span = iterationSpan ?? nodeSpan
+                    return try await ServiceContext.withValue(span.context) {
+                        try await tree.call(model, messages, depth: info.depth, limited: info.depth > 0, span: span, onText: stream)
+                    }
                 } catch let refusal as ContextWindowExceeded {
+                    logger.notice("the server refused the conversation as too long; compacting", metadata: ["rlm.model": "\(model.modelName)"])
                     let estimate = TokenEstimate.tokens(in: messages)
                     let window = model.contextWindow ?? ContextWindow(tokens: refusal.windowTokens ?? estimate)
                     let budget = refusal.windowTokens.map { ContextWindow(tokens: $0, reservedForReply: window.reservedForReply).promptTokens }
@@ -127,9 +148,18 @@ final class RLMNode: Sendable {
                 takeFeedback()
                 remember()
                 events.emit(info, .iterationStarted(iteration: iteration))
+                iterationSpan?.end()
+                let span = telemetry.startSpan("rlm.iteration", context: nodeSpan.context)
+                span.attributes["rlm.iteration"] = iteration
+                iterationSpan = span
+                logger = telemetry.logger(for: info, iteration: iteration)
+                logger.debug("turn started")
                 if let window = model.contextWindow, let compaction = HistoryCompaction.compact(&messages, window: window) {
                     events.emit(info, .historyCompacted(
                         iteration: iteration, removedMessages: compaction.removedMessages, estimatedTokens: compaction.estimatedTokens))
+                    logger.info("conversation compacted to fit the context window", metadata: [
+                        "rlm.removed_messages": "\(compaction.removedMessages)", "rlm.estimated_tokens": "\(compaction.estimatedTokens)",
+                    ])
                     remember()
                 }
                 let start = ContinuousClock.now
@@ -156,8 +186,28 @@ final class RLMNode: Sendable {
 
             case .execute(let index, let code):
                 cell += 1
-                let outcome = try await repl.run(code) { state in
-                    if !state.content.isEmpty { progress.withLock { $0.bestAnswer = state.content } }
+                let cellSpan = telemetry.startSpan("rlm.cell", context: (iterationSpan ?? nodeSpan).context)
+                cellSpan.attributes["rlm.cell"] = cell
+                binding.enter(CellScope(context: cellSpan.context, logger: logger))
+                let outcome: REPLEnvironment.CellOutcome
+                do {
+                    outcome = try await repl.run(code) { state in
+                        if !state.content.isEmpty { progress.withLock { $0.bestAnswer = state.content } }
+                    }
+                } catch {
+                    binding.enter(nil)
+                    cellSpan.recordError(error)
+                    cellSpan.end()
+                    throw error
+                }
+                binding.enter(nil)
+                let cellStatus = RLMEvent.CellStatus(outcome.result.status)
+                cellSpan.attributes["rlm.cell.status"] = cellStatus.rawValue
+                cellSpan.end()
+                telemetry.cell(status: cellStatus, duration: outcome.result.duration)
+                logger.debug("cell ran", metadata: ["rlm.cell": "\(cell)", "rlm.status": "\(cellStatus.rawValue)", "rlm.duration": "\(outcome.result.duration)"])
+                if outcome.result.status == .abandoned {
+                    logger.warning("a cell could not be stopped; starting a fresh REPL", metadata: ["rlm.cell": "\(cell)"])
                 }
                 var output = events.redact(Self.describe(outcome, cell: index, timeout: configuration.execTimeout))
                 if outcome.result.status == .abandoned {
@@ -194,12 +244,16 @@ final class RLMNode: Sendable {
                 action = loop.variableResolved(name: name, value: try await repl.variable(named: name))
 
             case .finish(let unredacted):
+                nodeSpan.attributes["rlm.outcome"] = "answered"
+                logger.debug("node answered")
                 let answer = events.redact(unredacted)
                 remember()
                 events.emit(info, .answer(text: answer, iterations: loop.iteration))
                 return NodeOutcome(answer: answer, iterations: loop.iteration)
 
             case .stop(let limit):
+                nodeSpan.attributes["rlm.outcome"] = "limit: \(limit.rawValue)"
+                logger.notice("limit reached", metadata: ["rlm.limit": "\(limit.rawValue)"])
                 takeFeedback()
                 remember()
                 events.emit(info, .limitReached(limit: limit, partialAnswer: loop.bestAnswer))

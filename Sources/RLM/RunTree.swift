@@ -1,6 +1,8 @@
 import Foundation
+import Logging
 import PythonRuntime
 import Synchronization
+import Tracing
 
 /// Everything the nodes of one run share: configuration, budget, the tree-wide sub-call limit,
 /// the event sink and the id counters.
@@ -11,11 +13,13 @@ final class RunTree: Sendable {
     let events: EventSink
     /// Who this run's calls wait as in a shared ``ModelCallLimiter``.
     let limiterClient: String
+    let telemetry: Telemetry
     private let nodeCounter = Atomic<Int>(0)
     private let callCounter = Atomic<Int>(0)
 
-    init(configuration: RLMConfiguration, tracker: BudgetTracker, events: EventSink) {
+    init(configuration: RLMConfiguration, tracker: BudgetTracker, events: EventSink, telemetry: Telemetry) {
         self.configuration = configuration
+        self.telemetry = telemetry
         self.tracker = tracker
         self.events = events
         self.subcallPermits = AsyncSemaphore(permits: configuration.maxConcurrentSubcalls)
@@ -39,11 +43,22 @@ final class RunTree: Sendable {
     /// `onStart` runs once the call really starts (permit held, budget reserved).
     func call(
         _ model: any LanguageModel, _ messages: [ChatMessage], depth: Int, limited: Bool, force: Bool = false,
-        onText: (@Sendable (String) -> Void)? = nil, onStart: () -> Void = {}
+        span: (any Span)? = nil, onText: (@Sendable (String) -> Void)? = nil, onStart: () -> Void = {}
     ) async throws -> ModelResponse {
+        var began: ContinuousClock.Instant?
         func send() async throws -> ModelResponse {
-            if let onText { return try await model.complete(messages, onText: onText) }
-            return try await model.complete(messages)
+            began = .now
+            do {
+                let response = if let onText { try await model.complete(messages, onText: onText) } else { try await model.complete(messages) }
+                if let span { telemetry.modelCall(model: model.modelName, depth: depth, usage: response.usage, duration: .now - (began ?? .now), span: span) }
+                return response
+            } catch {
+                if let span, !(error is CancellationError) {
+                    telemetry.modelCall(model: model.modelName, depth: depth, usage: nil, duration: .now - (began ?? .now), span: span)
+                    span.recordError(error)
+                }
+                throw error
+            }
         }
         // Reserve once every permit is held, so calls still queued when a limit trips never count.
         func start() async throws -> ModelResponse {
@@ -65,7 +80,7 @@ final class RunTree: Sendable {
     }
 
     /// A plain model call made from a node's REPL (`llm_query`, or `rlm_query` at the depth limit).
-    func subcall(_ prompt: PythonValue, model name: String?, from node: NodeInfo) async throws -> String {
+    func subcall(_ prompt: PythonValue, model name: String?, from node: NodeInfo, logger: Logger? = nil) async throws -> String {
         let redact = events.redact
         let messages = try Self.messages(from: prompt).map { ChatMessage(role: $0.role, content: redact($0.content)) }
         let model = try model(named: name, fallback: configuration.subModel ?? configuration.rootModel)
@@ -82,10 +97,15 @@ final class RunTree: Sendable {
             return refusal.messageForModelCode(promptCharacters: promptText.unicodeScalars.count)
         }
         let callID = callCounter.add(1, ordering: .relaxed).newValue
+        let logger = logger ?? telemetry.logger(for: node)
+        let span = telemetry.startSpan("rlm.subcall", kind: .client)
+        span.attributes["rlm.call"] = callID
+        span.attributes["rlm.prompt_tokens_estimate"] = promptTokens
+        defer { span.end() }
         var start = ContinuousClock.now
         var started = false
         do {
-            let response = try await call(model, messages, depth: node.depth + 1, limited: true, onStart: {
+            let response = try await call(model, messages, depth: node.depth + 1, limited: true, span: span, onStart: {
                 started = true
                 start = .now
                 events.emit(node, .subcallStarted(callID: callID, model: model.modelName, prompt: promptText))
@@ -93,8 +113,13 @@ final class RunTree: Sendable {
             events.emit(node, .subcallFinished(
                 callID: callID, model: model.modelName, response: response.text, usage: response.usage,
                 latency: .now - start, error: nil))
+            logger.debug("sub-call finished", metadata: [
+                "rlm.call": "\(callID)", "rlm.model": "\(model.modelName)", "rlm.input_tokens": "\(response.usage.inputTokens)",
+                "rlm.output_tokens": "\(response.usage.outputTokens)", "rlm.latency": "\(ContinuousClock.now - start)",
+            ])
             return response.text
         } catch var refusal as ContextWindowExceeded {
+            logger.notice("sub-call refused by the server as too long", metadata: ["rlm.call": "\(callID)", "rlm.model": "\(model.modelName)"])
             refusal.promptTokens = refusal.promptTokens ?? promptTokens
             refusal.windowTokens = refusal.windowTokens ?? model.contextWindow?.tokens
             events.emit(node, .subcallFinished(
@@ -106,6 +131,11 @@ final class RunTree: Sendable {
                 events.emit(node, .subcallFinished(
                     callID: callID, model: model.modelName, response: "", usage: TokenUsage(), latency: .now - start,
                     error: String(describing: error)))
+            }
+            if !(error is CancellationError) {
+                logger.warning("sub-call failed: \(events.redact(String(describing: error)))", metadata: [
+                    "rlm.call": "\(callID)", "rlm.model": "\(model.modelName)",
+                ])
             }
             throw error
         }
