@@ -24,9 +24,13 @@ struct Telemetry: Sendable {
     /// The run's logger, with `rlm.run` set.
     let logger: Logger
 
+    /// Whether metrics go anywhere: with no metrics backend, nothing is created per call.
+    let measures: Bool
+
     init(configuration: RLMConfiguration) {
         tracer = configuration.tracer ?? InstrumentationSystem.tracer
         metrics = configuration.metricsFactory ?? MetricsSystem.factory
+        measures = !(metrics is NOOPMetricsHandler)
         prices = configuration.budget.prices
         var logger = configuration.logger
         logger[metadataKey: "rlm.run"] = "\(UUID().uuidString.prefix(8).lowercased())"
@@ -49,10 +53,18 @@ struct Telemetry: Sendable {
 
     /// Counts one model call and its usage.
     func modelCall(model: String, depth: Int, usage: TokenUsage?, duration: Duration, span: any Span) {
+        if span.isRecording {
+            span.attributes["gen_ai.request.model"] = model
+        }
+        if span.isRecording, let usage {
+            span.attributes["gen_ai.usage.input_tokens"] = usage.inputTokens
+            span.attributes["gen_ai.usage.output_tokens"] = usage.outputTokens
+            if let price = prices[model] { span.attributes["rlm.cost_usd"] = price.cost(of: usage) }
+        }
+        guard measures else { return }
         let calls = Counter(label: "rlm_model_calls_total", dimensions: [("model", model), ("depth", "\(depth)")], factory: metrics)
         calls.increment()
         Timer(label: "rlm_model_call_duration", dimensions: [("model", model)], factory: metrics).recordNanoseconds(duration.nanoseconds)
-        span.attributes["gen_ai.request.model"] = model
         guard let usage else {
             Counter(label: "rlm_model_call_errors_total", dimensions: [("model", model)], factory: metrics).increment()
             return
@@ -60,28 +72,27 @@ struct Telemetry: Sendable {
         for (type, tokens) in [("input", usage.inputTokens), ("output", usage.outputTokens), ("cached_input", usage.cachedInputTokens)] where tokens > 0 {
             Counter(label: "rlm_tokens_total", dimensions: [("model", model), ("type", type)], factory: metrics).increment(by: tokens)
         }
-        span.attributes["gen_ai.usage.input_tokens"] = usage.inputTokens
-        span.attributes["gen_ai.usage.output_tokens"] = usage.outputTokens
         if let price = prices[model] {
-            let cost = price.cost(of: usage)
-            FloatingPointCounter(label: "rlm_cost_usd_total", dimensions: [("model", model)], factory: metrics).increment(by: cost)
-            span.attributes["rlm.cost_usd"] = cost
+            FloatingPointCounter(label: "rlm_cost_usd_total", dimensions: [("model", model)], factory: metrics).increment(by: price.cost(of: usage))
         }
     }
 
     /// Counts one cell.
     func cell(status: RLMEvent.CellStatus, duration: Duration) {
+        guard measures else { return }
         Counter(label: "rlm_cells_total", dimensions: [("status", status.rawValue)], factory: metrics).increment()
         Timer(label: "rlm_cell_duration", dimensions: [("status", status.rawValue)], factory: metrics).recordNanoseconds(duration.nanoseconds)
     }
 
     /// Counts a tripped limit.
     func limit(_ limit: Limit) {
+        guard measures else { return }
         Counter(label: "rlm_limits_total", dimensions: [("limit", limit.rawValue)], factory: metrics).increment()
     }
 
     /// Counts a finished run.
     func run(outcome: String, duration: Duration) {
+        guard measures else { return }
         Counter(label: "rlm_runs_total", dimensions: [("outcome", outcome)], factory: metrics).increment()
         Timer(label: "rlm_run_duration", dimensions: [], factory: metrics).recordNanoseconds(duration.nanoseconds)
     }
