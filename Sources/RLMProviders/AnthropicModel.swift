@@ -63,14 +63,15 @@ public struct AnthropicModel: LanguageModel {
 
     public var modelName: String { configuration.model }
 
-    /// The configured window, else the published window of a well-known model name.
-    public var contextWindow: ContextWindow? {
-        configuration.contextWindow ?? ContextWindow.known(forModel: configuration.model, reservingForReply: configuration.maxTokens)
-    }
+    /// The configured window, else the published window of a well-known model name (looked up
+    /// once, when the model is made).
+    public let contextWindow: ContextWindow?
 
     /// Creates a model; throws when the base URL is unusable or a needed API key is missing.
     public init(configuration: Configuration, client: HTTPClient = ModelHTTPClient.shared, logger: Logger = Logger(label: "rlm.provider.anthropic")) throws {
         self.configuration = configuration
+        contextWindow = configuration.contextWindow
+            ?? ContextWindow.known(forModel: configuration.model, reservingForReply: configuration.maxTokens)
         (transport, apiKey) = try HTTPTransport.make(
             baseURL: configuration.baseURL, model: configuration.model, apiKey: configuration.apiKey,
             apiKeyVariable: configuration.apiKeyVariable, provider: "the Anthropic API",

@@ -73,10 +73,9 @@ public struct OpenAICompatibleModel: LanguageModel {
 
     public var modelName: String { configuration.model }
 
-    /// The configured window, else the published window of a well-known model name.
-    public var contextWindow: ContextWindow? {
-        configuration.contextWindow ?? ContextWindow.known(forModel: configuration.model, reservingForReply: configuration.maxTokens)
-    }
+    /// The configured window, else the published window of a well-known model name (looked up
+    /// once, when the model is made).
+    public let contextWindow: ContextWindow?
 
     /// The model's window as the server reports it in its model list (`GET <baseURL>/models`),
     /// or `nil` when it reports none. vLLM (`max_model_len`), OpenRouter and LM Studio
@@ -110,6 +109,8 @@ public struct OpenAICompatibleModel: LanguageModel {
     ///   model reuses the same connection pool.
     public init(configuration: Configuration, client: HTTPClient = ModelHTTPClient.shared, logger: Logger = Logger(label: "rlm.provider.openai")) throws {
         self.configuration = configuration
+        contextWindow = configuration.contextWindow
+            ?? ContextWindow.known(forModel: configuration.model, reservingForReply: configuration.maxTokens)
         (transport, apiKey) = try HTTPTransport.make(
             baseURL: configuration.baseURL, model: configuration.model, apiKey: configuration.apiKey,
             apiKeyVariable: configuration.apiKeyVariable, provider: "the OpenAI-compatible server",
