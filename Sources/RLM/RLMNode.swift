@@ -187,7 +187,7 @@ final class RLMNode: Sendable {
             case .execute(let index, let code):
                 cell += 1
                 let cellSpan = telemetry.startSpan("rlm.cell", context: (iterationSpan ?? nodeSpan).context)
-                cellSpan.attributes["rlm.cell"] = cell
+                if cellSpan.isRecording { cellSpan.attributes["rlm.cell"] = cell }
                 binding.enter(CellScope(context: cellSpan.context, logger: logger))
                 let outcome: REPLEnvironment.CellOutcome
                 do {
@@ -202,7 +202,7 @@ final class RLMNode: Sendable {
                 }
                 binding.enter(nil)
                 let cellStatus = RLMEvent.CellStatus(outcome.result.status)
-                cellSpan.attributes["rlm.cell.status"] = cellStatus.rawValue
+                if cellSpan.isRecording { cellSpan.attributes["rlm.cell.status"] = cellStatus.rawValue }
                 cellSpan.end()
                 telemetry.cell(status: cellStatus, duration: outcome.result.duration)
                 logger.debug("cell ran", metadata: ["rlm.cell": "\(cell)", "rlm.status": "\(cellStatus.rawValue)", "rlm.duration": "\(outcome.result.duration)"])

@@ -99,8 +99,10 @@ final class RunTree: Sendable {
         let callID = callCounter.add(1, ordering: .relaxed).newValue
         let logger = logger ?? telemetry.logger(for: node)
         let span = telemetry.startSpan("rlm.subcall", kind: .client)
-        span.attributes["rlm.call"] = callID
-        span.attributes["rlm.prompt_tokens_estimate"] = promptTokens
+        if span.isRecording {
+            span.attributes["rlm.call"] = callID
+            span.attributes["rlm.prompt_tokens_estimate"] = promptTokens
+        }
         defer { span.end() }
         var start = ContinuousClock.now
         var started = false
