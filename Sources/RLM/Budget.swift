@@ -76,6 +76,22 @@ public enum Limit: String, Sendable, Hashable, Codable, CustomStringConvertible 
     /// interpreter), and no fresh REPL could be started within the cell time limit after it.
     case unstoppableCode
 
+    /// Whether the limit belongs to one node rather than to the whole tree.
+    ///
+    /// This is the one rule for who reports a limit (`RLMEvent.Kind.limitReached`, exactly once):
+    /// - A node's own limits — its turns (`iterations`), its errors in a row
+    ///   (`consecutiveErrors`) and code it could not stop (`unstoppableCode`) — end that node, and
+    ///   the node reports them. For the root that ends the run; for a child, the parent's
+    ///   `rlm_query` returns the child's best answer, or raises in the parent's cell.
+    /// - The budget's limits (`modelCalls`, `tokens`, `cost`, `deadline`) end the whole tree
+    ///   wherever they trip, and the root reports them once, whichever node was working.
+    var isNodeLimit: Bool {
+        switch self {
+        case .iterations, .consecutiveErrors, .unstoppableCode: true
+        case .modelCalls, .tokens, .cost, .deadline: false
+        }
+    }
+
     public var description: String {
         switch self {
         case .iterations: "iteration limit"

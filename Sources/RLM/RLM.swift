@@ -194,7 +194,11 @@ public struct RLM: Sendable {
             throw error
         }
 
-        // A limit ended the run.
+        // A limit ended the run. The budget's limits are the tree's: reported here, once, whether
+        // or not a final answer follows (a node's own were reported by that node).
+        if !limit.isNodeLimit {
+            sink.emit(info, .limitReached(limit: limit, partialAnswer: root.bestAnswer))
+        }
         if configuration.finalAnswerOnLimit && limit != .deadline && !Task.isCancelled {
             var messages = root.messages
             messages.append(.user(Prompts.finalAnswerRequest(limit)))
@@ -220,9 +224,6 @@ public struct RLM: Sendable {
         var error = RLMError.limitReached(limit)
         error.partialAnswer = sink.redact(root.bestAnswer)
         error.usage = tracker.usage
-        if limit != .iterations && limit != .consecutiveErrors {
-            sink.emit(info, .limitReached(limit: limit, partialAnswer: root.bestAnswer))
-        }
         finish(error)
         throw error
     }

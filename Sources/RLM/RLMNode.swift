@@ -167,8 +167,8 @@ final class RLMNode: Sendable {
                 do {
                     response = try await callModel(iteration: iteration)
                 } catch var error as RLMError {
+                    // A budget limit the call ran into: the root reports it (see Limit.isNodeLimit).
                     error.partialAnswer = loop.bestAnswer
-                    if let limit = error.limit { events.emit(info, .limitReached(limit: limit, partialAnswer: loop.bestAnswer)) }
                     throw error
                 } catch {
                     if Task.isCancelled || error is CancellationError { throw CancellationError() }

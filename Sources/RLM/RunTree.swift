@@ -157,7 +157,8 @@ final class RunTree: Sendable {
                 childID: info.id, answer: outcome.answer, iterations: outcome.iterations, latency: .now - start, error: nil))
             return outcome.answer
         } catch let error as RLMError where error.limit == .iterations || error.limit == .consecutiveErrors {
-            // Limits of the child alone: the parent gets the child's best answer, or an error.
+            // The child ran out of turns or kept failing (it reported that itself): the parent gets
+            // its best answer, or an error. Code it could not stop raises in the parent's cell.
             events.emit(parent, .childFinished(
                 childID: info.id, answer: error.partialAnswer, iterations: node.iterations, latency: .now - start,
                 error: error.message))
