@@ -136,6 +136,48 @@ final class REPLEnvironment: Sendable {
         return description
     }
 
+    /// The model's variables, pickled, and those that would not pickle (or load again), with why.
+    /// Contexts (`context_N`) are among the variables.
+    func snapshotVariables() async throws -> (saved: [String: Data], skipped: [(name: String, reason: String)]) {
+        let result = try await namespace.evaluatePrivately("snapshot_variables()").listValue ?? []
+        var saved: [String: Data] = [:]
+        if case .dictionary(let entries)? = result.first {
+            for entry in entries {
+                guard case .bytes(let data) = entry.value else { continue }
+                saved[entry.key] = data
+            }
+        }
+        let skipped = (result.count > 1 ? result[1].listValue ?? [] : []).compactMap { item -> (String, String)? in
+            guard let pair = item.listValue, pair.count == 2, let name = pair[0].stringValue, let reason = pair[1].stringValue else { return nil }
+            return (name, reason)
+        }
+        return (saved, skipped)
+    }
+
+    /// Loads pickled variables back; `context` points at the newest of `contextCount` contexts,
+    /// which are bound again if the REPL has to be restarted.
+    func restoreVariables(_ saved: [String: Data], contextCount: Int) async throws {
+        let namespace = self.namespace
+        let value = PythonValue.dictionary(saved.sorted { $0.key < $1.key }.map { PythonValue.Entry($0.key, .bytes($0.value)) })
+        try await namespace.set("__rlm_restore__", to: value)
+        try await namespace.executePrivately("restore_variables(g.pop('__rlm_restore__'))")
+        var contexts: [(RLMContext, Int)] = []
+        for index in 0..<contextCount {
+            let name = "context_\(index)"
+            let restored = try await namespace.evaluatePrivately("g.get('\(name)')")
+            switch restored {
+            case .none: continue
+            case .string(let text): contexts.append((.text(text), index))
+            case .bytes(let data): contexts.append((.bytes(data), index))
+            default: contexts.append((.json(restored), index))
+            }
+        }
+        if let newest = contexts.last {
+            try await namespace.executePrivately("g['context'] = g['context_\(newest.1)']\nreserve()")
+        }
+        state.withLock { $0.contexts = contexts }
+    }
+
     /// Sets `history` to the earlier turns of a session.
     func setHistory(_ turns: [(query: String, answer: String)]) async throws {
         try await Self.bindHistory(turns, in: namespace)

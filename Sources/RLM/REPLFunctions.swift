@@ -52,7 +52,7 @@ final class REPLBinding: Sendable {
                 let (prompts, model) = try Self.promptsAndModel(arguments, function: "llm_query_batched")
                 let tree = try self.tree
                 let logger = self.logger
-                return try await scoped { .list(await Self.batch(prompts) { try await tree.subcall($0, model: model, from: node, logger: logger) }) }
+                return try await scoped { .list(try await Self.batch(prompts) { try await tree.subcall($0, model: model, from: node, logger: logger) }) }
             }),
             NativeFunction(name: "rlm_query", documentation: "rlm_query(prompt, model=None) -> str", async: { [self] arguments in
                 let (prompt, model) = try Self.promptAndModel(arguments, function: "rlm_query")
@@ -70,7 +70,7 @@ final class REPLBinding: Sendable {
                 let tree = try self.tree
                 let logger = self.logger
                 return try await scoped {
-                    .list(await Self.batch(prompts) { prompt in
+                    .list(try await Self.batch(prompts) { prompt in
                         guard childrenAreRLMs, case .string(let text) = prompt else {
                             return try await tree.subcall(prompt, model: model, from: node, logger: logger)
                         }
@@ -94,12 +94,18 @@ final class REPLBinding: Sendable {
     /// A single call's work runs on the calling Python thread while it waits (see
     /// `NativeFunction`); a batch's calls run on the global concurrent executor instead, so their
     /// CPU work (bodies to encode and decode) spreads over its threads.
-    static func batch(_ prompts: [PythonValue], _ body: @escaping @Sendable (PythonValue) async throws -> String) async -> [PythonValue] {
-        await withTaskGroup(of: (Int, String).self) { group in
+    ///
+    /// A budget limit (the run's model calls, tokens, cost or deadline) is not a slot's failure:
+    /// the whole run is ending, so the batch raises it instead of returning, and the code after the
+    /// call never runs.
+    static func batch(_ prompts: [PythonValue], _ body: @escaping @Sendable (PythonValue) async throws -> String) async throws -> [PythonValue] {
+        try await withThrowingTaskGroup(of: (Int, String).self) { group in
             for (index, prompt) in prompts.enumerated() {
                 group.addTask(executorPreference: globalConcurrentExecutor) {
                     do {
                         return (index, try await body(prompt))
+                    } catch let error as RLMError where error.limit.map({ !$0.isNodeLimit }) == true {
+                        throw error
                     } catch let error as PythonError {
                         return (index, "[error] \(error.typeName.isEmpty ? "" : error.typeName + ": ")\(error.message)")
                     } catch {
@@ -108,7 +114,7 @@ final class REPLBinding: Sendable {
                 }
             }
             var results = [PythonValue](repeating: .none, count: prompts.count)
-            for await (index, text) in group { results[index] = .string(text) }
+            for try await (index, text) in group { results[index] = .string(text) }
             return results
         }
     }

@@ -62,6 +62,12 @@ public struct RLM: Sendable {
         RLMSession(configuration: configuration)
     }
 
+    /// A conversation that continues from a snapshot (``RLMSession/snapshot()``), taken in this
+    /// process or another: its turns, contexts and saved variables are back before its next turn.
+    public func session(restoring snapshot: RLMSession.Snapshot) -> RLMSession {
+        RLMSession(configuration: configuration, restoring: snapshot)
+    }
+
     static func execute(_ configuration: RLMConfiguration, query: String, context: RLMContext, sink: EventSink) async throws -> RLMResult {
         defer { sink.finish() }
         try configuration.validate()

@@ -1,5 +1,8 @@
 import ArgumentParser
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import RLM
 import PythonRuntime
 import RLMProviders
@@ -77,6 +80,9 @@ struct Run: AsyncParsableCommand {
 
     @Option(help: "Write every event to this JSON Lines file (see `rlm view`).")
     var trajectory: String?
+
+    @Option(help: "A session file: when it exists, the run continues that conversation (its REPL variables, contexts and history); afterwards the session is saved to it. Holds the contexts and answers: keep it private.")
+    var session: String?
 
     @Flag(help: "Print one JSON object (answer, usage, iterations, elapsed_seconds) instead of the answer text.")
     var json = false
@@ -199,8 +205,14 @@ struct Run: AsyncParsableCommand {
         let rootName = root.modelName
         let rlm = RLM(configuration: configuration)
         let started = ContinuousClock.now
+        let conversation = try session.map { try SessionFile(path: $0, rlm: rlm) }
         let outcome = await Interruptible.run {
-            try await rlm.complete(query: query, context: .file(url), trajectory: writer) { progress.observe($0, rootModel: rootName) }
+            if let conversation {
+                return try await conversation.session.complete(query: query, context: .file(url), trajectory: writer) {
+                    progress.observe($0, rootModel: rootName)
+                }
+            }
+            return try await rlm.complete(query: query, context: .file(url), trajectory: writer) { progress.observe($0, rootModel: rootName) }
         }
         progress.finish()
         switch outcome {
@@ -210,6 +222,8 @@ struct Run: AsyncParsableCommand {
             if let limit = result.answeredAfterLimit {
                 printError("rlm: the \(limit) was reached; the model gave this final answer when asked")
             }
+            // After the answer is out, so a session that cannot be saved loses no answer.
+            try await conversation?.save()
         case .failure(let error as RLMError) where error.code == .limitReached:
             let limit = error.limit.map { "\($0)" } ?? "a limit"
             printError("rlm: stopped by the \(limit)\(Self.flag(for: error.limit))" + (error.partialAnswer == nil ? "; the model had no answer yet" : "; the best answer so far follows on stdout"))
@@ -220,6 +234,8 @@ struct Run: AsyncParsableCommand {
                 try Output.printResult(answer: nil, usage: error.usage ?? UsageSummary(), iterations: nil,
                                        elapsed: .now - started, json: true, limit: error.limit, complete: false, to: output)
             }
+            // The REPL's work is kept after a limit too.
+            try await conversation?.save()
             throw ExitStatus.limitReached
         case .failure(let error):
             throw error
@@ -254,5 +270,49 @@ struct Run: AsyncParsableCommand {
         case .unstoppableCode?: " (a cell ran past --exec-timeout in C code that cannot be interrupted)"
         default: ""
         }
+    }
+}
+
+/// `--session FILE`: a conversation that continues across `rlm run` invocations.
+struct SessionFile {
+    let url: URL
+    let session: RLMSession
+
+    /// Opens the session saved at `path`, or a new one when there is no file yet.
+    init(path: String, rlm: RLM) throws {
+        url = URL(fileURLWithPath: path)
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
+            session = rlm.session()
+            return
+        }
+        if isDirectory.boolValue { throw ValidationError("--session \(path) is a directory: give a file path") }
+        let snapshot: RLMSession.Snapshot
+        do {
+            snapshot = try JSONDecoder().decode(RLMSession.Snapshot.self, from: Data(contentsOf: url))
+        } catch {
+            throw ValidationError("--session \(path) is not a session file that rlm wrote (\(error.localizedDescription)); give a new path to start a session")
+        }
+        session = rlm.session(restoring: snapshot)
+    }
+
+    /// Writes the session (mode 0600, replacing the file in one step) and says what was not saved.
+    func save() async throws {
+        let snapshot = try await session.snapshot()
+        let data = try JSONEncoder().encode(snapshot)
+        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString).tmp")
+        guard FileManager.default.createFile(atPath: temporary.path, contents: data, attributes: [.posixPermissions: 0o600]) else {
+            throw ValidationError("cannot write the session file next to \(url.path)")
+        }
+        // rename(2) replaces the old file in one step, or creates it.
+        guard rename(temporary.path, url.path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            try? FileManager.default.removeItem(at: temporary)
+            throw ValidationError("cannot save the session to \(url.path): \(reason)")
+        }
+        for skipped in snapshot.skipped {
+            printError("rlm: note: `\(skipped.name)` is not kept in the session (\(skipped.reason))")
+        }
+        await session.close()
     }
 }

@@ -169,6 +169,44 @@ struct CommandTests {
         try await server.shutdown()
     }
 
+    @Test("--session continues a conversation in a new process: variables, contexts and history come back")
+    func sessionFile() async throws {
+        let server = try await ModelServers.openAI { request in
+            let first = request.messages.first { $0.role == "user" }?.content ?? ""
+            if first.contains("Query: remember") {
+                return "```repl\nseen = [context.strip()]\nshape = lambda s: s\nanswer['content'] = 'noted'; answer['ready'] = True\n```"
+            }
+            return "```repl\nseen.append(context.strip())\nanswer['content'] = ' + '.join(seen) + f' ({len(history)} earlier)'; answer['ready'] = True\n```"
+        }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rlm-session-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("chat.json").path
+        let one = try temporaryFile(Data("alpha\n".utf8))
+        let two = try temporaryFile(Data("beta\n".utf8))
+        defer {
+            try? FileManager.default.removeItem(at: one)
+            try? FileManager.default.removeItem(at: two)
+        }
+        let base = ["run", "--base-url", server.baseURL + "/v1", "--model", "root", "--session", file, "--quiet"]
+        let first = try await rlm(base + ["--context-file", one.path, "--query", "remember"])
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(first.stdout == "noted\n")
+        #expect(first.stderr.contains("`shape` is not kept in the session"))
+        let attributes = try FileManager.default.attributesOfItem(atPath: file)
+        #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+
+        let second = try await rlm(base + ["--context-file", two.path, "--query", "and this"])
+        #expect(second.status == 0, "\(second.stderr)")
+        #expect(second.stdout == "alpha + beta (1 earlier)\n")
+
+        try Data("not json".utf8).write(to: URL(fileURLWithPath: file))
+        let broken = try await rlm(base + ["--context-file", two.path, "--query", "again"])
+        #expect(broken.status != 0)
+        #expect(broken.stderr.contains("is not a session file that rlm wrote"), "\(broken.stderr)")
+        try await server.shutdown()
+    }
+
     @Test("a run that hits a limit exits 2, names the limit and prints the best answer so far")
     func limit() async throws {
         let server = try await scriptedServer(["```repl\nanswer['content'] = 'partial result'\n```"])

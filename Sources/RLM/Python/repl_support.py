@@ -91,6 +91,32 @@ def after_cell():
         ready = False
     return [ready, content, restored]
 
+# Sessions that survive a restart: the model's variables, pickled. Engine-bound names, `context`
+# (an alias of the newest context_N), `history` and `answer` are rebuilt on restore, not saved.
+_NOT_SAVED = {"context", "history", "answer"}
+
+def snapshot_variables():
+    import pickle
+    saved, skipped = {}, []
+    for name, value in list(g.items()):
+        if name.startswith("__") or name in _NOT_SAVED or isinstance(value, _types.ModuleType):
+            continue
+        if name in RESERVED and not name.startswith("context_"):
+            continue
+        try:
+            data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.loads(data)  # keep only what will load again (classes defined in the REPL do not)
+        except Exception as error:
+            skipped.append([name, "%s: %s" % (type(error).__name__, error)])
+            continue
+        saved[name] = data
+    return [saved, skipped]
+
+def restore_variables(saved):
+    import pickle
+    for name, data in saved.items():
+        g[name] = pickle.loads(data)
+
 def final_var(name):
     if name not in g:
         return [False, None]
