@@ -54,7 +54,8 @@ final class REPLEnvironment: Sendable {
         let scratch = isolation.level == .unrestricted ? nil : try Self.makeScratchDirectory()
         setup = Setup(
             name: name, maxOutputCharacters: configuration.maxOutputCharacters,
-            functions: binding.functions(tools: configuration.tools, maxDepth: configuration.maxDepth),
+            functions: binding.functions(
+                tools: configuration.tools, maxDepth: configuration.maxDepth, maxConcurrentChildren: configuration.maxConcurrentChildren),
             reserved: Self.reservedNames + configuration.tools.map(\.name),
             stopGracePeriod: configuration.stopGracePeriod, isolation: isolation, scratch: scratch)
         do {

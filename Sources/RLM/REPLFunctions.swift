@@ -40,7 +40,7 @@ final class REPLBinding: Sendable {
     }
 
     /// `llm_query`, `llm_query_batched`, `rlm_query`, `rlm_query_batched` and the tools.
-    func functions(tools: [RLMTool], maxDepth: Int) -> [NativeFunction] {
+    func functions(tools: [RLMTool], maxDepth: Int, maxConcurrentChildren: Int) -> [NativeFunction] {
         let node = self.node
         let childrenAreRLMs = node.depth + 1 < maxDepth
         var functions = [
@@ -70,7 +70,7 @@ final class REPLBinding: Sendable {
                 let tree = try self.tree
                 let logger = self.logger
                 return try await scoped {
-                    .list(try await Self.batch(prompts) { prompt in
+                    .list(try await Self.batch(prompts, width: childrenAreRLMs ? maxConcurrentChildren : nil) { prompt in
                         guard childrenAreRLMs, case .string(let text) = prompt else {
                             return try await tree.subcall(prompt, model: model, from: node, logger: logger)
                         }
@@ -98,9 +98,15 @@ final class REPLBinding: Sendable {
     /// A budget limit (the run's model calls, tokens, cost or deadline) is not a slot's failure:
     /// the whole run is ending, so the batch raises it instead of returning, and the code after the
     /// call never runs.
-    static func batch(_ prompts: [PythonValue], _ body: @escaping @Sendable (PythonValue) async throws -> String) async throws -> [PythonValue] {
+    ///
+    /// `width` caps how many run at once (the rest start as others finish); `nil` starts all.
+    static func batch(
+        _ prompts: [PythonValue], width: Int? = nil, _ body: @escaping @Sendable (PythonValue) async throws -> String
+    ) async throws -> [PythonValue] {
         try await withThrowingTaskGroup(of: (Int, String).self) { group in
-            for (index, prompt) in prompts.enumerated() {
+            var pending = prompts.enumerated().makeIterator()
+            func startNext() -> Bool {
+                guard let (index, prompt) = pending.next() else { return false }
                 group.addTask(executorPreference: globalConcurrentExecutor) {
                     do {
                         return (index, try await body(prompt))
@@ -112,9 +118,15 @@ final class REPLBinding: Sendable {
                         return (index, "[error] \(error)")
                     }
                 }
+                return true
             }
+            var started = 0
+            while started < (width ?? prompts.count), startNext() { started += 1 }
             var results = [PythonValue](repeating: .none, count: prompts.count)
-            for try await (index, text) in group { results[index] = .string(text) }
+            for try await (index, text) in group {
+                results[index] = .string(text)
+                _ = startNext()
+            }
             return results
         }
     }

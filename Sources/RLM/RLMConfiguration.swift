@@ -32,6 +32,11 @@ public struct RLMConfiguration: Sendable {
     /// The most model calls in flight at once across the whole tree, not counting the root
     /// node's own turns. Defaults to 16.
     public var maxConcurrentSubcalls: Int
+    /// The most child RLMs one `rlm_query_batched` call runs at once; the others start as those
+    /// finish. Each child holds a REPL (and an OS thread while its code runs), so this bounds a
+    /// 1,000-prompt batch. It applies per call, so a child's own batch never waits for its
+    /// parent's slots (no deadlock across depths). Defaults to 8.
+    public var maxConcurrentChildren: Int = 8
     /// Limits for the whole tree. Defaults to ``Budget/unlimited``.
     public var budget: Budget
     /// When a limit is reached, ask the root model once more for a final answer instead of
@@ -106,6 +111,7 @@ public struct RLMConfiguration: Sendable {
         func invalid(_ message: String) -> RLMError { RLMError(code: .invalidConfiguration, message: message) }
         if maxDepth < 1 { throw invalid("maxDepth must be at least 1 (got \(maxDepth))") }
         if maxIterations < 1 { throw invalid("maxIterations must be at least 1 (got \(maxIterations))") }
+        if maxConcurrentChildren < 1 { throw invalid("maxConcurrentChildren must be at least 1 (got \(maxConcurrentChildren))") }
         if maxConcurrentSubcalls < 1 { throw invalid("maxConcurrentSubcalls must be at least 1 (got \(maxConcurrentSubcalls))") }
         if maxOutputCharacters < 100 { throw invalid("maxOutputCharacters must be at least 100 (got \(maxOutputCharacters))") }
         if execTimeout <= .zero { throw invalid("execTimeout must be positive") }

@@ -96,4 +96,24 @@ struct LimitFlowTests {
         #expect(error?.limit == .tokens)
         #expect(events.map(\.limit) == [.tokens] && events.map(\.node) == [0], "\(events)")
     }
+
+    @Test("rlm_query_batched runs at most maxConcurrentChildren children at once, at every depth, without deadlock", .timeLimit(.minutes(1)))
+    func childConcurrency() async throws {
+        // Depth 1 children each start a batch of depth-2 children: per-call widths never wait on each other.
+        let leaf = ScriptedModel(name: "leaf", latency: .milliseconds(10)) { _ in repl("answer['content'] = 'leaf'; answer['ready'] = True") }
+        let middle = ScriptedModel(name: "middle", latency: .milliseconds(10)) { _ in
+            repl("r = rlm_query_batched(['a', 'b', 'c', 'd'], model='leaf')\nanswer['content'] = str(len(r)); answer['ready'] = True")
+        }
+        let root = ScriptedModel.sequence([
+            repl("r = rlm_query_batched(['t'] * 6, model='middle')\nanswer['content'] = ','.join(r); answer['ready'] = True"),
+        ], name: "root")
+        var configuration = RLMConfiguration(rootModel: root, models: ["middle": middle, "leaf": leaf], maxDepth: 3)
+        configuration.maxConcurrentChildren = 2
+        let result = try await RLM(configuration: configuration).complete(query: "q", context: .text("c"))
+        #expect(result.answer == "4,4,4,4,4,4")
+        #expect(middle.peakConcurrency <= 2)
+        #expect(middle.callCount == 6 && leaf.callCount == 24)
+        // Two middles at once, each with at most two leaves.
+        #expect(leaf.peakConcurrency <= 4)
+    }
 }
