@@ -31,24 +31,16 @@ public final class PythonNamespace: Sendable {
         /// a name in the shared `builtins` module has it put back when it ends. Defaults to
         /// `nil`: the code has the host's authority.
         public var sandbox: PythonSandbox?
-        /// How long the namespace's OS thread waits for more work before it ends; the next
-        /// execution starts another (about 50 µs). An idle namespace then holds no thread, so a
-        /// server can keep thousands of sessions between turns. `nil` keeps the thread until
-        /// ``PythonNamespace/close()``. Defaults to 2 seconds, longer than the pause between a
-        /// run's cells in all but the slowest model turns. (Values in `threading.local()` do not
-        /// survive a new thread.)
-        public var idleThreadTimeout: Duration?
 
         /// Creates a configuration.
         public init(
             name: String = "repl", maxOutputCharacters: Int? = nil, stopGracePeriod: Duration = .seconds(5),
-            sandbox: PythonSandbox? = nil, idleThreadTimeout: Duration? = .seconds(2)
+            sandbox: PythonSandbox? = nil
         ) {
             self.name = name
             self.maxOutputCharacters = maxOutputCharacters
             self.stopGracePeriod = stopGracePeriod
             self.sandbox = sandbox
-            self.idleThreadTimeout = idleThreadTimeout
         }
     }
 
@@ -76,7 +68,7 @@ public final class PythonNamespace: Sendable {
         self.configuration = configuration
         self.identifier = Self.namespaceCount.add(1, ordering: .relaxed).newValue
         let policy = try configuration.sandbox?.makePolicy()
-        let thread = PythonThread(name: "rlm.python.\(configuration.name)", idleTimeout: configuration.idleThreadTimeout, policy: policy)
+        let thread = PythonThread(name: "rlm.python.\(configuration.name)", policy: policy)
         self.thread = thread
         let sandboxed = policy != nil
         let (globals, support) = try await thread.run { gil in
@@ -223,6 +215,7 @@ public final class PythonNamespace: Sendable {
         let deadline = timeout.map { Watchdog.now() + Self.nanoseconds($0) }
         let control = self.control
         let globals = self.globals
+        let threadID = thread.pythonThreadID
         let ticketBox = Mutex<ExecutionTicket?>(nil)
 
         let result: ExecutionResult = try await withTaskCancellationHandler {
@@ -232,7 +225,7 @@ public final class PythonNamespace: Sendable {
                 let accepted = thread.submit { gil in
                     let outcome = Self.run(
                         code, filename: filename, limit: limit, globals: globals, control: control,
-                        ticket: ticket, threadID: UInt(PyThread_get_thread_ident()), deadline: deadline, grace: grace,
+                        ticket: ticket, threadID: threadID, deadline: deadline, grace: grace,
                         onAbandon: {
                             self.state.withLock { $0 = .abandoned }
                             ticket.finish(.success(ExecutionResult(
@@ -352,13 +345,4 @@ public final class PythonNamespace: Sendable {
 struct UnsafeSendableObject: @unchecked Sendable {
     let pointer: UnsafeMutablePointer<PyObject>
     init(_ pointer: UnsafeMutablePointer<PyObject>) { self.pointer = pointer }
-}
-
-extension PythonNamespace {
-    /// OS threads serving namespaces in this process now (idle namespaces hold none).
-    public static var liveThreads: Int { PythonThread.liveThreads }
-
-    /// Whether the namespace holds an OS thread now (it gives it back when idle; see
-    /// ``Configuration/idleThreadTimeout``).
-    public var holdsThread: Bool { thread.isRunning }
 }

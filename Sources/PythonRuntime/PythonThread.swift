@@ -6,66 +6,48 @@ import Synchronization
 /// A dedicated OS thread that runs Python work, one job at a time, bridged to async/await.
 ///
 /// Python never runs on Swift's cooperative pool: a caller suspends on a continuation while the
-/// job runs here. The thread holds a Python thread state while it lives and releases the GIL
-/// whenever it is idle. After `idleTimeout` without work it ends, and the next job starts a
-/// fresh one: an idle namespace (a session between turns) holds no OS thread.
+/// job runs here. The thread keeps one Python thread state for its whole life and releases the
+/// GIL whenever it is idle.
 final class PythonThread: @unchecked Sendable {
     private let condition = NSCondition()
     private var jobs: [@Sendable (borrowing PythonGIL) -> Void] = []
     private var stopping = false
-    /// Whether an OS thread is serving the jobs now.
-    private var running = false
-    private let name: String
-    private let stackSize: Int
-    private let idleTimeout: Duration?
+    private var identifier: UInt = 0
     private let policy: SandboxPolicy?
 
-    /// OS threads that are serving a namespace now, across the process (for benchmarks and tests).
-    static var liveThreads: Int { live.withLock { $0 } }
-    private static let live = Mutex(0)
-
-    /// Prepares the thread; the OS thread starts with the first job. The interpreter must have
-    /// started. With a `policy`, every job (and every Python thread it starts) runs sandboxed.
-    /// `idleTimeout` `nil` keeps the thread until ``stop()``.
-    init(name: String, stackSize: Int = 16 << 20, idleTimeout: Duration? = nil, policy: SandboxPolicy? = nil) {
-        self.name = name
-        self.stackSize = stackSize
-        self.idleTimeout = idleTimeout
+    /// Starts the thread. The interpreter must have started. With a `policy`, every job (and
+    /// every Python thread it starts) runs sandboxed.
+    init(name: String, stackSize: Int = 16 << 20, policy: SandboxPolicy? = nil) {
         self.policy = policy
-    }
-
-    /// Starts an OS thread to serve the queue. Called with the lock held.
-    private func launch() {
-        running = true
-        Self.live.withLock { $0 += 1 }
         let thread = Thread { [self] in self.main() }
         thread.name = name
         thread.stackSize = stackSize
         thread.start()
+        condition.lock()
+        while identifier == 0 { condition.wait() }
+        condition.unlock()
+    }
+
+    /// The thread's id as `PyThread_get_thread_ident()` reports it.
+    var pythonThreadID: UInt {
+        condition.withLock { identifier }
     }
 
     private func main() {
         if let policy { _ = rlm_sandbox_enter(policy.pointer) }
-        defer {
-            if let mine = rlm_sandbox_enter(nil) { rlm_sandbox_policy_release(mine) }
-            Self.live.withLock { $0 -= 1 }
+        defer { if let mine = rlm_sandbox_enter(nil) { rlm_sandbox_policy_release(mine) } }
+        // The id needs no GIL: `init` returns at once even while another thread holds the GIL
+        // (a long C call), so a caller is never stuck on a cooperative thread here.
+        condition.withLock {
+            identifier = UInt(PyThread_get_thread_ident())
+            condition.broadcast()
         }
         let state = PyGILState_Ensure()
         var saved = PyEval_SaveThread()
         while true {
             condition.lock()
-            var expired = false
-            while jobs.isEmpty && !stopping && !expired {
-                if let idleTimeout {
-                    expired = !condition.wait(until: Date(timeIntervalSinceNow: Double(idleTimeout.components.seconds)
-                        + Double(idleTimeout.components.attoseconds) * 1e-18))
-                } else {
-                    condition.wait()
-                }
-            }
+            while jobs.isEmpty && !stopping { condition.wait() }
             if jobs.isEmpty {
-                // Stopping, or idle past the timeout: the next job starts another thread.
-                running = false
                 condition.unlock()
                 break
             }
@@ -76,26 +58,17 @@ final class PythonThread: @unchecked Sendable {
             job(PythonGIL())
             saved = PyEval_SaveThread()
         }
-        // Taking the GIL back to release the thread state can wait behind code that holds it;
-        // this thread has no more work, so that waits off every caller's path.
         PyEval_RestoreThread(saved)
         PyGILState_Release(state)
     }
 
-    /// Whether an OS thread is serving the queue now.
-    var isRunning: Bool { condition.withLock { running } }
-
-    /// Queues a job, starting a thread if none is serving; returns false once the thread is stopping.
+    /// Queues a job; returns false once the thread is stopping.
     @discardableResult
     func submit(_ job: @escaping @Sendable (borrowing PythonGIL) -> Void) -> Bool {
         condition.withLock {
             guard !stopping else { return false }
             jobs.append(job)
-            if running {
-                condition.signal()
-            } else {
-                launch()
-            }
+            condition.signal()
             return true
         }
     }

@@ -56,22 +56,6 @@ struct PythonNamespaceTests {
         await namespace.close()
     }
 
-    @Test("an idle namespace gives its thread back; the next cell gets a new one and finds its variables", .timeLimit(.minutes(1)))
-    func idleThread() async throws {
-        let namespace = try await PythonNamespace(configuration: .init(idleThreadTimeout: .milliseconds(50)))
-        _ = try await namespace.execute("import threading\nx = 41\nfirst = threading.get_native_id()")
-        while namespace.holdsThread { try await Task.sleep(for: .milliseconds(10)) }
-        let result = try await namespace.execute("print(x + 1, threading.get_native_id() != first)")
-        #expect(result.stdout == "42 True\n")
-        #expect(namespace.holdsThread)
-        await namespace.close()
-        let kept = try await PythonNamespace(configuration: .init(idleThreadTimeout: nil))
-        _ = try await kept.execute("pass")
-        try await Task.sleep(for: .milliseconds(100))
-        #expect(kept.holdsThread, "without a timeout the thread stays")
-        await kept.close()
-    }
-
     @Test("namespaces do not share globals")
     func isolation() async throws {
         let first = try await PythonNamespace()

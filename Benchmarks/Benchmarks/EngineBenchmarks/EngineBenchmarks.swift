@@ -96,6 +96,28 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    // Idle sessions in one process: each has answered one turn over a 1 KB context and waits for
+    // the next. Peak RSS minus the 1-session run, divided by the sessions, is the cost of one.
+    for count in [1, 1_000, 10_000] {
+        Benchmark(
+            "\(count) idle sessions with 1 KB contexts",
+            configuration: .init(
+                metrics: [.wallClock, .peakMemoryResident],
+                maxDuration: .seconds(120), maxIterations: 1)
+        ) { benchmark in
+            let context = String(repeating: "0123456789abcdef", count: 64)
+            let rlm = RLM(configuration: RLMConfiguration(rootModel: ScriptedModel { _ in "FINAL(ok)" }))
+            var sessions: [RLMSession] = []
+            sessions.reserveCapacity(count)
+            for _ in 0..<count {
+                let session = rlm.session()
+                _ = try await session.complete(query: "q", context: .text(context))
+                sessions.append(session)
+            }
+            for session in sessions { await session.close() }
+        }
+    }
+
     Benchmark("256 llm_query_batched calls at 0 latency") { benchmark in
         for _ in benchmark.scaledIterations {
             try await scriptedRun(
