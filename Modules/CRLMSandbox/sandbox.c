@@ -719,17 +719,59 @@ PyObject *rlm_sandbox_make_module(void) {
 
 // MARK: - Stopping code
 
+// Directories of library code (the standard library, site-packages): the stop trace never raises
+// in their frames, nor in frozen modules (importlib). Raising there on every line would also
+// raise inside their `finally` clauses and `__exit__` methods, which release locks: a stop that
+// landed in the middle of an import left the import lock held, and every later import in the
+// process waited for it forever. Model code's own frames still get the exception on each line.
+static PyObject *library_paths;
+
+int rlm_sandbox_set_library_paths(PyObject *paths) {
+    PyObject *tuple = PySequence_Tuple(paths);
+    if (!tuple) return -1;
+    Py_XSETREF(library_paths, tuple);
+    return 0;
+}
+
+static int is_library_frame(PyFrameObject *frame) {
+    PyCodeObject *code = PyFrame_GetCode(frame);
+    PyObject *filename = code->co_filename;
+    int library = 0;
+    if (PyUnicode_Check(filename)) {
+        static PyObject *frozen;
+        if (!frozen) frozen = PyUnicode_InternFromString("<frozen ");
+        if (frozen && PyUnicode_Tailmatch(filename, frozen, 0, PY_SSIZE_T_MAX, -1) == 1) library = 1;
+        Py_ssize_t count = library_paths ? PyTuple_GET_SIZE(library_paths) : 0;
+        for (Py_ssize_t index = 0; !library && index < count; index++) {
+            if (PyUnicode_Tailmatch(filename, PyTuple_GET_ITEM(library_paths, index), 0, PY_SSIZE_T_MAX, -1) == 1) {
+                library = 1;
+            }
+        }
+    }
+    Py_DECREF(code);
+    return library;
+}
+
 static int stop_trace(PyObject *exception_type, PyFrameObject *frame, int what, PyObject *arg) {
-    (void)frame;
     (void)arg;
-    if (what == PyTrace_LINE || what == PyTrace_CALL) {
+    if ((what == PyTrace_LINE || what == PyTrace_CALL) && !is_library_frame(frame)) {
         PyErr_SetNone(exception_type);
         return -1;
     }
     return 0;
 }
 
-int rlm_sandbox_stop_thread(unsigned long thread_id, PyObject *exception_type) {
+// Runs a trivial code object on the calling thread, so that the eval loop takes an asynchronous
+// exception pending for this thread (GIL held; clears any exception it raises).
+static void take_pending_exception(void) {
+    static PyObject *nothing, *globals;
+    if (!nothing) nothing = Py_CompileString("None", "<swift-rlm: take a pending stop>", Py_eval_input);
+    if (!globals && (globals = PyDict_New())) PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins());
+    if (nothing && globals) Py_XDECREF(PyEval_EvalCode(nothing, globals, globals));
+    PyErr_Clear();
+}
+
+int rlm_sandbox_stop_thread(unsigned long thread_id, PyObject *exception_type, int inject) {
     PyThreadState *target = NULL;
     for (PyThreadState *state = PyInterpreterState_ThreadHead(PyInterpreterState_Main()); state;
          state = PyThreadState_Next(state)) {
@@ -739,26 +781,71 @@ int rlm_sandbox_stop_thread(unsigned long thread_id, PyObject *exception_type) {
         }
     }
     if (!target) return 0;
-    PyThreadState_SetAsyncExc(thread_id, exception_type);
+    int result = RLM_SANDBOX_STOP_FOUND;
+    if (target->async_exc) {
+        // Not taken since the last round: the thread is blocked outside the bytecode loop (a C
+        // call, a lock) or starved of the GIL. A pending exception keeps the interpreter's
+        // "pending" flag raised for every thread, and a traced thread spins at the entry of each
+        // function while it is raised, so take it back (the caller lowers the flag).
+        Py_CLEAR(target->async_exc);
+        result |= RLM_SANDBOX_STOP_WITHDREW;
+    } else if (inject) {
+        // The trace alone cannot reach a tight loop (`while True: pass` never re-reads the
+        // tracing flag), so an asynchronous exception goes in too, but only while the thread's
+        // innermost frame is model code. The thread raises it where it resumes in that frame, or
+        // at the entry of a function a C call makes (before that function has taken any lock).
+        // Raised in the middle of library code, it could land between `_imp.acquire_lock()` and
+        // the `try` that releases it, and a thread that then ended would hold the import lock
+        // forever. While the thread is in library code, a later round tries again.
+        PyFrameObject *frame = PyThreadState_GetFrame(target);
+        if (frame && !is_library_frame(frame)) {
+            PyThreadState_SetAsyncExc(thread_id, exception_type);
+            result |= RLM_SANDBOX_STOP_INJECTED;
+        }
+        Py_XDECREF(frame);
+    }
     if (target->c_tracefunc != stop_trace) {
         int saved = host_operation;
         host_operation = 1;
         if (_PyEval_SetTrace(target, stop_trace, exception_type) < 0) PyErr_Clear();
         host_operation = saved;
     }
-    return 1;
+    return result;
+}
+
+void rlm_sandbox_lower_pending_flag(PyObject *exception_type) {
+    // CPython lowers the interpreter's flag only when a thread takes its own pending exception:
+    // give this thread one and take it.
+    int saved = host_operation;
+    host_operation = 1;
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyThreadState *state = PyThreadState_Get();
+    PyThreadState_SetAsyncExc(state->thread_id, exception_type);
+    take_pending_exception();
+    Py_CLEAR(state->async_exc);
+    PyErr_Restore(type, value, traceback);
+    host_operation = saved;
 }
 
 void rlm_sandbox_clear_stop(void) {
     PyThreadState *state = PyThreadState_Get();
-    PyThreadState_SetAsyncExc(state->thread_id, NULL);
+    int saved = host_operation;
+    host_operation = 1;
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
     if (state->c_tracefunc == stop_trace) {
-        int saved = host_operation;
-        host_operation = 1;
-        PyObject *type, *value, *traceback;
-        PyErr_Fetch(&type, &value, &traceback);
         if (_PyEval_SetTrace(state, NULL, NULL) < 0) PyErr_Clear();
-        PyErr_Restore(type, value, traceback);
-        host_operation = saved;
     }
+    if (state->async_exc) {
+        // An injected exception the execution ended before taking. Clearing it with
+        // PyThreadState_SetAsyncExc(id, NULL) would raise the interpreter's "pending" flag with
+        // nobody left to lower it: every thread would then stop for pending work at each check,
+        // and a traced thread would spin at the entry of its next function. Letting the eval loop
+        // take it lowers the flag.
+        take_pending_exception();
+        Py_CLEAR(state->async_exc);
+    }
+    PyErr_Restore(type, value, traceback);
+    host_operation = saved;
 }

@@ -59,6 +59,22 @@ enum Bootstrap {
             builtins: builtins,
             pristineBuiltins: try get("pristine_builtins")
         )
+        try setLibraryPaths()
+    }
+
+    /// Tells the stop trace which code is the library's, so that stopping a cell never raises
+    /// inside library code (and its lock-releasing `finally` clauses) after the first time.
+    private static func setLibraryPaths() throws(PythonError) {
+        let directories = try standardPaths().readable.map { $0.hasSuffix("/") ? $0 : $0 + "/" }
+        guard let list = PyList_New(0) else { throw PythonError.fetchRaw() }
+        defer { rlm_decref(list) }
+        for directory in directories {
+            guard let item = PyUnicode_FromString(directory) else { throw PythonError.fetchRaw() }
+            let appended = PyList_Append(list, item)
+            rlm_decref(item)
+            if appended < 0 { throw PythonError.fetchRaw() }
+        }
+        if rlm_sandbox_set_library_paths(list) < 0 { throw PythonError.fetchRaw() }
     }
 
     /// Installs the process-wide half of the sandbox: the `_swift_rlm_sandbox` C module, then

@@ -118,15 +118,19 @@ final class NativeCallWaiter: TaskExecutor, @unchecked Sendable {
 /// the native calls it is waiting on.
 ///
 /// Stopping raises `ExecutionInterrupted` (a `BaseException`) in the execution's thread with
-/// `PyThreadState_SetAsyncExc` and sets a trace function there that raises it again on every
-/// line and call, re-armed every few milliseconds until the execution returns: loops that catch
-/// `Exception` or even `BaseException` and carry on still end at their next line. It cannot reach code that never returns to the
-/// bytecode loop, such as a catastrophic regular expression: see ``PythonError/Code/abandoned``.
+/// `PyThreadState_SetAsyncExc` while that thread is paused in model code, and sets a trace
+/// function there that raises it on every line and call of model code, every few milliseconds
+/// until the execution returns: loops that catch `Exception` or even `BaseException` and carry
+/// on still end at their next line. Library code and frozen modules never get it, so their
+/// `finally` clauses release the import lock and other locks. It cannot reach code that never
+/// returns to the bytecode loop, such as a catastrophic regular expression: see
+/// ``PythonError/Code/abandoned``.
 final class ExecutionControl: @unchecked Sendable {
     private let lock = NSLock()
     private var current: ExecutionTicket?
     private var threadID: UInt = 0
     private var stopRequested: StopReason?
+    private var roundsUntilInjection = 0
     private var waiters: [ObjectIdentifier: NativeCallWaiter] = [:]
 
     /// Marks `ticket` as running on `threadID`. Returns the reason if it was stopped before it started.
@@ -136,6 +140,7 @@ final class ExecutionControl: @unchecked Sendable {
             current = ticket
             self.threadID = threadID
             stopRequested = nil
+            roundsUntilInjection = 0
             return nil
         }
     }
@@ -168,12 +173,28 @@ final class ExecutionControl: @unchecked Sendable {
         Watchdog.shared.startInterrupting(self, ticket: ticket)
     }
 
-    /// Injects `ExecutionInterrupted` if `ticket` still runs. GIL held. Returns whether it runs.
-    func inject(_ ticket: ExecutionTicket) -> Bool {
+    /// What one round of ``inject(_:)`` found.
+    struct InjectionRound {
+        /// The execution still runs.
+        var running: Bool
+        /// An exception left from the last round was withdrawn: lower CPython's pending flag.
+        var withdrew: Bool
+    }
+
+    /// Rounds without an asynchronous exception after one was withdrawn untaken (the thread was
+    /// blocked in C or starved): 20 rounds of 5 ms. Meanwhile the trace still stops model code.
+    static let roundsAfterWithdrawal = 20
+
+    /// One round of stopping `ticket`'s execution, if it still runs. GIL held.
+    func inject(_ ticket: ExecutionTicket) -> InjectionRound {
         lock.withLock {
-            guard current === ticket else { return false }
-            rlm_sandbox_stop_thread(threadID, Bootstrap.handles.executionInterrupted)
-            return true
+            guard current === ticket else { return InjectionRound(running: false, withdrew: false) }
+            let allowed = roundsUntilInjection == 0
+            if roundsUntilInjection > 0 { roundsUntilInjection -= 1 }
+            let outcome = rlm_sandbox_stop_thread(threadID, Bootstrap.handles.executionInterrupted, allowed ? 1 : 0)
+            let withdrew = Int(outcome) & RLM_SANDBOX_STOP_WITHDREW != 0
+            if withdrew { roundsUntilInjection = Self.roundsAfterWithdrawal }
+            return InjectionRound(running: true, withdrew: withdrew)
         }
     }
 

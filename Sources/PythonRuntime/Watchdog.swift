@@ -1,4 +1,5 @@
 import CPython
+import CRLMSandbox
 import Foundation
 
 /// Enforces deadlines for every namespace in the process, with two dedicated threads.
@@ -126,9 +127,13 @@ final class Watchdog: @unchecked Sendable {
 
             PyEval_RestoreThread(saved)
             var finished: [ObjectIdentifier] = []
-            for (key, (control, ticket)) in targets where !control.inject(ticket) {
-                finished.append(key)
+            var withdrew = false
+            for (key, (control, ticket)) in targets {
+                let round = control.inject(ticket)
+                if !round.running { finished.append(key) }
+                withdrew = withdrew || round.withdrew
             }
+            if withdrew { rlm_sandbox_lower_pending_flag(Bootstrap.handles.executionInterrupted) }
             saved = PyEval_SaveThread()
 
             interruptCondition.withLock {

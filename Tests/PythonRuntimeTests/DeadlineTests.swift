@@ -4,10 +4,6 @@ import Testing
 
 @Suite("Deadlines and cancellation")
 struct DeadlineTests {
-    /// Stopping is prompt (benchmarks measure how prompt); this bound only tells a stop from
-    /// the 5-second abandonment path, with room for a loaded 2-core machine.
-    static let stopBound: Duration = .seconds(4)
-
     @Test(
         "runaway loops are stopped by their deadline",
         arguments: [
@@ -18,14 +14,13 @@ struct DeadlineTests {
             "def f(n):\n    return f(n + 1) if n < 500 else f(0)\nwhile True:\n    try:\n        f(0)\n    except BaseException:\n        continue",
         ])
     func runawayLoop(code: String) async throws {
-        let namespace = try await PythonNamespace()
-        let clock = ContinuousClock()
-        let start = clock.now
+        // How promptly is for the stop-latency benchmark. With a grace period far longer than any
+        // stop takes on a loaded machine, a timed-out status (not abandoned) says the stop reached
+        // the loop.
+        let namespace = try await PythonNamespace(configuration: .init(stopGracePeriod: .seconds(120)))
         let result = try await namespace.execute(code, timeout: .milliseconds(200))
-        let elapsed = clock.now - start
         #expect(result.status == .timedOut)
         #expect(result.error?.code == .timedOut)
-        #expect(elapsed < .milliseconds(200) + Self.stopBound)
         // The namespace is still usable afterwards.
         let after = try await namespace.execute("print('alive')")
         #expect(after.stdout == "alive\n")
@@ -33,10 +28,62 @@ struct DeadlineTests {
         await namespace.close()
     }
 
+    @Test("a cell stopped in the middle of imports leaves the import machinery working for every thread")
+    func stopDuringImports() async throws {
+        let configuration = PythonNamespace.Configuration(stopGracePeriod: .seconds(2))
+        let importer = try await PythonNamespace(configuration: configuration)
+        let other = try await PythonNamespace(configuration: configuration)
+        for round in 1...20 {
+            // Nearly all of this loop's time is spent inside importlib, so the stop lands there.
+            let stopped = try await importer.execute("""
+                import sys, importlib
+                while True:
+                    try:
+                        sys.modules.pop('colorsys', None)
+                        importlib.import_module('colorsys')
+                    except BaseException:
+                        pass
+                """, timeout: .milliseconds(100))
+            #expect(stopped.status == .timedOut, "round \(round)")
+            let held = try await importer.execute("import _imp\nprint(_imp.lock_held())", timeout: .seconds(60))
+            #expect(held.stdout == "False\n", "round \(round): the import lock is still held")
+            // An import lock left held by the stopped thread would make this wait forever (it
+            // would be abandoned after its deadline and grace period instead of completing).
+            let fresh = try await other.execute(
+                "import sys\nsys.modules.pop('colorsys', None)\nimport colorsys\nprint('imported')", timeout: .seconds(60))
+            #expect(fresh.status == .completed && fresh.stdout == "imported\n", "round \(round): \(fresh.status)")
+            if fresh.status != .completed { break }
+        }
+        await importer.close()
+        await other.close()
+    }
+
+    @Test("a thread blocked for good while being stopped does not keep later stops from landing")
+    func blockedThreadDoesNotStallStops() async throws {
+        // The stop's exception cannot reach a thread blocked on a lock; left pending, it kept
+        // CPython's pending flag raised, and a traced thread then spun at each function entry.
+        let blocked = try await PythonNamespace(configuration: .init(stopGracePeriod: .milliseconds(300)))
+        let stuck = try await blocked.execute(
+            "import threading\nlock = threading.Lock()\nlock.acquire()\nlock.acquire()", timeout: .milliseconds(100))
+        #expect(stuck.status == .abandoned)
+        let other = try await PythonNamespace(configuration: .init(stopGracePeriod: .seconds(20)))
+        let stopped = try await other.execute("""
+            import sys, importlib
+            while True:
+                try:
+                    sys.modules.pop('colorsys', None)
+                    importlib.import_module('colorsys')
+                except BaseException:
+                    pass
+            """, timeout: .milliseconds(100))
+        #expect(stopped.status == .timedOut)
+        await other.close()
+    }
+
     @Test("code that finishes in time is not affected by its deadline")
     func withinDeadline() async throws {
         let namespace = try await PythonNamespace()
-        let result = try await namespace.execute("print(sum(range(1000)))", timeout: .seconds(5))
+        let result = try await namespace.execute("print(sum(range(1000)))", timeout: .seconds(60))
         #expect(result.status == .completed)
         #expect(result.stdout == "499500\n")
         try await Task.sleep(for: .milliseconds(50))
@@ -46,7 +93,7 @@ struct DeadlineTests {
 
     @Test("task cancellation stops running code")
     func cancellation() async throws {
-        let namespace = try await PythonNamespace()
+        let namespace = try await PythonNamespace(configuration: .init(stopGracePeriod: .seconds(120)))
         let task = Task { try await namespace.execute("while True:\n    try: pass\n    except BaseException: pass") }
         try await Task.sleep(for: .milliseconds(100))
         task.cancel()
@@ -57,7 +104,8 @@ struct DeadlineTests {
 
     @Test("cancellation wakes a native call that is waiting")
     func cancellationWakesCallback() async throws {
-        let namespace = try await PythonNamespace()
+        // A grace period no loaded machine outlasts: a cancelled, not an abandoned, execution.
+        let namespace = try await PythonNamespace(configuration: .init(stopGracePeriod: .seconds(120)))
         let started = AsyncStream<Void>.makeStream()
         try await namespace.install(NativeFunction(name: "wait_forever", async: { _ in
             started.continuation.yield()
@@ -74,7 +122,7 @@ struct DeadlineTests {
 
     @Test("a deadline also ends a waiting native call")
     func deadlineWakesCallback() async throws {
-        let namespace = try await PythonNamespace()
+        let namespace = try await PythonNamespace(configuration: .init(stopGracePeriod: .seconds(120)))
         try await namespace.install(NativeFunction(name: "slow", async: { _ in
             try await Task.sleep(for: .seconds(3600))
             return .none
@@ -96,7 +144,8 @@ struct GILWaitTests {
         let holder = Thread {
             _ = try? Python.withGIL { _ in
                 held.signal()
-                release.wait()
+                // Bounded, so that a failure here cannot stall every other test's Python for good.
+                _ = release.wait(timeout: .now() + .seconds(30))
             }
         }
         holder.start()
