@@ -100,8 +100,9 @@ struct BudgetTests {
             if request.index > 0 { try await Task.sleep(for: .seconds(600)) }
             return repl("answer['content'] = 'draft \(request.index + 1)'")
         }
+        // The first turn (a new REPL and one cell) must fit in the deadline on a loaded machine.
         let rlm = RLM(configuration: RLMConfiguration(
-            rootModel: root, maxIterations: 1_000, budget: Budget(deadline: .seconds(2))))
+            rootModel: root, maxIterations: 1_000, budget: Budget(deadline: .seconds(15))))
         let clock = ContinuousClock()
         let start = clock.now
         do {
@@ -119,7 +120,7 @@ struct BudgetTests {
     @Test("the deadline also stops running Python")
     func deadlineStopsPython() async {
         let root = ScriptedModel.sequence([repl("answer['content'] = 'looping'\nwhile True:\n    pass")], name: "root")
-        let rlm = RLM(configuration: RLMConfiguration(rootModel: root, execTimeout: .seconds(600), budget: Budget(deadline: .seconds(2))))
+        let rlm = RLM(configuration: RLMConfiguration(rootModel: root, execTimeout: .seconds(600), budget: Budget(deadline: .seconds(15))))
         await expectLimit(.deadline, partial: "looping") { try await rlm.complete(query: "q", context: .text("c")) }
     }
 

@@ -69,11 +69,9 @@ struct ProcessIsolationTests {
         ])
         var configuration = Self.configuration(root)
         configuration.execTimeout = .milliseconds(500)
-        let clock = ContinuousClock()
-        let start = clock.now
+        // The match would take 2^64 steps: an answer at all means the worker was killed.
         let result = try await RLM(configuration: configuration).complete(query: "q", context: .text("abc"))
         #expect(result.answer == "after the kill")
-        #expect(clock.now - start < .seconds(10))
         #expect(root.requests[2].messages.last?.content.contains("was killed") == true)
         #expect(cellOutputs(result, depth: 0).last?.contains("3") == true)
     }

@@ -11,11 +11,7 @@ struct SessionSnapshotTests {
         return isolation
     }
 
-    @Test("a snapshot round-trips through JSON into a new session that goes on where the first stopped", arguments: ["in-process", "process"])
-    func roundTrip(isolationName: String) async throws {
-        let isolation = isolationName == "process" ? Self.process : Isolation.inProcess
-        let first = ScriptedModel.sequence([
-            repl("""
+    static let firstTurn = repl("""
                 counts = {'apples': 3, 'pears': 5}
                 notes = [context.upper()]
                 square = lambda x: x * x
@@ -23,12 +19,20 @@ struct SessionSnapshotTests {
                     pass
                 instance = Local()
                 answer['content'] = 'counted'; answer['ready'] = True
-                """),
-        ], name: "root")
+                """)
+
+    @Test("a snapshot round-trips through JSON into a new session that goes on where the first stopped", arguments: ["in-process", "process"])
+    func roundTrip(isolationName: String) async throws {
+        let isolation = isolationName == "process" ? Self.process : Isolation.inProcess
+        let first = ScriptedModel(name: "root") { request in
+            // A second call means the cell did not answer: its output is in the prompt.
+            request.index == 0 ? Self.firstTurn : "FINAL(unexpected second call after: \(request.prompt.prefix(3_000)))"
+        }
         var configuration = RLMConfiguration(rootModel: first)
         configuration.isolation = isolation
         let session = RLM(configuration: configuration).session()
-        #expect(try await session.complete(query: "count", context: .text("first context")).answer == "counted")
+        let answer = try await session.complete(query: "count", context: .text("first context")).answer
+        try #require(answer == "counted", "\(answer)")
         let snapshot = try await session.snapshot()
         await session.close()
         #expect(snapshot.turns.map(\.query) == ["count"] && snapshot.turns.first?.usage.total.calls == 1)
