@@ -122,18 +122,19 @@ struct NativeFunctionTests {
         await namespace.close()
     }
 
-    @Test("work left over when a waiting call is stopped still runs, elsewhere")
+    @Test("work left over when a waiting call is stopped still runs, elsewhere", .timeLimit(.minutes(1)))
     func stoppedCallFinishesElsewhere() async throws {
-        let namespace = try await PythonNamespace()
+        let namespace = try await PythonNamespace(configuration: .init(stopGracePeriod: .seconds(120)))
+        let entered = AsyncStream<Void>.makeStream()
         let finished = AsyncStream<Bool>.makeStream()
         let released = Mutex(false)
-        // A sync function runs on the namespace's thread: its answer is that thread's id, known
-        // even if the stop comes before the async body's first step.
+        // A sync function runs on the namespace's thread: its answer is that thread's id.
         try await namespace.install(NativeFunction(name: "thread_id", { _ in Self.threadID() }))
         try await namespace.install(NativeFunction(name: "stubborn", async: { arguments in
             let pythonThread = arguments.positional.first ?? .none
+            entered.continuation.yield()
             // Ignores cancellation: waits in slices that cannot be cancelled until the test has
-            // seen the cell stopped (however late a loaded machine stops it), then reports.
+            // seen the cell stopped, then reports.
             while !released.withLock({ $0 }) {
                 await withUnsafeContinuation { continuation in
                     DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(10)) { continuation.resume() }
@@ -142,9 +143,14 @@ struct NativeFunctionTests {
             finished.continuation.yield(Self.threadID() != pythonThread)
             return .none
         }))
-        let result = try await namespace.execute("stubborn(thread_id())", timeout: .milliseconds(50))
+        // Stopped by cancellation once the call is under way (a deadline could pass before a
+        // loaded machine even starts the cell, and then there would be no call to finish).
+        let execution = Task { try await namespace.execute("stubborn(thread_id())") }
+        var enteredIterator = entered.stream.makeAsyncIterator()
+        _ = await enteredIterator.next()
+        execution.cancel()
+        await #expect(throws: CancellationError.self) { try await execution.value }
         released.withLock { $0 = true }
-        #expect(result.status == .timedOut)
         var iterator = finished.stream.makeAsyncIterator()
         // The rest of the call ran, and not on the namespace's thread, which has moved on.
         #expect(await iterator.next() == true)
