@@ -771,25 +771,29 @@ static void take_pending_exception(void) {
     PyErr_Clear();
 }
 
-int rlm_sandbox_stop_thread(unsigned long thread_id, PyObject *exception_type, int inject) {
-    PyThreadState *target = NULL;
+static PyThreadState *thread_state(unsigned long thread_id) {
     for (PyThreadState *state = PyInterpreterState_ThreadHead(PyInterpreterState_Main()); state;
          state = PyThreadState_Next(state)) {
-        if (state->thread_id == thread_id) {
-            target = state;
-            break;
-        }
+        if (state->thread_id == thread_id) return state;
     }
+    return NULL;
+}
+
+int rlm_sandbox_withdraw_stop(unsigned long thread_id) {
+    PyThreadState *target = thread_state(thread_id);
+    if (!target || !target->async_exc) return 0;
+    // Not taken since the last round: the thread is blocked outside the bytecode loop (a C call,
+    // a lock) or starved of the GIL. A pending exception keeps the interpreter's "pending" flag
+    // raised for every thread, and a traced thread spins at the entry of each function while it
+    // is raised, so take it back (the caller lowers the flag).
+    Py_CLEAR(target->async_exc);
+    return 1;
+}
+
+int rlm_sandbox_stop_thread(unsigned long thread_id, PyObject *exception_type, int inject) {
+    PyThreadState *target = thread_state(thread_id);
     if (!target) return 0;
-    int result = RLM_SANDBOX_STOP_FOUND;
-    if (target->async_exc) {
-        // Not taken since the last round: the thread is blocked outside the bytecode loop (a C
-        // call, a lock) or starved of the GIL. A pending exception keeps the interpreter's
-        // "pending" flag raised for every thread, and a traced thread spins at the entry of each
-        // function while it is raised, so take it back (the caller lowers the flag).
-        Py_CLEAR(target->async_exc);
-        result |= RLM_SANDBOX_STOP_WITHDREW;
-    } else if (inject) {
+    if (inject && !target->async_exc) {
         // The trace alone cannot reach a tight loop (`while True: pass` never re-reads the
         // tracing flag), so an asynchronous exception goes in too, but only while the thread's
         // innermost frame is model code. The thread raises it where it resumes in that frame, or
@@ -798,10 +802,7 @@ int rlm_sandbox_stop_thread(unsigned long thread_id, PyObject *exception_type, i
         // the `try` that releases it, and a thread that then ended would hold the import lock
         // forever. While the thread is in library code, a later round tries again.
         PyFrameObject *frame = PyThreadState_GetFrame(target);
-        if (frame && !is_library_frame(frame)) {
-            PyThreadState_SetAsyncExc(thread_id, exception_type);
-            result |= RLM_SANDBOX_STOP_INJECTED;
-        }
+        if (frame && !is_library_frame(frame)) PyThreadState_SetAsyncExc(thread_id, exception_type);
         Py_XDECREF(frame);
     }
     if (target->c_tracefunc != stop_trace) {
@@ -810,7 +811,7 @@ int rlm_sandbox_stop_thread(unsigned long thread_id, PyObject *exception_type, i
         if (_PyEval_SetTrace(target, stop_trace, exception_type) < 0) PyErr_Clear();
         host_operation = saved;
     }
-    return result;
+    return 1;
 }
 
 void rlm_sandbox_lower_pending_flag(PyObject *exception_type) {

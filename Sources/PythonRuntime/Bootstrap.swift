@@ -62,8 +62,8 @@ enum Bootstrap {
         try setLibraryPaths()
     }
 
-    /// Tells the stop trace which code is the library's, so that stopping a cell never raises
-    /// inside library code (and its lock-releasing `finally` clauses) after the first time.
+    /// Tells the stop machinery which code is the library's, so that stopping a cell never raises
+    /// inside library code (and its lock-releasing `finally` clauses).
     private static func setLibraryPaths() throws(PythonError) {
         let directories = try standardPaths().readable.map { $0.hasSuffix("/") ? $0 : $0 + "/" }
         guard let list = PyList_New(0) else { throw PythonError.fetchRaw() }

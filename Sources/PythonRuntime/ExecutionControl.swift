@@ -173,28 +173,29 @@ final class ExecutionControl: @unchecked Sendable {
         Watchdog.shared.startInterrupting(self, ticket: ticket)
     }
 
-    /// What one round of ``inject(_:)`` found.
-    struct InjectionRound {
-        /// The execution still runs.
-        var running: Bool
-        /// An exception left from the last round was withdrawn: lower CPython's pending flag.
-        var withdrew: Bool
-    }
-
     /// Rounds without an asynchronous exception after one was withdrawn untaken (the thread was
     /// blocked in C or starved): 20 rounds of 5 ms. Meanwhile the trace still stops model code.
     static let roundsAfterWithdrawal = 20
 
-    /// One round of stopping `ticket`'s execution, if it still runs. GIL held.
-    func inject(_ ticket: ExecutionTicket) -> InjectionRound {
+    /// The first half of a stop round: withdraws an exception `ticket`'s thread has not taken
+    /// since the last round. GIL held. Returns whether one was withdrawn.
+    func withdrawUntaken(_ ticket: ExecutionTicket) -> Bool {
         lock.withLock {
-            guard current === ticket else { return InjectionRound(running: false, withdrew: false) }
+            guard current === ticket, rlm_sandbox_withdraw_stop(threadID) != 0 else { return false }
+            roundsUntilInjection = Self.roundsAfterWithdrawal
+            return true
+        }
+    }
+
+    /// The second half of a stop round for `ticket`'s execution, if it still runs. GIL held.
+    /// Returns whether it runs.
+    func inject(_ ticket: ExecutionTicket) -> Bool {
+        lock.withLock {
+            guard current === ticket else { return false }
             let allowed = roundsUntilInjection == 0
             if roundsUntilInjection > 0 { roundsUntilInjection -= 1 }
-            let outcome = rlm_sandbox_stop_thread(threadID, Bootstrap.handles.executionInterrupted, allowed ? 1 : 0)
-            let withdrew = Int(outcome) & RLM_SANDBOX_STOP_WITHDREW != 0
-            if withdrew { roundsUntilInjection = Self.roundsAfterWithdrawal }
-            return InjectionRound(running: true, withdrew: withdrew)
+            rlm_sandbox_stop_thread(threadID, Bootstrap.handles.executionInterrupted, allowed ? 1 : 0)
+            return true
         }
     }
 

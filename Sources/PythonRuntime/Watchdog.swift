@@ -126,14 +126,15 @@ final class Watchdog: @unchecked Sendable {
             interruptCondition.unlock()
 
             PyEval_RestoreThread(saved)
-            var finished: [ObjectIdentifier] = []
+            // Withdrawals first: lowering CPython's pending flag hides every pending exception,
+            // so it must come before this round's injections.
             var withdrew = false
-            for (key, (control, ticket)) in targets {
-                let round = control.inject(ticket)
-                if !round.running { finished.append(key) }
-                withdrew = withdrew || round.withdrew
-            }
+            for (control, ticket) in targets.values where control.withdrawUntaken(ticket) { withdrew = true }
             if withdrew { rlm_sandbox_lower_pending_flag(Bootstrap.handles.executionInterrupted) }
+            var finished: [ObjectIdentifier] = []
+            for (key, (control, ticket)) in targets where !control.inject(ticket) {
+                finished.append(key)
+            }
             saved = PyEval_SaveThread()
 
             interruptCondition.withLock {

@@ -45,28 +45,23 @@ int rlm_sandbox_install_hook(void);
 /// reference, or NULL with an exception set.
 PyObject *_Nullable rlm_sandbox_make_module(void);
 
-/// What ``rlm_sandbox_stop_thread`` did.
-enum {
-    /// The thread exists.
-    RLM_SANDBOX_STOP_FOUND = 1u << 0,
-    /// An asynchronous exception went in.
-    RLM_SANDBOX_STOP_INJECTED = 1u << 1,
-    /// The exception injected last time had not been taken and was withdrawn: call
-    /// ``rlm_sandbox_lower_pending_flag`` once this round is over.
-    RLM_SANDBOX_STOP_WITHDREW = 1u << 2,
-};
-
 /// One round of stopping the Python thread `thread_id` (GIL held). Sets a trace function that
 /// raises `exception_type` on every line and call of model code (code outside the library
 /// directories and frozen modules), and, when `inject` is non-zero and the thread is paused in
-/// model code, raises it there asynchronously. An asynchronous exception left from the last round
-/// is withdrawn instead. Library code never gets the exception, so its `finally` clauses release
-/// the import lock and other locks. Call it every few milliseconds until the execution returns.
-/// Returns a combination of the `RLM_SANDBOX_STOP_` flags, 0 if the thread was not found.
+/// model code, raises it there asynchronously. Library code never gets the exception, so its
+/// `finally` clauses release the import lock and other locks. Call it every few milliseconds
+/// until the execution returns, after ``rlm_sandbox_withdraw_stop``. Returns 1 if the thread was
+/// found.
 int rlm_sandbox_stop_thread(unsigned long thread_id, PyObject *exception_type, int inject);
 
+/// Withdraws an asynchronous exception that `thread_id` has not taken since the last round
+/// (GIL held): the thread is blocked outside the bytecode loop or starved. Returns 1 if one was
+/// withdrawn; then call ``rlm_sandbox_lower_pending_flag`` before the next injections.
+int rlm_sandbox_withdraw_stop(unsigned long thread_id);
+
 /// Lowers the interpreter's "asynchronous exception pending" flag after withdrawals (GIL held),
-/// by raising `exception_type` in the calling thread and taking it at once.
+/// by raising `exception_type` in the calling thread and taking it at once. It hides every
+/// pending asynchronous exception, so call it before a round's injections, not after.
 void rlm_sandbox_lower_pending_flag(PyObject *exception_type);
 
 /// Sets the directories whose code the stop trace leaves alone: a sequence of `str` prefixes,
