@@ -34,7 +34,7 @@ public enum Python {
     /// Runs `body` on the current thread with the GIL held.
     ///
     /// Use it from threads you own. From Swift concurrency, prefer a namespace's async API, which
-    /// runs on a dedicated thread: waiting for the GIL here would block a cooperative thread.
+    /// runs on a Python pool thread: waiting for the GIL here would block a cooperative thread.
     /// Throws ``PythonError/Code/initialization`` if the interpreter cannot start, and whatever
     /// `body` throws.
     public static func withGIL<T>(_ body: (borrowing PythonGIL) throws -> T) throws -> T {

@@ -2,10 +2,11 @@ import CPython
 import Foundation
 import Synchronization
 
-/// An isolated set of Python globals with its own dedicated thread: one REPL.
+/// An isolated set of Python globals: one REPL.
 ///
-/// Each namespace has its own `globals` and runs its code on its own thread, so several
-/// namespaces execute at once (taking turns on the GIL) without sharing variables or output.
+/// Each namespace has its own `globals` and runs its code one job at a time on a thread of a
+/// process-wide pool, so several namespaces execute at once (taking turns on the GIL) without
+/// sharing variables, context variables or output, and an idle namespace holds no thread.
 ///
 /// ```swift
 /// let namespace = try await PythonNamespace()
@@ -17,7 +18,7 @@ import Synchronization
 public final class PythonNamespace: Sendable {
     /// Namespace settings.
     public struct Configuration: Sendable {
-        /// A name for the namespace's thread and cell file names. Defaults to `"repl"`.
+        /// A name for the namespace, for people reading logs and debuggers. Defaults to `"repl"`.
         public var name: String
         /// The most characters of stdout (and of stderr) kept per execution; the middle of longer
         /// output is replaced by a marker. `nil` keeps everything. Defaults to `nil`.
@@ -52,7 +53,7 @@ public final class PythonNamespace: Sendable {
 
     /// The namespace's settings.
     public let configuration: Configuration
-    private let thread: PythonThread
+    private let lane: PythonLane
     private let globals: UnsafeSendableObject
     private let support: UnsafeSendableObject
     private let control = ExecutionControl()
@@ -68,10 +69,10 @@ public final class PythonNamespace: Sendable {
         self.configuration = configuration
         self.identifier = Self.namespaceCount.add(1, ordering: .relaxed).newValue
         let policy = try configuration.sandbox?.makePolicy()
-        let thread = PythonThread(name: "rlm.python.\(configuration.name)", policy: policy)
-        self.thread = thread
+        let lane = PythonLane(policy: policy)
+        self.lane = lane
         let sandboxed = policy != nil
-        let (globals, support) = try await thread.run { gil in
+        let (globals, support) = try await lane.run { gil in
             // A sandboxed namespace gets its own builtins dict, so that rebinding a builtin there
             // does not reach other namespaces.
             let builtins = sandboxed
@@ -91,7 +92,7 @@ public final class PythonNamespace: Sendable {
     }
 
     deinit {
-        thread.stop()
+        lane.stop()
         ReferencePool.defer(globals.pointer)
         ReferencePool.defer(support.pointer)
     }
@@ -106,11 +107,12 @@ public final class PythonNamespace: Sendable {
         }
     }
 
-    /// Runs `body` on the namespace's thread with the GIL held and the globals `dict`.
+    /// Runs `body` on a pool thread with the GIL held and the globals `dict`, after the
+    /// namespace's earlier work.
     public func withGIL<T: Sendable>(_ body: @escaping @Sendable (borrowing PythonGIL, PythonObject) throws -> T) async throws -> T {
         try checkOpen()
         let globals = self.globals
-        return try await thread.run { gil in try body(gil, PythonObject(borrowing: globals.pointer)) }
+        return try await lane.run { gil in try body(gil, PythonObject(borrowing: globals.pointer)) }
     }
 
     /// Binds `name` to a value in the globals.
@@ -215,14 +217,14 @@ public final class PythonNamespace: Sendable {
         let deadline = timeout.map { Watchdog.now() + Self.nanoseconds($0) }
         let control = self.control
         let globals = self.globals
-        let threadID = thread.pythonThreadID
         let ticketBox = Mutex<ExecutionTicket?>(nil)
 
         let result: ExecutionResult = try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 let ticket = ExecutionTicket(continuation)
                 ticketBox.withLock { $0 = ticket }
-                let accepted = thread.submit { gil in
+                let accepted = lane.submit { gil in
+                    let threadID = UInt(PyThread_get_thread_ident())
                     let outcome = Self.run(
                         code, filename: filename, limit: limit, globals: globals, control: control,
                         ticket: ticket, threadID: threadID, deadline: deadline, grace: grace,
@@ -252,7 +254,7 @@ public final class PythonNamespace: Sendable {
         return UInt64(max(0, seconds)) * 1_000_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000)
     }
 
-    /// The body of an execution, on the namespace's thread with the GIL held.
+    /// The body of an execution, on a pool thread with the GIL held.
     private static func run(
         _ code: String, filename: String, limit: Int?, globals: UnsafeSendableObject, control: ExecutionControl,
         ticket: ExecutionTicket, threadID: UInt, deadline: UInt64?, grace: UInt64,
@@ -320,7 +322,7 @@ public final class PythonNamespace: Sendable {
         }
     }
 
-    /// Stops the namespace's thread after queued work and releases its globals.
+    /// Lets the namespace's queued work finish, refuses more, and releases its globals.
     ///
     /// The globals are cleared first, so objects that refer back to them (functions defined in
     /// the namespace) are freed too.
@@ -332,11 +334,11 @@ public final class PythonNamespace: Sendable {
         }) else { return }
         let globals = self.globals
         let support = self.support
-        _ = try? await thread.run { _ in
+        _ = try? await lane.run { _ in
             PyDict_Clear(support.pointer)
             PyDict_Clear(globals.pointer)
         }
-        thread.stop()
+        lane.stop()
     }
 }
 

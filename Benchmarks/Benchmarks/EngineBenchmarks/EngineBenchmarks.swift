@@ -98,7 +98,7 @@ let benchmarks: @Sendable () -> Void = {
 
     // Idle sessions in one process: each has answered one turn over a 1 KB context and waits for
     // the next. Peak RSS minus the 1-session run, divided by the sessions, is the cost of one.
-    for count in [1, 1_000] {
+    for count in [1, 1_000, 10_000] {
         Benchmark(
             "\(count) idle sessions with 1 KB contexts",
             configuration: .init(

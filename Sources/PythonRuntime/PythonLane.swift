@@ -3,80 +3,86 @@ import CRLMSandbox
 import Foundation
 import Synchronization
 
-/// A dedicated OS thread that runs Python work, one job at a time, bridged to async/await.
+/// The Python work of one namespace: jobs that run one at a time, in order, on a thread of the
+/// ``PythonThreadPool``, bridged to async/await.
 ///
 /// Python never runs on Swift's cooperative pool: a caller suspends on a continuation while the
-/// job runs here. The thread keeps one Python thread state for its whole life and releases the
-/// GIL whenever it is idle.
-final class PythonThread: @unchecked Sendable {
-    private let condition = NSCondition()
-    private var jobs: [@Sendable (borrowing PythonGIL) -> Void] = []
+/// job runs on a pool thread. Each job runs under the lane's sandbox policy (if any) and in the
+/// lane's own `contextvars` context, so context variables (`decimal`'s context among them) set by
+/// one namespace's code are never seen by another namespace that runs on the same thread later.
+final class PythonLane: @unchecked Sendable {
+    typealias Job = @Sendable (borrowing PythonGIL) -> Void
+
+    private let lock = NSLock()
+    private var jobs: [Job] = []
+    private var head = 0
+    private var scheduled = false
     private var stopping = false
-    private var identifier: UInt = 0
     private let policy: SandboxPolicy?
+    /// The lane's `contextvars.Context`, made by its first job; touched only by the running job.
+    private var context: UnsafeMutablePointer<PyObject>?
 
-    /// Starts the thread. The interpreter must have started. With a `policy`, every job (and
-    /// every Python thread it starts) runs sandboxed.
-    init(name: String, stackSize: Int = 16 << 20, policy: SandboxPolicy? = nil) {
+    /// Creates a lane. The interpreter must have started. With a `policy`, every job (and every
+    /// Python thread it starts) runs sandboxed.
+    init(policy: SandboxPolicy? = nil) {
         self.policy = policy
-        let thread = Thread { [self] in self.main() }
-        thread.name = name
-        thread.stackSize = stackSize
-        thread.start()
-        condition.lock()
-        while identifier == 0 { condition.wait() }
-        condition.unlock()
     }
 
-    /// The thread's id as `PyThread_get_thread_ident()` reports it.
-    var pythonThreadID: UInt {
-        condition.withLock { identifier }
+    deinit {
+        if let context { ReferencePool.defer(context) }
     }
 
-    private func main() {
-        if let policy { _ = rlm_sandbox_enter(policy.pointer) }
-        defer { if let mine = rlm_sandbox_enter(nil) { rlm_sandbox_policy_release(mine) } }
-        // The id needs no GIL: `init` returns at once even while another thread holds the GIL
-        // (a long C call), so a caller is never stuck on a cooperative thread here.
-        condition.withLock {
-            identifier = UInt(PyThread_get_thread_ident())
-            condition.broadcast()
-        }
-        let state = PyGILState_Ensure()
-        var saved = PyEval_SaveThread()
-        while true {
-            condition.lock()
-            while jobs.isEmpty && !stopping { condition.wait() }
-            if jobs.isEmpty {
-                condition.unlock()
-                break
-            }
-            let job = jobs.removeFirst()
-            condition.unlock()
-            PyEval_RestoreThread(saved)
-            ReferencePool.drain()
-            job(PythonGIL())
-            saved = PyEval_SaveThread()
-        }
-        PyEval_RestoreThread(saved)
-        PyGILState_Release(state)
-    }
-
-    /// Queues a job; returns false once the thread is stopping.
+    /// Queues a job; returns false once the lane is stopping.
     @discardableResult
-    func submit(_ job: @escaping @Sendable (borrowing PythonGIL) -> Void) -> Bool {
-        condition.withLock {
-            guard !stopping else { return false }
+    func submit(_ job: @escaping Job) -> Bool {
+        let schedule = lock.withLock { () -> Bool? in
+            guard !stopping else { return nil }
             jobs.append(job)
-            condition.signal()
+            if scheduled { return false }
+            scheduled = true
             return true
         }
+        guard let schedule else { return false }
+        if schedule { PythonThreadPool.shared.schedule(self) }
+        return true
+    }
+
+    /// Runs the next job on the calling pool thread, whose thread state `saved` holds (the GIL is
+    /// released before and after), then queues the lane again if more jobs wait.
+    func runNext(_ saved: inout UnsafeMutablePointer<PyThreadState>?) {
+        let job = lock.withLock { () -> Job in
+            let job = jobs[head]
+            head += 1
+            if head == jobs.count {
+                jobs.removeAll(keepingCapacity: true)
+                head = 0
+            }
+            return job
+        }
+        let outer = rlm_sandbox_enter(policy?.pointer)
+        PyEval_RestoreThread(saved)
+        ReferencePool.drain()
+        if context == nil { context = PyContext_New() }
+        let entered = context.map { PyContext_Enter($0) == 0 } ?? false
+        if !entered { PyErr_Clear() }
+        job(PythonGIL())
+        if entered, let context, PyContext_Exit(context) != 0 { PyErr_Clear() }
+        saved = PyEval_SaveThread()
+        if let mine = rlm_sandbox_enter(outer) { rlm_sandbox_policy_release(mine) }
+        if let outer { rlm_sandbox_policy_release(outer) }
+        let more = lock.withLock { () -> Bool in
+            if head < jobs.count { return true }
+            scheduled = false
+            return false
+        }
+        if more { PythonThreadPool.shared.schedule(self) }
     }
 
     /// How long a cancelled caller waits for its job to start before giving up on it.
     static let cancelledJobGrace: Duration = .seconds(5)
 
-    /// Runs `body` on the thread with the GIL held and returns its result.
+    /// Runs `body` on a pool thread with the GIL held, after the lane's earlier jobs, and returns
+    /// its result.
     ///
     /// A cancelled caller whose job has not started within ``cancelledJobGrace`` (the GIL is held
     /// by code that cannot be stopped) gets `CancellationError` and the job is skipped. Jobs that
@@ -100,16 +106,13 @@ final class PythonThread: @unchecked Sendable {
         }
     }
 
-    /// Lets queued jobs finish, then ends the thread.
+    /// Lets queued jobs finish and refuses new ones.
     func stop() {
-        condition.withLock {
-            stopping = true
-            condition.signal()
-        }
+        lock.withLock { stopping = true }
     }
 }
 
-/// One `PythonThread.run` call: resumed exactly once, by its job or by giving up on it.
+/// One `PythonLane.run` call: resumed exactly once, by its job or by giving up on it.
 private final class PendingJob<T: Sendable>: Sendable {
     private enum State {
         case waiting(CheckedContinuation<T, any Error>?)
@@ -150,7 +153,7 @@ private final class PendingJob<T: Sendable>: Sendable {
 
     /// After the grace period, resumes the caller with `CancellationError` if the job has not started.
     func giveUpLater() {
-        let nanoseconds = UInt64(PythonThread.cancelledJobGrace.components.seconds) * 1_000_000_000
+        let nanoseconds = UInt64(PythonLane.cancelledJobGrace.components.seconds) * 1_000_000_000
         DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(nanoseconds))) { [self] in
             let continuation = state.withLock { state -> CheckedContinuation<T, any Error>? in
                 guard case .waiting(let continuation) = state, let continuation else { return nil }
