@@ -214,7 +214,7 @@ public final class PythonNamespace: Sendable {
         let filename = "<cell \(identifier).\(cell)>"
         let limit = configuration.maxOutputCharacters
         let grace = Self.nanoseconds(configuration.stopGracePeriod)
-        let deadline = timeout.map { Watchdog.now() + Self.nanoseconds($0) }
+        let runningTime = timeout.map { Self.nanoseconds($0) }
         let control = self.control
         let globals = self.globals
         let ticketBox = Mutex<ExecutionTicket?>(nil)
@@ -227,7 +227,7 @@ public final class PythonNamespace: Sendable {
                     let threadID = UInt(PyThread_get_thread_ident())
                     let outcome = Self.run(
                         code, filename: filename, limit: limit, globals: globals, control: control,
-                        ticket: ticket, threadID: threadID, deadline: deadline, grace: grace,
+                        ticket: ticket, threadID: threadID, runningTime: runningTime, grace: grace,
                         onAbandon: {
                             self.state.withLock { $0 = .abandoned }
                             ticket.finish(.success(ExecutionResult(
@@ -257,7 +257,7 @@ public final class PythonNamespace: Sendable {
     /// The body of an execution, on a pool thread with the GIL held.
     private static func run(
         _ code: String, filename: String, limit: Int?, globals: UnsafeSendableObject, control: ExecutionControl,
-        ticket: ExecutionTicket, threadID: UInt, deadline: UInt64?, grace: UInt64,
+        ticket: ExecutionTicket, threadID: UInt, runningTime: UInt64?, grace: UInt64,
         onAbandon: @escaping @Sendable () -> Void, _ gil: borrowing PythonGIL
     ) -> Result<ExecutionResult, any Error> {
         let handles = Bootstrap.handles!
@@ -282,6 +282,9 @@ public final class PythonNamespace: Sendable {
                     _ = try? PythonObject(borrowing: handles.endCapture).call([], gil)
                     return reason == .cancelled ? .failure(CancellationError()) : .success(ExecutionResult(status: .timedOut, error: reason.error))
                 }
+                // The deadline counts from the start of the code, not from the call: time spent
+                // waiting for a thread or the GIL on a busy host is not the code's.
+                let deadline = runningTime.map { Watchdog.now() + $0 }
                 Watchdog.shared.watch(control, ticket: ticket, deadline: deadline, grace: grace, onAbandon: onAbandon)
                 let value = withExtendedLifetime(compiled) {
                     PyEval_EvalCode(compiled.pointer, globals.pointer, globals.pointer)

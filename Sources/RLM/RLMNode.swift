@@ -214,10 +214,10 @@ final class RLMNode: Sendable {
                     // The stuck code still runs on its thread; carry on in a fresh REPL if one
                     // can start (it cannot while that code holds the interpreter).
                     do {
-                        // A stuck in-process call holds the GIL: wait no longer than a cell may
-                        // run. A fresh worker needs no GIL, only time to start, even on a busy host.
-                        let limit = configuration.isolation.level == .process
-                            ? max(configuration.execTimeout, .seconds(10)) : configuration.execTimeout
+                        // A fresh REPL needs time to start on a busy host (a worker its process, an
+                        // in-process REPL its turns on the GIL); a stuck in-process call that holds
+                        // the GIL keeps one from starting at all, and then the run ends here.
+                        let limit = max(configuration.execTimeout, .seconds(10))
                         try await Self.withTimeLimit(limit) { try await repl.restart() }
                     } catch {
                         if Task.isCancelled { throw CancellationError() }
