@@ -56,18 +56,22 @@ struct ReferenceTests {
             loop(1000)
             before_ref = sys.getrefcount(arg)
             loop(100_000)
-            before_blocks = sys.getallocatedblocks()
-            loop(100_000)
-            mid_blocks = sys.getallocatedblocks()
-            loop(100_000)
-            print(sys.getrefcount(arg) - before_ref, mid_blocks - before_blocks, sys.getallocatedblocks() - mid_blocks)
+            deltas = []
+            for _ in range(4):
+                before_blocks = sys.getallocatedblocks()
+                loop(100_000)
+                deltas.append(sys.getallocatedblocks() - before_blocks)
+            print(sys.getrefcount(arg) - before_ref, *deltas)
             """)
         #expect(result.status == .completed, "\(result.error?.traceback ?? "")")
         let numbers = result.stdout.split(separator: " ").map { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) ?? .max }
-        #expect(numbers.count == 3)
+        #expect(numbers.count == 5)
         #expect(numbers.first == 0)
         print("allocated-block deltas per 100k calls:", numbers.dropFirst())
-        #expect(numbers.dropFirst().allSatisfy { abs($0) < 1_000 })
+        // Blocks are counted process-wide, and other tests' threads allocate and free while this
+        // loop runs, so a single window can be off by thousands either way. A leak of one block
+        // per call adds 100k to every window; the smallest window tells it from that noise.
+        #expect((numbers.dropFirst().min() ?? .max) < 1_000)
         await namespace.close()
     }
 
