@@ -19,13 +19,19 @@ final class PythonLane: @unchecked Sendable {
     private var scheduled = false
     private var stopping = false
     private let policy: SandboxPolicy?
+    /// The pool's level for the lane's jobs (``PythonNamespace/Configuration/level``).
+    let level: Int
+    /// Whether a job of the lane holds a pool thread counted against its level; guarded by the
+    /// pool's lock.
+    var holdsThread = false
     /// The lane's `contextvars.Context`, made by its first job; touched only by the running job.
     private var context: UnsafeMutablePointer<PyObject>?
 
     /// Creates a lane. The interpreter must have started. With a `policy`, every job (and every
     /// Python thread it starts) runs sandboxed.
-    init(policy: SandboxPolicy? = nil) {
+    init(policy: SandboxPolicy? = nil, level: Int = 0) {
         self.policy = policy
+        self.level = PythonThreadPool.level(level)
     }
 
     deinit {
@@ -48,8 +54,8 @@ final class PythonLane: @unchecked Sendable {
     }
 
     /// Runs the next job on the calling pool thread, whose thread state `saved` holds (the GIL is
-    /// released before and after), then queues the lane again if more jobs wait.
-    func runNext(_ saved: inout UnsafeMutablePointer<PyThreadState>?) {
+    /// released before and after). Returns whether more jobs wait: the pool queues the lane again.
+    func runNext(_ saved: inout UnsafeMutablePointer<PyThreadState>?) -> Bool {
         let job = lock.withLock { () -> Job in
             let job = jobs[head]
             head += 1
@@ -70,12 +76,11 @@ final class PythonLane: @unchecked Sendable {
         saved = PyEval_SaveThread()
         if let mine = rlm_sandbox_enter(outer) { rlm_sandbox_policy_release(mine) }
         if let outer { rlm_sandbox_policy_release(outer) }
-        let more = lock.withLock { () -> Bool in
+        return lock.withLock { () -> Bool in
             if head < jobs.count { return true }
             scheduled = false
             return false
         }
-        if more { PythonThreadPool.shared.schedule(self) }
     }
 
     /// How long a cancelled caller waits for its job to start before giving up on it.
@@ -109,6 +114,13 @@ final class PythonLane: @unchecked Sendable {
     /// Lets queued jobs finish and refuses new ones.
     func stop() {
         lock.withLock { stopping = true }
+    }
+
+    /// The running job is stuck in code that could not be stopped: its thread no longer counts
+    /// against the level's limit, and the lane takes no more jobs.
+    func abandon() {
+        stop()
+        PythonThreadPool.shared.abandon(self)
     }
 }
 

@@ -32,16 +32,23 @@ public final class PythonNamespace: Sendable {
         /// a name in the shared `builtins` module has it put back when it ends. Defaults to
         /// `nil`: the code has the host's authority.
         public var sandbox: PythonSandbox?
+        /// The namespace's level in the thread pool (``PythonThreads``): each level has its own
+        /// limit of threads, so code that waits on another namespace (a parent RLM's cell on its
+        /// children's) must give that namespace a deeper level, or the waiting code can hold
+        /// every thread the other needs. The engine uses the RLM depth. Defaults to 0; levels
+        /// past 15 share level 15's threads.
+        public var level: Int
 
         /// Creates a configuration.
         public init(
             name: String = "repl", maxOutputCharacters: Int? = nil, stopGracePeriod: Duration = .seconds(5),
-            sandbox: PythonSandbox? = nil
+            sandbox: PythonSandbox? = nil, level: Int = 0
         ) {
             self.name = name
             self.maxOutputCharacters = maxOutputCharacters
             self.stopGracePeriod = stopGracePeriod
             self.sandbox = sandbox
+            self.level = level
         }
     }
 
@@ -69,7 +76,7 @@ public final class PythonNamespace: Sendable {
         self.configuration = configuration
         self.identifier = Self.namespaceCount.add(1, ordering: .relaxed).newValue
         let policy = try configuration.sandbox?.makePolicy()
-        let lane = PythonLane(policy: policy)
+        let lane = PythonLane(policy: policy, level: configuration.level)
         self.lane = lane
         let sandboxed = policy != nil
         let (globals, support) = try await lane.run { gil in
@@ -230,6 +237,7 @@ public final class PythonNamespace: Sendable {
                         ticket: ticket, threadID: threadID, runningTime: runningTime, grace: grace,
                         onAbandon: {
                             self.state.withLock { $0 = .abandoned }
+                            self.lane.abandon()
                             ticket.finish(.success(ExecutionResult(
                                 status: .abandoned,
                                 error: PythonError(code: .abandoned, typeName: "ExecutionInterrupted",

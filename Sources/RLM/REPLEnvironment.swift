@@ -25,6 +25,9 @@ final class REPLEnvironment: Sendable {
         var stopGracePeriod: Duration
         var isolation: Isolation
         var scratch: URL?
+        /// The node's depth: its thread-pool level, so that a parent's cells waiting on its
+        /// children never hold the threads the children's cells need.
+        var depth: Int
     }
 
     private struct State: Sendable {
@@ -57,7 +60,8 @@ final class REPLEnvironment: Sendable {
             functions: binding.functions(
                 tools: configuration.tools, maxDepth: configuration.maxDepth, maxConcurrentChildren: configuration.maxConcurrentChildren),
             reserved: Self.reservedNames + configuration.tools.map(\.name),
-            stopGracePeriod: configuration.stopGracePeriod, isolation: isolation, scratch: scratch)
+            stopGracePeriod: configuration.stopGracePeriod, isolation: isolation, scratch: scratch,
+            depth: binding.node.depth)
         do {
             state = Mutex(State(namespace: try await Self.makeNamespace(setup)))
         } catch {
@@ -83,7 +87,7 @@ final class REPLEnvironment: Sendable {
             }
             namespace = try await PythonNamespace(configuration: .init(
                 name: setup.name, maxOutputCharacters: setup.maxOutputCharacters, stopGracePeriod: setup.stopGracePeriod,
-                sandbox: sandbox))
+                sandbox: sandbox, level: setup.depth))
         }
         do {
             for function in setup.functions {

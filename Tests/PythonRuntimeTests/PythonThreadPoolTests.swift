@@ -64,6 +64,94 @@ struct PythonThreadPoolTests {
     }
 }
 
+/// The most of something at once.
+private final class Peak: Sendable {
+    private let state = Mutex((now: 0, most: 0))
+    func enter() { state.withLock { $0.now += 1; $0.most = max($0.most, $0.now) } }
+    func leave() { state.withLock { $0.now -= 1 } }
+    var most: Int { state.withLock { $0.most } }
+}
+
+/// Runs `body`, or fails after `limit` (a pool that deadlocks must fail the test, not hang it).
+private func within<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T? {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await body() }
+        group.addTask { try await Task.sleep(for: limit); return nil }
+        let first = try await group.next()!
+        group.cancelAll()
+        return first
+    }
+}
+
+/// Tests that change a level's thread limit use levels 10 to 13, which nothing else uses.
+@Suite("Thread limits per level")
+struct ThreadLimitTests {
+    @Test("a level's limit bounds its jobs, and parents waiting on children at the next level never take the children's threads")
+    func limitsPerLevelDoNotDeadlock() async throws {
+        let pool = PythonThreadPool.shared
+        pool.setLimit(2, level: 12)
+        pool.setLimit(2, level: 13)
+        defer {
+            pool.setLimit(256, level: 12)
+            pool.setLimit(256, level: 13)
+        }
+        let parents = Peak()
+        let children = Peak()
+        let count = 6
+        let results = try await within(.seconds(120)) {
+            try await withThrowingTaskGroup(of: String.self) { group in
+                for index in 0..<count {
+                    group.addTask {
+                        let parent = try await PythonNamespace(configuration: .init(level: 12))
+                        let child = try await PythonNamespace(configuration: .init(level: 13))
+                        try await child.install(NativeFunction(name: "hold", async: { _ in
+                            children.enter()
+                            try await Task.sleep(for: .milliseconds(20))
+                            children.leave()
+                            return .int(index)
+                        }))
+                        // The parent's cell waits, holding its thread, on a cell of the child's.
+                        try await parent.install(NativeFunction(name: "ask_child", async: { _ in
+                            parents.enter()
+                            defer { parents.leave() }
+                            let answer = try await child.execute("print(hold() * 10)", timeout: .seconds(60))
+                            return .string(answer.stdout)
+                        }))
+                        let result = try await parent.execute("print(ask_child().strip())", timeout: .seconds(60))
+                        await parent.close()
+                        await child.close()
+                        return result.stdout
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+        }
+        let answers = try #require(results, "the parents and children deadlocked")
+        #expect(answers.sorted() == (0..<count).map { "\($0 * 10)\n" }.sorted())
+        #expect(parents.most <= 2 && parents.most >= 1)
+        #expect(children.most <= 2 && children.most >= 1)
+    }
+
+    @Test("a job stuck in code that cannot be stopped no longer counts against its level")
+    func abandonedJobFreesItsSlot() async throws {
+        let pool = PythonThreadPool.shared
+        pool.setLimit(1, level: 11)
+        defer { pool.setLimit(256, level: 11) }
+        let stuck = try await PythonNamespace(configuration: .init(stopGracePeriod: .milliseconds(300), level: 11))
+        let result = try await stuck.execute(
+            "import threading\nlock = threading.Lock()\nlock.acquire()\nlock.acquire()", timeout: .milliseconds(100))
+        #expect(result.status == .abandoned)
+        // With the stuck job still counted, level 11's only slot would be taken for good.
+        let output = try await within(.seconds(120)) {
+            let next = try await PythonNamespace(configuration: .init(level: 11))
+            let output = try await next.execute("print('ran')", timeout: .seconds(60)).stdout
+            await next.close()
+            return output
+        }
+        #expect(output == "ran\n")
+    }
+}
+
 extension Sequence where Element: Sendable {
     fileprivate func asyncMap<T: Sendable>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
         var values: [T] = []
