@@ -48,7 +48,7 @@ let package = Package(
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
-            resources: [.embedInCode("Python/repl_support.py")]
+            resources: [.embedInCode("Python/repl_support.py"), .embedInCode("Python/mapped_text.py")]
         ),
         // Scripted models for tests, examples and the offline demo.
         .target(name: "RLMTesting", dependencies: ["RLM"]),

@@ -146,6 +146,21 @@ public final class PythonNamespace: Sendable {
         }
     }
 
+    /// Binds `name` to a read-only `mmap.mmap` of a file (see ``PythonObject/mapping(contentsOfFile:_:)``):
+    /// code reads the pages it touches, so the file may be larger than memory.
+    public func setMapping(_ name: String, contentsOfFile path: String) async throws {
+        try await withGIL { gil, globals in
+            try globals.setItem(name, try PythonObject.mapping(contentsOfFile: path, gil), gil)
+        }
+    }
+
+    /// Binds `name` to a read-only mapping of an open file (the worker's mapped contexts).
+    package func setMapping(_ name: String, fromDescriptor descriptor: Int32) async throws {
+        try await withGIL { gil, globals in
+            try globals.setItem(name, try PythonObject.mapping(descriptor: descriptor, describedAs: "the context", gil), gil)
+        }
+    }
+
     /// Binds `name` to the text of an open file or memory file (the worker's contexts).
     package func setString(_ name: String, fromDescriptor descriptor: Int32, length: Int) async throws {
         try await withGIL { gil, globals in

@@ -67,12 +67,29 @@ public final class PythonObject {
 
     /// Calls the object with positional arguments.
     public func call(_ arguments: [PythonObject], _ gil: borrowing PythonGIL) throws -> PythonObject {
+        try call(arguments, keywords: [:], gil)
+    }
+
+    /// Calls the object with positional and keyword arguments.
+    public func call(_ arguments: [PythonObject], keywords: [String: PythonObject], _ gil: borrowing PythonGIL) throws -> PythonObject {
         guard let tuple = PyTuple_New(arguments.count) else { throw PythonError.fetch(gil) }
         for (index, argument) in arguments.enumerated() {
             rlm_tuple_set(tuple, index, argument.passRetained())
         }
         defer { rlm_decref(tuple) }
-        guard let result = PyObject_Call(pointer, tuple, nil) else { throw PythonError.fetch(gil) }
+        var dictionary: UnsafeMutablePointer<PyObject>?
+        if !keywords.isEmpty {
+            guard let made = PyDict_New() else { throw PythonError.fetch(gil) }
+            dictionary = made
+            for (key, value) in keywords {
+                if PyDict_SetItemString(made, key, value.pointer) != 0 {
+                    rlm_decref(made)
+                    throw PythonError.fetch(gil)
+                }
+            }
+        }
+        defer { if let dictionary { rlm_decref(dictionary) } }
+        guard let result = PyObject_Call(pointer, tuple, dictionary) else { throw PythonError.fetch(gil) }
         return PythonObject(owning: result)
     }
 }

@@ -9,6 +9,8 @@ public protocol PythonREPL: AnyObject, Sendable {
     func set(_ name: String, to value: PythonValue) async throws
     /// Binds `name` to the text of a UTF-8 file.
     func setString(_ name: String, contentsOfFile path: String) async throws
+    /// Binds `name` to a read-only `mmap.mmap` of a file, which code reads as it touches it.
+    func setMapping(_ name: String, contentsOfFile path: String) async throws
     /// Evaluates one expression in the globals.
     func evaluate(_ expression: String) async throws -> PythonValue
     /// Runs host code in the private scope (see ``PythonNamespace/executePrivately(_:)``).

@@ -14,6 +14,9 @@ enum Prompts {
         var sandboxed: Bool = false
         /// The sub-model's window, when known: the prompt then says how much one call can read.
         var subcallWindow: ContextWindow?
+        /// Whether a context is a mapped file (``RLMContext/mappedFile(_:)``): the prompt then
+        /// says what it offers.
+        var mappedContext: Bool = false
     }
 
     static func system(_ input: SystemPromptInput) -> String {
@@ -56,6 +59,20 @@ enum Prompts {
 
                 - `rlm_query(prompt, model=None)` and `rlm_query_batched(prompts, model=None)`: at this \
                 depth they are plain model calls, the same as `llm_query` and `llm_query_batched`.
+                """
+        }
+        if input.mappedContext {
+            text += """
+
+                - A mapped context is a file too large to load: a read-only, str-like object whose positions \
+                are byte offsets. `len(context)`; `context[a:b]` is a str; `context.find(s)`, `.rfind(s)`, \
+                `.count(s)`, `s in context`; `context.lines(start, count)` and `context.line_count()`; \
+                `context.chunks(size, overlap=0)` yields line-aligned str pieces of about `size` bytes; \
+                `context.search(pattern)`, `.finditer(pattern)`, `.findall(pattern)` run a regex over the \
+                bytes (matches have str groups and byte positions). It has no other str methods: slice it \
+                first. For example: `notes = llm_query_batched([f"List the errors in this log piece:\\n{piece}" \
+                for piece in context.chunks(1_000_000)])`; on a big file, send the chunks in waves of a few \
+                hundred.
                 """
         }
         text += """

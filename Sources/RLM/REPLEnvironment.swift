@@ -141,6 +141,11 @@ final class REPLEnvironment: Sendable {
         return description
     }
 
+    /// Whether a context bound so far is a mapped file: the system prompt then says how to use one.
+    var hasMappedContext: Bool {
+        state.withLock { $0.contexts.contains { if case .mappedFile = $0.context { true } else { false } } }
+    }
+
     /// The model's variables, pickled, and those that would not pickle (or load again), with why.
     /// Contexts (`context_N`) are among the variables.
     func snapshotVariables() async throws -> (saved: [String: Data], skipped: [(name: String, reason: String)]) {
@@ -238,6 +243,8 @@ final class REPLEnvironment: Sendable {
     }
 
     /// Host-side helpers, run in the namespace's private scope (`g` is the user's globals):
-    /// Python/repl_support.py, embedded at build time.
+    /// Python/repl_support.py and Python/mapped_text.py (``RLMContext/mappedFile(_:)``), embedded
+    /// at build time.
     private static let support = String(decoding: PackageResources.repl_support_py, as: UTF8.self)
+        + "\n" + String(decoding: PackageResources.mapped_text_py, as: UTF8.self)
 }

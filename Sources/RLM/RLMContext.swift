@@ -15,6 +15,13 @@ public enum RLMContext: Sendable {
     /// A UTF-8 text file, read straight into the Python `str`: one copy, and for ASCII text no
     /// more memory than the file's size.
     case file(URL)
+    /// A UTF-8 text file mapped read-only, for files too large to read into memory: `context`
+    /// is a `MappedText`, a str-like object whose positions are byte offsets (`len`, slices,
+    /// `find`/`rfind`/`count`, `lines`, `chunks`, regex `search`/`finditer`/`findall`; the system
+    /// prompt describes it). Its pages are the page cache's, so it costs no anonymous memory;
+    /// under `.process` isolation the worker maps the descriptor the host opened. Not kept in a
+    /// session snapshot (the file stays where it is).
+    case mappedFile(URL)
 
     /// Binds the context to `names` in the namespace (the first binding is made, the others
     /// alias the same object). Returns a short description for the prompt.
@@ -52,6 +59,16 @@ public enum RLMContext: Sendable {
             }
             let characters = try await namespace.evaluate("len(\(name))").intValue ?? 0
             return "a str of \(characters) characters (read from \(url.lastPathComponent))"
+        case .mappedFile(let url):
+            do {
+                try await namespace.setMapping(name, contentsOfFile: url.path)
+            } catch let error as PythonError where error.code == .conversion {
+                throw RLMError(code: .invalidContext, message: "cannot map the context file \(url.path): \(error.message)", cause: error)
+            }
+            let label = url.lastPathComponent.unicodeScalars.map { $0.isASCII && $0 != "\\" && $0 != "'" && $0.value >= 32 ? String($0) : "?" }.joined()
+            try await namespace.executePrivately("g['\(name)'] = MappedText(g['\(name)'], '\(label)')")
+            let bytes = try await namespace.evaluate("len(\(name))").intValue ?? 0
+            return "a mapped context: \(bytes) bytes of UTF-8 text in \(label), not loaded (positions are byte offsets)"
         }
     }
 }

@@ -80,7 +80,8 @@ final class RLMNode: Sendable {
             tools: configuration.tools.map { ($0.name, $0.description) },
             extraInstructions: configuration.extraInstructions, persistent: persistent,
             sandboxed: configuration.isolation.level != .unrestricted,
-            subcallWindow: (configuration.subModel ?? configuration.rootModel).contextWindow))
+            subcallWindow: (configuration.subModel ?? configuration.rootModel).contextWindow,
+            mappedContext: repl.hasMappedContext))
         var messages: [ChatMessage] = [.system(system), .user(Prompts.firstUserMessage(query: query, contextDescription: contextDescription))]
         var loop = RLMLoop(maxIterations: configuration.maxIterations, maxConsecutiveErrors: configuration.budget.maxConsecutiveErrors)
         var action = loop.start()

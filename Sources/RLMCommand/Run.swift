@@ -33,6 +33,11 @@ struct Run: AsyncParsableCommand {
     @Option(help: "The question to answer.")
     var query: String
 
+    @Option(help: ArgumentHelp(
+        "How the context file reaches the REPL: `text` reads it into a str, `mapped` maps it read-only (a str-like MappedText with byte positions, for files larger than memory), `auto` maps files of \(Self.mappedThresholdMiB) MiB or more.",
+        valueName: "auto|text|mapped"))
+    var contextMode: ContextMode = .auto
+
     @Option(help: "The API's shape.")
     var provider: Provider = .openai
 
@@ -101,6 +106,26 @@ struct Run: AsyncParsableCommand {
 
     @Flag(help: "With --isolation process: refuse to run when the kernel lacks a confinement layer (instead of a warning).")
     var requireAllLayers = false
+
+    /// Files this large or larger are mapped under `--context-mode auto`: reading one into a str
+    /// takes its size in memory, and more while the model's code slices it.
+    static let mappedThresholdMiB = 256
+
+    enum ContextMode: String, ExpressibleByArgument, CaseIterable {
+        case auto
+        case text
+        case mapped
+
+        func context(for url: URL) throws -> RLMContext {
+            switch self {
+            case .text: return .file(url)
+            case .mapped: return .mappedFile(url)
+            case .auto:
+                let size = (try FileManager.default.attributesOfItem(atPath: url.path)[.size] as? NSNumber)?.intValue ?? 0
+                return size >= Run.mappedThresholdMiB << 20 ? .mappedFile(url) : .file(url)
+            }
+        }
+    }
 
     enum IsolationOption: String, ExpressibleByArgument, CaseIterable {
         case inProcess = "in-process"
@@ -183,6 +208,7 @@ struct Run: AsyncParsableCommand {
     private func execute() async throws {
         let output = try SecuredOutput.take()
         let url = try ContextFile.check(contextFile)
+        let context = try contextMode.context(for: url)
         let prices = try Self.parsePrices(price)
         let root = try await makeModel(model, window: contextWindow)
         var sub: (any LanguageModel)?
@@ -208,11 +234,11 @@ struct Run: AsyncParsableCommand {
         let conversation = try session.map { try SessionFile(path: $0, rlm: rlm) }
         let outcome = await Interruptible.run {
             if let conversation {
-                return try await conversation.session.complete(query: query, context: .file(url), trajectory: writer) {
+                return try await conversation.session.complete(query: query, context: context, trajectory: writer) {
                     progress.observe($0, rootModel: rootName)
                 }
             }
-            return try await rlm.complete(query: query, context: .file(url), trajectory: writer) { progress.observe($0, rootModel: rootName) }
+            return try await rlm.complete(query: query, context: context, trajectory: writer) { progress.observe($0, rootModel: rootName) }
         }
         progress.finish()
         switch outcome {

@@ -92,6 +92,7 @@ struct CommandTests {
         (["--context-file", "CONTEXT", "--query", "q", "--sub-context-window", "4096"], "--sub-context-window needs --sub-model"),
         (["--context-file", "CONTEXT", "--query", "q", "--context-window", "10"], "--context-window must be at least 256"),
         (["--context-file", "CONTEXT", "--query", "q", "--max-output-tokens", "0"], "--max-output-tokens must be at least 1"),
+        (["--context-file", "CONTEXT", "--query", "q", "--context-mode", "lazy"], "--context-mode"),
     ])
     func badInput(arguments: [String], message: String) async throws {
         let context = try temporaryFile(Data("some text".utf8))
@@ -231,6 +232,21 @@ struct CommandTests {
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout == "40000006 NEEDLE\n")
         try await server.shutdown()
+    }
+
+    @Test("--context-mode mapped maps the file: the model's context is a MappedText; text reads a str")
+    func mappedContext() async throws {
+        let code = "```repl\nanswer['content'] = type(context).__name__ + ' ' + str(len(context)) + ' ' + context[-6:]; answer['ready'] = True\n```"
+        let context = try temporaryFile(Data(("é" + String(repeating: "x", count: 1_000) + "NEEDLE").utf8))
+        defer { try? FileManager.default.removeItem(at: context) }
+        for (mode, expected) in [("mapped", "MappedText 1008 NEEDLE\n"), ("text", "str 1007 NEEDLE\n"), ("auto", "str 1007 NEEDLE\n")] {
+            let server = try await scriptedServer([code])
+            let result = try await rlm(["run", "--base-url", server.baseURL + "/v1", "--model", "root", "--context-file", context.path,
+                                        "--query", "q", "--quiet", "--context-mode", mode])
+            #expect(result.status == 0, "\(mode): \(result.stderr)")
+            #expect(result.stdout == expected, "\(mode)")
+            try await server.shutdown()
+        }
     }
 
     @Test("rlm view renders the tree into one self-contained page")

@@ -391,6 +391,19 @@ public final class PythonWorker: PythonREPL {
         } catch { throw closedError(error) }
     }
 
+    /// Binds `name` to a read-only mapping of the file: the worker maps the descriptor the host
+    /// opened, so the file need not be readable inside the worker's confinement.
+    public func setMapping(_ name: String, contentsOfFile path: String) async throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw PythonError(code: .conversion, typeName: "OSError", message: "cannot open \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { posixClose(fd) }
+        do {
+            try expectOK(try await request({ .setMapping(id: $0, name: name) }, passing: fd))
+        } catch { throw closedError(error) }
+    }
+
     public func evaluate(_ expression: String) async throws -> PythonValue {
         do {
             return try expectValue(try await request { .evaluate(id: $0, expression: expression, private: false) })

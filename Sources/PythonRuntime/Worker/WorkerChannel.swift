@@ -9,6 +9,8 @@ package enum WorkerMessage: Sendable {
     /// Binds a `str` read from the descriptor sent with the message: a sealed memory file of
     /// `length` bytes, or a file read to its end when `length` is -1.
     case setString(id: Int, name: String, length: Int)
+    /// Binds a read-only mapping of the file whose descriptor is sent with the message.
+    case setMapping(id: Int, name: String)
     case evaluate(id: Int, expression: String, private: Bool)
     case executePrivately(id: Int, code: String)
     case execute(id: Int, code: String, timeoutNanoseconds: Int)
@@ -60,6 +62,8 @@ package enum WorkerMessage: Sendable {
             case .result(let result): writer.u8(2); writer.result(result)
             case .failure(let error): writer.u8(3); writer.error(error)
             }
+        case .setMapping(let id, let name):
+            writer.u8(12); writer.int(id); writer.string(name)
         case .call(let callID, let name, let arguments):
             writer.u8(11); writer.int(callID); writer.string(name)
             writer.value(.list(arguments.positional)); writer.value(.dictionary(arguments.keywords))
@@ -97,6 +101,7 @@ package enum WorkerMessage: Sendable {
             let positional = try reader.value().listValue ?? []
             guard case .dictionary(let keywords) = try reader.value() else { throw WireReader.Malformed() }
             return .call(callID: callID, name: name, arguments: PythonArguments(positional: positional, keywords: keywords))
+        case 12: return .setMapping(id: try reader.int(), name: try reader.string())
         default:
             throw WireReader.Malformed()
         }

@@ -75,6 +75,13 @@ package final class WorkerServer: Sendable {
                 try await namespace.setString(name, fromDescriptor: fd, length: length)
                 return .ok
             }
+        case .setMapping(let id, let name):
+            reply(id) {
+                guard let fd else { throw PythonError(code: .conversion, message: "no descriptor came with the mapping") }
+                defer { close(fd) }
+                try await namespace.setMapping(name, fromDescriptor: fd)
+                return .ok
+            }
         case .evaluate(let id, let expression, let isPrivate):
             reply(id) { .value(isPrivate ? try await namespace.evaluatePrivately(expression) : try await namespace.evaluate(expression)) }
         case .executePrivately(let id, let code):
