@@ -31,6 +31,25 @@ let package = Package(
             path: "Benchmarks/SideBySide"
         ),
         .executableTarget(
+            name: "ServerScale",
+            dependencies: [
+                .product(name: "PythonRuntime", package: "swift-rlm"),
+                .product(name: "RLM", package: "swift-rlm"),
+                .product(name: "RLMProviders", package: "swift-rlm"),
+                .product(name: "RLMTestServers", package: "swift-rlm"),
+                .product(name: "RLMTesting", package: "swift-rlm"),
+            ],
+            path: "Benchmarks/ServerScale"
+        ),
+        .executableTarget(
+            name: "HugeContext",
+            dependencies: [
+                .product(name: "RLM", package: "swift-rlm"),
+                .product(name: "RLMTesting", package: "swift-rlm"),
+            ],
+            path: "Benchmarks/HugeContext"
+        ),
+        .executableTarget(
             name: "ScriptedModelServer",
             dependencies: [.product(name: "RLMTestServers", package: "swift-rlm")],
             path: "Benchmarks/ScriptedModelServer"

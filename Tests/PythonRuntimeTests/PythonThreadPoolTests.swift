@@ -92,8 +92,8 @@ struct ThreadLimitTests {
         pool.setLimit(2, level: 12)
         pool.setLimit(2, level: 13)
         defer {
-            pool.setLimit(256, level: 12)
-            pool.setLimit(256, level: 13)
+            pool.setLimit(PythonThreads.defaultLimitPerLevel, level: 12)
+            pool.setLimit(PythonThreads.defaultLimitPerLevel, level: 13)
         }
         let parents = Peak()
         let children = Peak()
@@ -136,7 +136,7 @@ struct ThreadLimitTests {
     func abandonedJobFreesItsSlot() async throws {
         let pool = PythonThreadPool.shared
         pool.setLimit(1, level: 11)
-        defer { pool.setLimit(256, level: 11) }
+        defer { pool.setLimit(PythonThreads.defaultLimitPerLevel, level: 11) }
         let stuck = try await PythonNamespace(configuration: .init(stopGracePeriod: .milliseconds(300), level: 11))
         let result = try await stuck.execute(
             "import threading\nlock = threading.Lock()\nlock.acquire()\nlock.acquire()", timeout: .milliseconds(100))
