@@ -4,21 +4,41 @@ public struct ModelPrice: Sendable, Hashable, Codable {
     public var inputPerMillion: Double
     /// Dollars per million output tokens.
     public var outputPerMillion: Double
-    /// Dollars per million cached input tokens. Defaults to the input price.
+    /// Dollars per million cached input tokens (cache reads). Defaults to the input price.
     public var cachedInputPerMillion: Double
+    /// Dollars per million input tokens written to the provider's cache. Defaults to the input
+    /// price (Anthropic's 5-minute cache bills 1.25× its input price).
+    public var cacheWritePerMillion: Double
 
     /// Creates a price.
-    public init(inputPerMillion: Double, outputPerMillion: Double, cachedInputPerMillion: Double? = nil) {
+    public init(inputPerMillion: Double, outputPerMillion: Double, cachedInputPerMillion: Double? = nil, cacheWritePerMillion: Double? = nil) {
         self.inputPerMillion = inputPerMillion
         self.outputPerMillion = outputPerMillion
         self.cachedInputPerMillion = cachedInputPerMillion ?? inputPerMillion
+        self.cacheWritePerMillion = cacheWritePerMillion ?? inputPerMillion
     }
 
-    /// The cost of `usage` at this price.
+    private enum CodingKeys: String, CodingKey {
+        case inputPerMillion, outputPerMillion, cachedInputPerMillion, cacheWritePerMillion
+    }
+
+    /// Decodes a price; missing cache prices default to the input price.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            inputPerMillion: try container.decode(Double.self, forKey: .inputPerMillion),
+            outputPerMillion: try container.decode(Double.self, forKey: .outputPerMillion),
+            cachedInputPerMillion: try container.decodeIfPresent(Double.self, forKey: .cachedInputPerMillion),
+            cacheWritePerMillion: try container.decodeIfPresent(Double.self, forKey: .cacheWritePerMillion))
+    }
+
+    /// The cost of `usage` at this price: cache reads at the cached price, cache writes at the
+    /// write price, the rest of the input at the input price.
     public func cost(of usage: TokenUsage) -> Double {
         let cached = min(usage.cachedInputTokens, usage.inputTokens)
-        return (Double(usage.inputTokens - cached) * inputPerMillion + Double(cached) * cachedInputPerMillion
-            + Double(usage.outputTokens) * outputPerMillion) / 1_000_000
+        let written = min(usage.cacheWriteInputTokens, usage.inputTokens - cached)
+        return (Double(usage.inputTokens - cached - written) * inputPerMillion + Double(cached) * cachedInputPerMillion
+            + Double(written) * cacheWritePerMillion + Double(usage.outputTokens) * outputPerMillion) / 1_000_000
     }
 }
 

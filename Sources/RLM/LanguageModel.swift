@@ -32,12 +32,29 @@ public struct TokenUsage: Sendable, Hashable, Codable {
     public var outputTokens: Int
     /// Prompt tokens the provider served from its cache (a part of ``inputTokens``).
     public var cachedInputTokens: Int
+    /// Prompt tokens the provider wrote to its cache for later calls (a part of ``inputTokens``;
+    /// Anthropic bills them above the input price, OpenAI does not report them).
+    public var cacheWriteInputTokens: Int
 
     /// Creates a usage record.
-    public init(inputTokens: Int = 0, outputTokens: Int = 0, cachedInputTokens: Int = 0) {
+    public init(inputTokens: Int = 0, outputTokens: Int = 0, cachedInputTokens: Int = 0, cacheWriteInputTokens: Int = 0) {
         self.inputTokens = inputTokens
         self.outputTokens = outputTokens
         self.cachedInputTokens = cachedInputTokens
+        self.cacheWriteInputTokens = cacheWriteInputTokens
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case inputTokens, outputTokens, cachedInputTokens, cacheWriteInputTokens
+    }
+
+    /// Decodes a record; ones written before ``cacheWriteInputTokens`` existed decode with 0.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        inputTokens = try container.decode(Int.self, forKey: .inputTokens)
+        outputTokens = try container.decode(Int.self, forKey: .outputTokens)
+        cachedInputTokens = try container.decodeIfPresent(Int.self, forKey: .cachedInputTokens) ?? 0
+        cacheWriteInputTokens = try container.decodeIfPresent(Int.self, forKey: .cacheWriteInputTokens) ?? 0
     }
 
     /// Input plus output tokens.
@@ -48,7 +65,8 @@ public struct TokenUsage: Sendable, Hashable, Codable {
         TokenUsage(
             inputTokens: lhs.inputTokens + rhs.inputTokens,
             outputTokens: lhs.outputTokens + rhs.outputTokens,
-            cachedInputTokens: lhs.cachedInputTokens + rhs.cachedInputTokens)
+            cachedInputTokens: lhs.cachedInputTokens + rhs.cachedInputTokens,
+            cacheWriteInputTokens: lhs.cacheWriteInputTokens + rhs.cacheWriteInputTokens)
     }
 
     /// Adds `rhs` to `lhs`.

@@ -14,7 +14,7 @@ import Tracing
 ///
 /// Metrics (dimensions in brackets): `rlm_model_calls_total` [model, depth],
 /// `rlm_model_call_errors_total` [model], `rlm_model_call_duration` (timer) [model],
-/// `rlm_tokens_total` [model, type: input, output, cached_input], `rlm_cost_usd_total` [model],
+/// `rlm_tokens_total` [model, type: input, output, cached_input, cache_write_input], `rlm_cost_usd_total` [model],
 /// `rlm_cells_total` and `rlm_cell_duration` (timer) [status], `rlm_limits_total` [limit],
 /// `rlm_runs_total` [outcome: answered, limit, failed, cancelled] and `rlm_run_duration` (timer).
 struct Telemetry: Sendable {
@@ -69,7 +69,7 @@ struct Telemetry: Sendable {
             Counter(label: "rlm_model_call_errors_total", dimensions: [("model", model)], factory: metrics).increment()
             return
         }
-        for (type, tokens) in [("input", usage.inputTokens), ("output", usage.outputTokens), ("cached_input", usage.cachedInputTokens)] where tokens > 0 {
+        for (type, tokens) in [("input", usage.inputTokens), ("output", usage.outputTokens), ("cached_input", usage.cachedInputTokens), ("cache_write_input", usage.cacheWriteInputTokens)] where tokens > 0 {
             Counter(label: "rlm_tokens_total", dimensions: [("model", model), ("type", type)], factory: metrics).increment(by: tokens)
         }
         if let price = prices[model] {

@@ -80,7 +80,7 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Wall-clock seconds for the whole run.")
     var deadline: Double?
 
-    @Option(help: "A model's price as NAME=INPUT:OUTPUT in USD per million tokens (repeatable).")
+    @Option(help: "A model's price as NAME=INPUT:OUTPUT[:CACHED_INPUT[:CACHE_WRITE]] in USD per million tokens (repeatable); cache prices default to the input price.")
     var price: [String] = []
 
     @Option(help: "Write every event to this JSON Lines file (see `rlm view`).")
@@ -153,10 +153,13 @@ struct Run: AsyncParsableCommand {
         for spec in specs {
             let parts = spec.split(separator: "=", maxSplits: 1)
             let numbers = parts.count == 2 ? parts[1].split(separator: ":").compactMap { Double($0) } : []
-            guard parts.count == 2, numbers.count == 2, numbers.allSatisfy({ $0 >= 0 }) else {
-                throw ValidationError("--price '\(spec)' should look like gpt-4o-mini=0.15:0.60")
+            let fields = parts.count == 2 ? parts[1].split(separator: ":").count : 0
+            guard parts.count == 2, (2...4).contains(numbers.count), numbers.count == fields, numbers.allSatisfy({ $0 >= 0 }) else {
+                throw ValidationError("--price '\(spec)' should look like gpt-4o-mini=0.15:0.60 (or claude-x=3:15:0.30:3.75 with cached-input and cache-write prices)")
             }
-            prices[String(parts[0])] = ModelPrice(inputPerMillion: numbers[0], outputPerMillion: numbers[1])
+            prices[String(parts[0])] = ModelPrice(
+                inputPerMillion: numbers[0], outputPerMillion: numbers[1],
+                cachedInputPerMillion: numbers.count > 2 ? numbers[2] : nil, cacheWritePerMillion: numbers.count > 3 ? numbers[3] : nil)
         }
         return prices
     }

@@ -57,7 +57,7 @@ enum Output {
     static func usageObject(_ usage: ModelUsage) -> [String: Any] {
         [
             "calls": usage.calls, "input_tokens": usage.tokens.inputTokens, "output_tokens": usage.tokens.outputTokens,
-            "cached_input_tokens": usage.tokens.cachedInputTokens, "cost_usd": usage.costUSD,
+            "cached_input_tokens": usage.tokens.cachedInputTokens, "cache_write_input_tokens": usage.tokens.cacheWriteInputTokens, "cost_usd": usage.costUSD,
         ]
     }
 

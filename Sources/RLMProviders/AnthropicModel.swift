@@ -34,6 +34,11 @@ public struct AnthropicModel: LanguageModel {
         /// The model's context window. Defaults to `nil`: 200,000 tokens for Claude models
         /// (``ContextWindow/known(forModel:)``), with ``maxTokens`` kept for the reply.
         public var contextWindow: ContextWindow?
+        /// Marks the system prompt and the conversation so far for Anthropic's prompt cache
+        /// (`cache_control: ephemeral` on the system block and on the last message), so that an
+        /// RLM's next turn reads its unchanged prefix from the cache. Defaults to `true`.
+        /// Prefixes shorter than the model's minimum (1,024 tokens for most models) are not cached.
+        public var promptCaching: Bool = true
 
         /// Creates a configuration.
         public init(
@@ -80,18 +85,28 @@ public struct AnthropicModel: LanguageModel {
 
     public func complete(_ messages: [ChatMessage]) async throws -> ModelResponse {
         let system = messages.filter { $0.role == .system }.map(\.content).joined(separator: "\n\n")
+        var conversation: [[String: Any]] = messages.filter { $0.role != .system }.map { ["role": $0.role.rawValue, "content": $0.content] }
+        let caching = configuration.promptCaching
+        if caching, let last = conversation.indices.last, let text = conversation[last]["content"] as? String {
+            conversation[last]["content"] = [Self.cachedBlock(text)]
+        }
         var body: [String: Any] = [
             "model": configuration.model,
             "max_tokens": configuration.maxTokens,
-            "messages": messages.filter { $0.role != .system }.map { ["role": $0.role.rawValue, "content": $0.content] },
+            "messages": conversation,
         ]
-        if !system.isEmpty { body["system"] = system }
+        if !system.isEmpty { body["system"] = caching ? [Self.cachedBlock(system)] as Any : system }
         if let temperature = configuration.temperature { body["temperature"] = temperature }
         var headers = configuration.extraHeaders.map { ($0.key, $0.value) }
         headers.append(("anthropic-version", configuration.version))
         if let apiKey { headers.append(("x-api-key", apiKey.value)) }
         let data = try await transport.post(path: "/v1/messages", headers: headers, body: try JSONSerialization.data(withJSONObject: body))
         return try Self.parse(data, baseURL: transport.baseURL)
+    }
+
+    /// A text block that ends a prefix for the prompt cache.
+    private static func cachedBlock(_ text: String) -> [String: Any] {
+        ["type": "text", "text": text, "cache_control": ["type": "ephemeral"]]
     }
 
     static func parse(_ data: Data, baseURL: String) throws -> ModelResponse {
@@ -107,6 +122,6 @@ public struct AnthropicModel: LanguageModel {
         return ModelResponse(text: text, usage: TokenUsage(
             inputTokens: (usage["input_tokens"] as? Int ?? 0) + cacheRead + cacheWrite,
             outputTokens: usage["output_tokens"] as? Int ?? 0,
-            cachedInputTokens: cacheRead))
+            cachedInputTokens: cacheRead, cacheWriteInputTokens: cacheWrite))
     }
 }

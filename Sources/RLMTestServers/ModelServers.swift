@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Fake model APIs on a ``ScriptedHTTPServer``: an OpenAI-compatible `/v1/chat/completions`
 /// and an Anthropic-compatible `/v1/messages`, with token usage in their real shapes.
@@ -13,6 +14,8 @@ public enum ModelServers {
         public var http: ScriptedHTTPServer.Request
         /// Whether the client asked for server-sent events (`"stream": true`).
         public var stream: Bool
+        /// Indices in ``messages`` whose content carried a `cache_control` block (Anthropic).
+        public var cacheMarks: [Int] = []
         /// The last user message.
         public var prompt: String { messages.last(where: { $0.role == "user" })?.content ?? "" }
     }
@@ -24,11 +27,20 @@ public enum ModelServers {
     public static func decode(_ request: ScriptedHTTPServer.Request) -> ChatRequest? {
         guard let wire = try? JSONDecoder().decode(WireRequest.self, from: request.body) else { return nil }
         var messages: [(String, String)] = []
-        if let system = wire.system?.text { messages.append(("system", system)) }
-        for message in wire.messages ?? [] {
-            if let text = message.content?.text { messages.append((message.role ?? "", text)) }
+        var marks: [Int] = []
+        if let system = wire.system, let text = system.text {
+            if system.cacheMarked { marks.append(messages.count) }
+            messages.append(("system", text))
         }
-        return ChatRequest(model: wire.model ?? "", messages: messages, http: request, stream: wire.stream ?? false)
+        for message in wire.messages ?? [] {
+            if let content = message.content, let text = content.text {
+                if content.cacheMarked { marks.append(messages.count) }
+                messages.append((message.role ?? "", text))
+            }
+        }
+        var chat = ChatRequest(model: wire.model ?? "", messages: messages, http: request, stream: wire.stream ?? false)
+        chat.cacheMarks = marks
+        return chat
     }
 
     /// An OpenAI Chat Completions response body.
@@ -59,9 +71,10 @@ public enum ModelServers {
         return Data(events.map { "data: \($0)\r\n\r\n" }.joined().utf8)
     }
 
-    /// An Anthropic Messages response body, with a thinking block before the text.
-    public static func anthropicBody(text: String, request: ChatRequest) -> Data {
-        let input = request.messages.reduce(0) { $0 + tokens($1.content) }
+    /// An Anthropic Messages response body, with a thinking block before the text; `cache` is
+    /// the part of the prompt read from and written to the prompt cache (``PromptCache``).
+    public static func anthropicBody(text: String, request: ChatRequest, cache: (read: Int, write: Int) = (0, 0)) -> Data {
+        let input = request.messages.reduce(0) { $0 + tokens($1.content) } - cache.read - cache.write
         let object: [String: Any] = [
             "id": "msg_\(request.http.index)", "type": "message", "role": "assistant", "model": request.model,
             "content": [
@@ -69,7 +82,10 @@ public enum ModelServers {
                 ["type": "text", "text": text],
             ],
             "stop_reason": "end_turn",
-            "usage": ["input_tokens": input, "output_tokens": tokens(text), "cache_read_input_tokens": 0],
+            "usage": [
+                "input_tokens": input, "output_tokens": tokens(text),
+                "cache_read_input_tokens": cache.read, "cache_creation_input_tokens": cache.write,
+            ],
         ]
         return (try? JSONSerialization.data(withJSONObject: object)) ?? Data()
     }
@@ -112,6 +128,37 @@ public enum ModelServers {
     }
 }
 
+/// Anthropic's prompt cache, played by a test server: a request reads the longest prefix of its
+/// messages that an earlier request marked (`cache_control`) byte for byte, and writes the rest up
+/// to its own last mark. A prefix that changes by one byte is a miss, as with the real cache.
+public final class PromptCache: Sendable {
+    private let prefixes = Mutex<Set<String>>([])
+
+    public init() {}
+
+    /// The tokens of `request`'s prompt read from and written to the cache, and the request's
+    /// marked prefixes remembered for later requests.
+    public func use(_ request: ModelServers.ChatRequest) -> (read: Int, write: Int) {
+        guard let lastMark = request.cacheMarks.max() else { return (0, 0) }
+        var keys: [String] = []
+        var tokens: [Int] = []
+        var key = ""
+        var total = 0
+        for message in request.messages[...lastMark] {
+            key += "\u{1}\(message.role)\u{2}\(message.content)"
+            total += ModelServers.tokens(message.content)
+            keys.append(key)
+            tokens.append(total)
+        }
+        return prefixes.withLock { cached in
+            let hit = keys.indices.last { cached.contains(keys[$0]) }
+            let read = hit.map { tokens[$0] } ?? 0
+            for mark in request.cacheMarks { cached.insert(keys[mark]) }
+            return (read, tokens[lastMark] - read)
+        }
+    }
+}
+
 // The wire shapes, decoded and encoded with Codable: JSONSerialization costs ~25 µs per small
 // body on Linux, which would dominate a benchmark server's own cost per request.
 
@@ -130,9 +177,13 @@ private struct WireMessage: Decodable {
 /// A message's content: a string, or (Anthropic) a list of blocks whose texts are joined.
 private struct WireContent: Decodable {
     var text: String?
+    /// Whether a block carried `cache_control`.
+    var cacheMarked = false
 
     private struct Block: Decodable {
+        struct CacheControl: Decodable { var type: String? }
         var text: String?
+        var cache_control: CacheControl?
     }
 
     init(from decoder: any Decoder) throws {
@@ -141,6 +192,7 @@ private struct WireContent: Decodable {
             self.text = text
         } else if let blocks = try? container.decode([Block].self) {
             text = blocks.compactMap(\.text).joined()
+            cacheMarked = blocks.contains { $0.cache_control != nil }
         }
     }
 }
