@@ -1,6 +1,5 @@
 import CPython
 import Foundation
-import Synchronization
 
 /// The OS threads that run Python for every namespace in the process, and their limits.
 ///
@@ -84,7 +83,7 @@ final class PythonThreadPool: @unchecked Sendable {
         set {
             condition.withLock {
                 limits = [Int](repeating: max(1, newValue), count: Self.levels)
-                wake(taking: 0)
+                wake()
             }
         }
     }
@@ -93,7 +92,7 @@ final class PythonThreadPool: @unchecked Sendable {
     func setLimit(_ limit: Int, level: Int) {
         condition.withLock {
             limits[Self.level(level)] = max(1, limit)
-            wake(taking: 0)
+            wake()
         }
     }
 
@@ -112,15 +111,14 @@ final class PythonThreadPool: @unchecked Sendable {
     func schedule(_ lane: PythonLane) {
         condition.withLock {
             ready[lane.level].push(lane)
-            wake(taking: 0)
+            wake()
         }
     }
 
     /// Lock held. Wakes idle threads for the runnable lanes, and starts threads for the rest:
-    /// at once while the pool is small, after ``growthDelay`` beyond. `taking` is how many of
-    /// the runnable lanes the calling thread is about to take itself.
-    private func wake(taking: Int) {
-        let needed = runnable - taking
+    /// at once while the pool is small, after ``growthDelay`` beyond.
+    private func wake() {
+        let needed = runnable
         guard needed > 0 else { return }
         for _ in 0..<min(needed, idle) { condition.signal() }
         guard needed > idle else { return }
@@ -189,7 +187,7 @@ final class PythonThreadPool: @unchecked Sendable {
     func abandon(_ lane: PythonLane) {
         condition.withLock {
             release(lane)
-            wake(taking: 0)
+            wake()
         }
     }
 
@@ -207,7 +205,7 @@ final class PythonThreadPool: @unchecked Sendable {
             release(lane)
             if more { ready[lane.level].push(lane) }
             lane = waitForLane()
-            wake(taking: 0)
+            wake()
         }
     }
 }
