@@ -170,4 +170,40 @@ enum Prompts {
         of its own: FINAL(your answer).
         """
     }
+
+    // MARK: - Refinement (Refinement.swift)
+
+    static func refinementScratch(step: Int, of steps: Int, update: Int, of updates: Int, query: String?, answer: String) -> String {
+        """
+        [refinement step \(step) of at most \(steps), note \(update) of \(updates)] Before answering again, check your \
+        answer. The query: \(query ?? "(in `context`)")
+        Your current answer (also the REPL variable `current_answer`):
+        \(clip(answer))
+        This turn, only work on your notes: test the answer against `context` with code and sub-calls, and add what \
+        you find (mistakes, gaps, evidence) to the REPL variable `scratch`, a str that keeps your earlier notes. Do not \
+        answer in this turn.
+        """
+    }
+
+    static func refinementAnswer(step: Int, of steps: Int) -> String {
+        """
+        [refinement step \(step) of at most \(steps)] Now answer again, improving `current_answer` with what `scratch` \
+        says; if it is already right, give it unchanged. Answer as before: FINAL(...), FINAL_VAR(name), or \
+        answer['content'] and answer['ready'] = True.
+        """
+    }
+
+    static func haltingJudge(query: String?, answer: String) -> String {
+        """
+        A question and a proposed answer follow. How likely is the proposed answer to be correct and complete? \
+        Reply with one number between 0 and 1, nothing else.
+
+        Question: \(query ?? "(the task in the context)")
+        Proposed answer: \(clip(answer))
+        """
+    }
+
+    private static func clip(_ text: String, limit: Int = 4_000) -> String {
+        text.count <= limit ? text : String(text.prefix(limit)) + " […]"
+    }
 }

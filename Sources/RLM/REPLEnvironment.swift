@@ -188,6 +188,14 @@ final class REPLEnvironment: Sendable {
         state.withLock { $0.contexts = contexts }
     }
 
+    /// Binds `current_answer`, gives `scratch` its first value ("") if it has none, and clears the
+    /// answer protocol's state, for a refinement phase.
+    func prepareRefinement(currentAnswer: String) async throws {
+        let namespace = self.namespace
+        try await namespace.set("current_answer", to: .string(currentAnswer))
+        try await namespace.executePrivately("g.setdefault('scratch', '')\ng['answer'] = {'content': '', 'ready': False}")
+    }
+
     /// Sets `history` to the earlier turns of a session.
     func setHistory(_ turns: [(query: String, answer: String)]) async throws {
         try await Self.bindHistory(turns, in: namespace)

@@ -205,6 +205,14 @@ public struct RLM: Sendable {
         if !limit.isNodeLimit {
             sink.emit(info, .limitReached(limit: limit, partialAnswer: root.bestAnswer))
         }
+        // During refinement the run already has an answer: the latest one is the result.
+        if let refined = root.refinedAnswer, !Task.isCancelled {
+            sink.emit(info, .answer(text: refined, iterations: root.iterations))
+            finish(nil)
+            return RLMResult(
+                answer: refined, usage: tracker.usage, iterations: root.iterations, elapsed: .now - start,
+                events: sink.events, answeredAfterLimit: limit)
+        }
         if configuration.finalAnswerOnLimit && limit != .deadline && !Task.isCancelled {
             var messages = root.messages
             messages.append(.user(Prompts.finalAnswerRequest(limit)))

@@ -37,6 +37,9 @@ public struct RLMConfiguration: Sendable {
     /// 1,000-prompt batch. It applies per call, so a child's own batch never waits for its
     /// parent's slots (no deadlock across depths). Defaults to 8.
     public var maxConcurrentChildren: Int = 8
+    /// Refines the root's answer after it first answers (see ``Refinement``). Defaults to `nil`:
+    /// the first answer is the result.
+    public var refinement: Refinement?
     /// Limits for the whole tree. Defaults to ``Budget/unlimited``.
     public var budget: Budget
     /// When a limit is reached, ask the root model once more for a final answer instead of
@@ -116,6 +119,7 @@ public struct RLMConfiguration: Sendable {
         if maxOutputCharacters < 100 { throw invalid("maxOutputCharacters must be at least 100 (got \(maxOutputCharacters))") }
         if execTimeout <= .zero { throw invalid("execTimeout must be positive") }
         if stopGracePeriod <= .zero { throw invalid("stopGracePeriod must be positive") }
+        try refinement?.validate()
         if isolation.level == .process && isolation.allowsNetwork {
             throw invalid("isolation.allowsNetwork is not available with process isolation: its workers have no network")
         }

@@ -44,6 +44,12 @@ public struct RLMEvent: Sendable, Hashable, Codable {
         case limitReached(limit: Limit, partialAnswer: String?)
         /// The run ended (root only), successfully or not.
         case runFinished(usage: UsageSummary, elapsed: Duration, error: String?)
+        /// A refinement step ended with its answer update (``RLMConfiguration/refinement``):
+        /// `changed` says whether the answer differs from the step before; `judgeScore` is the
+        /// halting judge's probability, when there is a judge.
+        case refinementStep(step: Int, answer: String, changed: Bool, judgeScore: Double?)
+        /// Refinement ended after `steps` steps, for `reason`.
+        case refinementFinished(steps: Int, reason: Refinement.Halt)
     }
 
     /// How a code cell ended.

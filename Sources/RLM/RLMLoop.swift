@@ -44,6 +44,11 @@ struct RLMLoop: Sendable {
         nextTurn()
     }
 
+    /// Goes on after an answer (refinement asks for more turns).
+    mutating func resume() -> Action {
+        nextTurn()
+    }
+
     mutating func modelReplied(_ reply: String) -> Action {
         blocks = ReplyParser.codeBlocks(in: reply)
         nextBlock = 0

@@ -19,6 +19,7 @@ final class RLMNode: Sendable {
         var messages: [ChatMessage] = []
         var bestAnswer: String?
         var iterations = 0
+        var refinedAnswer: String?
     }
 
     private let progress = Mutex(Progress())
@@ -35,6 +36,9 @@ final class RLMNode: Sendable {
     var messages: [ChatMessage] { progress.withLock { $0.messages } }
     /// Turns taken so far.
     var iterations: Int { progress.withLock { $0.iterations } }
+    /// The latest answer once refinement has begun (``RLMConfiguration/refinement``): what a
+    /// limit during refinement leaves as the result.
+    var refinedAnswer: String? { progress.withLock { $0.refinedAnswer } }
 
     /// Runs a node with a REPL of its own, closed when it ends.
     func runFresh(query: String?, context: RLMContext) async throws -> NodeOutcome {
@@ -97,11 +101,43 @@ final class RLMNode: Sendable {
             }
         }
 
+        // Refinement (root only): where it stands, the prompt for the next turn, and the turn
+        // that made the current scratch update (its cells have run once the loop asks again).
+        let refinementPlan = info.depth == 0 ? configuration.refinement : nil
+        var refining: RefinementState?
+        var pendingPrompt: String?
+        var scratchTurn: Int?
+
         func takeFeedback() {
             let feedback = loop.takeFeedback()
-            if !feedback.isEmpty {
+            if let prompt = pendingPrompt {
+                pendingPrompt = nil
+                messages.append(.user((feedback.isEmpty ? "" : feedback.joined(separator: "\n\n") + "\n\n") + prompt))
+            } else if !feedback.isEmpty {
                 messages.append(.user(feedback.joined(separator: "\n\n") + "\n\n" + Prompts.continueMessage(query: query)))
             }
+        }
+
+        /// Prepares the REPL and the prompt for the refinement phase that comes next.
+        func beginRefinementPhase() async throws {
+            guard let state = refining else { return }
+            try await repl.prepareRefinement(currentAnswer: state.answer)
+            scratchTurn = nil
+            switch state.phase {
+            case .scratch(let step, let update):
+                pendingPrompt = Prompts.refinementScratch(
+                    step: step, of: state.plan.maxSteps, update: update, of: state.plan.scratchUpdates, query: query, answer: state.answer)
+            case .answer(let step):
+                pendingPrompt = Prompts.refinementAnswer(step: step, of: state.plan.maxSteps)
+            }
+        }
+
+        /// The halting judge's probability that `answer` is right; `nil` when its reply holds no number.
+        func judge(_ judge: Refinement.HaltingJudge, answer: String) async throws -> Double? {
+            let response = try await tree.call(
+                judge.model, [.user(Prompts.haltingJudge(query: query, answer: answer))], depth: info.depth, limited: false,
+                span: iterationSpan ?? nodeSpan)
+            return Refinement.probability(in: response.text)
         }
 
         /// One model turn. When the server refuses the conversation as too long (the estimate
@@ -146,6 +182,12 @@ final class RLMNode: Sendable {
             switch action {
             case .callModel(let iteration):
                 if iteration > 1 { events.emit(info, .iterationFinished(iteration: iteration - 1)) }
+                if var state = refining, case .scratch = state.phase, scratchTurn != nil {
+                    // The scratch update's turn and its cells are done.
+                    state.scratchDone()
+                    refining = state
+                    try await beginRefinementPhase()
+                }
                 takeFeedback()
                 remember()
                 events.emit(info, .iterationStarted(iteration: iteration))
@@ -183,6 +225,7 @@ final class RLMNode: Sendable {
                 }
                 events.emit(info, .modelReplied(iteration: iteration, text: response.text, usage: response.usage, latency: .now - start))
                 messages.append(.assistant(response.text))
+                if let state = refining, case .scratch = state.phase { scratchTurn = iteration }
                 action = loop.modelReplied(response.text)
 
             case .execute(let index, let code):
@@ -245,9 +288,49 @@ final class RLMNode: Sendable {
                 action = loop.variableResolved(name: name, value: try await repl.variable(named: name))
 
             case .finish(let unredacted):
+                var answer = events.redact(unredacted)
+                if let plan = refinementPlan {
+                    if var state = refining {
+                        if case .answer(let step) = state.phase {
+                            let (changed, halt) = state.answered(answer)
+                            refining = state
+                            progress.withLock { $0.refinedAnswer = answer }
+                            var reason = halt
+                            var score: Double?
+                            if halt == nil, let judgeModel = plan.judge {
+                                score = try await judge(judgeModel, answer: answer)
+                                if let score, score >= judgeModel.threshold { reason = .judge }
+                            }
+                            events.emit(info, .refinementStep(step: step, answer: answer, changed: changed, judgeScore: score))
+                            logger.debug("refinement step ended", metadata: ["rlm.step": "\(step)", "rlm.changed": "\(changed)"])
+                            if let reason {
+                                events.emit(info, .refinementFinished(steps: step, reason: reason))
+                            } else {
+                                try await beginRefinementPhase()
+                                action = loop.resume()
+                                continue
+                            }
+                        } else {
+                            // An answer in a scratch turn ends that update; the answer is the
+                            // answer update's to give.
+                            state.scratchDone()
+                            refining = state
+                            try await beginRefinementPhase()
+                            action = loop.resume()
+                            continue
+                        }
+                    } else {
+                        // The first answer: refinement begins.
+                        refining = RefinementState(plan: plan, firstAnswer: answer)
+                        progress.withLock { $0.refinedAnswer = answer }
+                        try await beginRefinementPhase()
+                        action = loop.resume()
+                        continue
+                    }
+                    answer = refining?.answer ?? answer
+                }
                 nodeSpan.attributes["rlm.outcome"] = "answered"
                 logger.debug("node answered")
-                let answer = events.redact(unredacted)
                 remember()
                 events.emit(info, .answer(text: answer, iterations: loop.iteration))
                 return NodeOutcome(answer: answer, iterations: loop.iteration)

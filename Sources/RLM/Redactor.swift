@@ -60,6 +60,10 @@ extension RLMEvent.Kind {
             return .limitReached(limit: limit, partialAnswer: redact(partialAnswer))
         case .runFinished(let usage, let elapsed, let error):
             return .runFinished(usage: usage, elapsed: elapsed, error: redact(error))
+        case .refinementStep(let step, let answer, let changed, let score):
+            return .refinementStep(step: step, answer: redact(answer), changed: changed, judgeScore: score)
+        case .refinementFinished:
+            return self
         }
     }
 }

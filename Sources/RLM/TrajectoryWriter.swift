@@ -133,6 +133,16 @@ public final class TrajectoryWriter: Sendable {
             object["type"] = "limit_reached"
             object["limit"] = limitKind.rawValue
             object["partial_answer"] = partial ?? NSNull()
+        case .refinementStep(let step, let answer, let changed, let score):
+            object["type"] = "refinement_step"
+            object["step"] = step
+            object["answer"] = answer
+            object["changed"] = changed
+            object["judge_score"] = score ?? NSNull()
+        case .refinementFinished(let steps, let reason):
+            object["type"] = "refinement_finished"
+            object["steps"] = steps
+            object["reason"] = reason.rawValue
         case .runFinished(let usageSummary, let elapsed, let error):
             object["type"] = "run_finished"
             object["elapsed"] = seconds(elapsed)

@@ -33,6 +33,9 @@ struct Run: AsyncParsableCommand {
     @Option(help: "The question to answer.")
     var query: String
 
+    @Option(help: "After the first answer, refine it for up to N steps (1-16): each step one turn of notes in `scratch`, then the answer again; stops when the answer comes back unchanged.")
+    var refineSteps: Int?
+
     @Option(help: ArgumentHelp(
         "How the context file reaches the REPL: `text` reads it into a str, `mapped` maps it read-only (a str-like MappedText with byte positions, for files larger than memory), `auto` maps files of \(Self.mappedThresholdMiB) MiB or more.",
         valueName: "auto|text|mapped"))
@@ -136,6 +139,7 @@ struct Run: AsyncParsableCommand {
     mutating func validate() throws {
         if query.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { throw ValidationError("the query is empty: pass --query TEXT") }
         if maxDepth < 1 { throw ValidationError("--max-depth must be at least 1") }
+        if let refineSteps, !(1...16).contains(refineSteps) { throw ValidationError("--refine-steps must be from 1 to 16") }
         if maxIterations < 1 { throw ValidationError("--max-iterations must be at least 1") }
         if maxConcurrency < 1 { throw ValidationError("--max-concurrency must be at least 1") }
         if execTimeout <= 0 { throw ValidationError("--exec-timeout must be positive") }
@@ -227,6 +231,7 @@ struct Run: AsyncParsableCommand {
             level: isolation == .unrestricted ? .unrestricted : isolation == .process ? .process : .inProcess,
             readablePaths: allowRead.map { URL(fileURLWithPath: $0).standardizedFileURL.path })
         configuration.isolation.requiresAllLayers = requireAllLayers
+        if let refineSteps { configuration.refinement = Refinement(maxSteps: refineSteps) }
         if isolation == .process { try await Self.checkWorker(requireAllLayers: requireAllLayers) }
         let writer = try trajectory.map { try TrajectoryWriter(url: URL(fileURLWithPath: $0)) }
         defer { writer?.close() }

@@ -98,6 +98,12 @@ struct TrajectoryPage {
                 let removed = event["removed_messages"] as? Int ?? 0
                 let what = removed > 0 ? "\(removed) earlier messages left out" : "the middle of the latest turn cut"
                 append(.note("The conversation was compacted to fit the model's context window: \(what); about \(event["estimated_tokens"] as? Int ?? 0) tokens remain."))
+            case "refinement_step":
+                let score = (event["judge_score"] as? Double).map { String(format: "; the judge gave it %.2f", $0) } ?? ""
+                let changed = event["changed"] as? Bool == true ? "a new answer" : "the answer unchanged"
+                append(.note("Refinement step \(event["step"] as? Int ?? 0): \(changed): \(event["answer"] as? String ?? "")\(score)"))
+            case "refinement_finished":
+                append(.note("Refinement ended after \(event["steps"] as? Int ?? 0) steps (\(event["reason"] as? String ?? "?"))."))
             case "run_finished": finished = event
             default: break
             }

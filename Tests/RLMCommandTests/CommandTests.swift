@@ -93,6 +93,7 @@ struct CommandTests {
         (["--context-file", "CONTEXT", "--query", "q", "--context-window", "10"], "--context-window must be at least 256"),
         (["--context-file", "CONTEXT", "--query", "q", "--max-output-tokens", "0"], "--max-output-tokens must be at least 1"),
         (["--context-file", "CONTEXT", "--query", "q", "--context-mode", "lazy"], "--context-mode"),
+        (["--context-file", "CONTEXT", "--query", "q", "--refine-steps", "0"], "--refine-steps must be from 1 to 16"),
     ])
     func badInput(arguments: [String], message: String) async throws {
         let context = try temporaryFile(Data("some text".utf8))
