@@ -2,6 +2,7 @@
 //
 //   ServerScale idle COUNT                         COUNT idle sessions with 1 KB contexts
 //   ServerScale concurrent COUNT LATENCY_MS        COUNT runs at once against a scripted server
+//   ServerScale concurrent-in-process COUNT LATENCY_MS   the same with in-process models (no HTTP)
 //   ServerScale batched COUNT LATENCY_MS CHILDREN  one rlm_query_batched over COUNT prompts,
 //                                                  at most CHILDREN child RLMs (and model
 //                                                  calls) at once
@@ -120,6 +121,19 @@ func models(_ server: ScriptedHTTPServer, root: String, latency: Int) throws -> 
     )
 }
 
+/// A model that answers after `latency` ms with its replies in turn (by the number of assistant
+/// messages), like the scripted server but without HTTP.
+struct SleepyModel: LanguageModel {
+    let latency: Int
+    let replies: [String]
+    var modelName: String { "sleepy" }
+    func complete(_ messages: [ChatMessage]) async throws -> ModelResponse {
+        try await Task.sleep(for: .milliseconds(latency))
+        let turn = messages.count(where: { $0.role == .assistant })
+        return ModelResponse(text: replies[min(turn, replies.count - 1)], usage: TokenUsage(inputTokens: 1, outputTokens: 1))
+    }
+}
+
 let clock = ContinuousClock()
 let context = String(repeating: "0123456789abcdef", count: 64)
 
@@ -152,10 +166,19 @@ case "idle":
     ])
     for session in sessions { await session.close() }
 
-case "concurrent":
+case "concurrent", "concurrent-in-process":
     guard arguments.count == 3, let latency = Int(arguments[2]) else { usage() }
-    let server = try await startServer()
-    let (root, sub) = try models(server, root: "root:concurrent", latency: latency)
+    // In process: the same trajectory from scripted models that sleep, with no HTTP, to tell the
+    // engine's share of a run's CPU from the HTTP client's and server's.
+    let inProcess = arguments[0] == "concurrent-in-process"
+    let server = inProcess ? nil : try await startServer()
+    let (root, sub): (any LanguageModel, any LanguageModel) = try server.map { try models($0, root: "root:concurrent", latency: latency) } ?? (
+        SleepyModel(latency: latency, replies: [
+            "```repl\nprint(len(context))\n```",
+            "```repl\nx = llm_query('say ok')\nprint(x)\n```",
+            "```repl\nanswer['content'] = 'done:' + x\nanswer['ready'] = True\n```",
+        ]),
+        SleepyModel(latency: latency, replies: ["ok"]))
     let rlm = RLM(configuration: RLMConfiguration(rootModel: root, subModel: sub, maxIterations: 10))
     @Sendable func run() async -> String {
         (try? await rlm.complete(query: "benchmark", context: .text(context)).answer) ?? "ERROR"
@@ -184,8 +207,9 @@ case "concurrent":
         "one_run_seconds": median(alone), "all_runs_seconds": together, "ratio": together / median(alone),
         "errors": answers.count(where: { $0 != "done:ok" }),
         "peak_threads": peak["Threads"] ?? 0, "peak_rss_kb": peak["VmRSS"] ?? 0, "peak_anon_kb": peak["RssAnon"] ?? 0,
+        "http": !inProcess,
     ])
-    try await server.shutdown()
+    try await server?.shutdown()
 
 case "batched":
     guard arguments.count == 4, let latency = Int(arguments[2]), let children = Int(arguments[3]) else { usage() }
