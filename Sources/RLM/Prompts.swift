@@ -53,6 +53,9 @@ enum Prompts {
                 - `rlm_query(prompt, model=None) -> str`: hands a sub-task to a recursive RLM: a new \
                 model with its own REPL whose `context` is `prompt`. Use it for sub-tasks that need \
                 code of their own. `rlm_query_batched(prompts, model=None) -> list[str]` runs several at once.
+                - `llm_query(prompt, depth="auto")` and `llm_query_batched(prompts, depth="auto")` let the \
+                engine choose, prompt by prompt, between a plain call and a recursive RLM (for prompts too \
+                large or too hard for one call).
                 """
         } else {
             text += """

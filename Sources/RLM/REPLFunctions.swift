@@ -44,15 +44,35 @@ final class REPLBinding: Sendable {
         let node = self.node
         let childrenAreRLMs = node.depth + 1 < maxDepth
         var functions = [
-            NativeFunction(name: "llm_query", documentation: "llm_query(prompt, model=None) -> str", async: { [self] arguments in
+            NativeFunction(name: "llm_query", documentation: "llm_query(prompt, model=None, depth=None) -> str", async: { [self] arguments in
                 let (prompt, model) = try Self.promptAndModel(arguments, function: "llm_query")
-                return try await scoped { .string(try await self.tree.subcall(prompt, model: model, from: node, logger: logger)) }
-            }),
-            NativeFunction(name: "llm_query_batched", documentation: "llm_query_batched(prompts, model=None) -> list[str]", async: { [self] arguments in
-                let (prompts, model) = try Self.promptsAndModel(arguments, function: "llm_query_batched")
+                let depth = try Self.depthRequest(arguments, function: "llm_query")
+                guard depth != .plain else {
+                    return try await scoped { .string(try await self.tree.subcall(prompt, model: model, from: node, logger: self.logger)) }
+                }
                 let tree = try self.tree
                 let logger = self.logger
-                return try await scoped { .list(try await Self.batch(prompts) { try await tree.subcall($0, model: model, from: node, logger: logger) }) }
+                return try await scoped {
+                    let routes = try await Self.routes([prompt], depth: depth, childrenAreRLMs: childrenAreRLMs, model: model, tree: tree, node: node)
+                    return .string(try await Self.send(prompt, recurse: routes[0], model: model, tree: tree, node: node, logger: logger))
+                }
+            }),
+            NativeFunction(name: "llm_query_batched", documentation: "llm_query_batched(prompts, model=None, depth=None) -> list[str]", async: { [self] arguments in
+                let (prompts, model) = try Self.promptsAndModel(arguments, function: "llm_query_batched")
+                let depth = try Self.depthRequest(arguments, function: "llm_query_batched")
+                let tree = try self.tree
+                let logger = self.logger
+                guard depth != .plain else {
+                    return try await scoped { .list(try await Self.batch(prompts) { try await tree.subcall($0, model: model, from: node, logger: logger) }) }
+                }
+                return try await scoped {
+                    let routes = try await Self.routes(prompts, depth: depth, childrenAreRLMs: childrenAreRLMs, model: model, tree: tree, node: node)
+                    let indexed = prompts.enumerated().map { PythonValue.list([.int($0.offset), $0.element]) }
+                    return .list(try await Self.batch(indexed, width: routes.contains(true) ? maxConcurrentChildren : nil) { pair in
+                        guard case .list(let items) = pair, case .int(let index) = items[0] else { return "" }
+                        return try await Self.send(items[1], recurse: routes[index], model: model, tree: tree, node: node, logger: logger)
+                    })
+                }
             }),
             NativeFunction(name: "rlm_query", documentation: "rlm_query(prompt, model=None) -> str", async: { [self] arguments in
                 let (prompt, model) = try Self.promptAndModel(arguments, function: "rlm_query")
@@ -138,6 +158,64 @@ final class REPLBinding: Sendable {
         case let other?:
             throw PythonError(code: .exception, typeName: "TypeError", message: "\(function)() model must be a str or None, not \(other.pythonTypeName)")
         }
+    }
+
+    /// What a sub-call's `depth` argument asks for.
+    enum DepthRequest: Equatable {
+        /// `None` or 0: a plain call.
+        case plain
+        /// `"auto"`: the configured ``SubcallRouter`` decides.
+        case auto
+        /// 1: a child RLM (where this node may have children).
+        case recurse
+    }
+
+    private static func depthRequest(_ arguments: PythonArguments, function: String) throws -> DepthRequest {
+        switch arguments.value(at: 2, named: "depth") {
+        case nil, .none?, .int(0)?: return .plain
+        case .string("auto")?: return .auto
+        case .int(1)?: return .recurse
+        case let other?:
+            throw PythonError(code: .exception, typeName: "ValueError",
+                              message: "\(function)() depth must be None (a plain call), 'auto' (the engine decides) or 1 (a child RLM), not \(other)")
+        }
+    }
+
+    /// Whether each prompt goes to a child RLM, with each decision in the trajectory.
+    private static func routes(
+        _ prompts: [PythonValue], depth: DepthRequest, childrenAreRLMs: Bool, model: String?, tree: RunTree, node: NodeInfo
+    ) async throws -> [Bool] {
+        let texts = prompts.map { prompt -> String? in if case .string(let text) = prompt { text } else { nil } }
+        var decisions: [SubcallDecision]
+        if !childrenAreRLMs {
+            decisions = prompts.map { _ in SubcallDecision(recurse: false, reason: "at the depth limit: a plain call") }
+        } else if depth == .recurse {
+            decisions = prompts.map { _ in SubcallDecision(recurse: true, reason: "depth=1 was asked for: a child RLM") }
+        } else {
+            let subModel = try tree.model(named: model, fallback: tree.configuration.subModel ?? tree.configuration.rootModel)
+            let context = SubcallRoutingContext(depth: node.depth, subModel: subModel) { model, messages in
+                try await tree.call(model, messages, depth: node.depth, limited: true)
+            }
+            decisions = try await tree.configuration.subcallRouter.route(texts.map { $0 ?? "" }, context: context)
+            guard decisions.count == prompts.count else {
+                throw RLMError(code: .invalidConfiguration, message: "the sub-call router gave \(decisions.count) decisions for \(prompts.count) prompts")
+            }
+        }
+        for index in decisions.indices where decisions[index].recurse && texts[index] == nil {
+            decisions[index] = SubcallDecision(recurse: false, reason: "a list of messages cannot be a child's context: a plain call", score: decisions[index].score)
+        }
+        for (text, decision) in zip(texts, decisions) {
+            tree.events.emit(node, .subcallRouted(
+                prompt: TrajectoryWriter.clip(text ?? "(messages)", 200), recurse: decision.recurse, reason: decision.reason, score: decision.score))
+        }
+        return decisions.map(\.recurse)
+    }
+
+    private static func send(
+        _ prompt: PythonValue, recurse: Bool, model: String?, tree: RunTree, node: NodeInfo, logger: Logger?
+    ) async throws -> String {
+        if recurse, case .string(let text) = prompt { return try await tree.child(text, model: model, from: node) }
+        return try await tree.subcall(prompt, model: model, from: node, logger: logger)
     }
 
     private static func promptAndModel(_ arguments: PythonArguments, function: String) throws -> (PythonValue, String?) {

@@ -40,6 +40,10 @@ public struct RLMConfiguration: Sendable {
     /// Refines the root's answer after it first answers (see ``Refinement``). Defaults to `nil`:
     /// the first answer is the result.
     public var refinement: Refinement?
+    /// Decides where `llm_query(p, depth="auto")` goes: a plain call or a child RLM (see
+    /// ``SubcallRouter``). Defaults to ``WindowRouter``: a child only for prompts that cannot fit
+    /// the sub-model's window.
+    public var subcallRouter: any SubcallRouter = WindowRouter()
     /// Limits for the whole tree. Defaults to ``Budget/unlimited``.
     public var budget: Budget
     /// When a limit is reached, ask the root model once more for a final answer instead of

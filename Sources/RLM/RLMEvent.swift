@@ -50,6 +50,9 @@ public struct RLMEvent: Sendable, Hashable, Codable {
         case refinementStep(step: Int, answer: String, changed: Bool, judgeScore: Double?)
         /// Refinement ended after `steps` steps, for `reason`.
         case refinementFinished(steps: Int, reason: Refinement.Halt)
+        /// The ``SubcallRouter`` (or an explicit `depth`) sent a sub-call to a child RLM
+        /// (`recurse`) or to a plain call; `prompt` is its first 200 characters.
+        case subcallRouted(prompt: String, recurse: Bool, reason: String, score: Double?)
     }
 
     /// How a code cell ended.

@@ -64,6 +64,8 @@ extension RLMEvent.Kind {
             return .refinementStep(step: step, answer: redact(answer), changed: changed, judgeScore: score)
         case .refinementFinished:
             return self
+        case .subcallRouted(let prompt, let recurse, let reason, let score):
+            return .subcallRouted(prompt: redact(prompt), recurse: recurse, reason: reason, score: score)
         }
     }
 }

@@ -143,6 +143,12 @@ public final class TrajectoryWriter: Sendable {
             object["type"] = "refinement_finished"
             object["steps"] = steps
             object["reason"] = reason.rawValue
+        case .subcallRouted(let prompt, let recurse, let reason, let score):
+            object["type"] = "subcall_routed"
+            object["prompt"] = prompt
+            object["route"] = recurse ? "child" : "plain"
+            object["reason"] = reason
+            object["score"] = score ?? NSNull()
         case .runFinished(let usageSummary, let elapsed, let error):
             object["type"] = "run_finished"
             object["elapsed"] = seconds(elapsed)

@@ -102,6 +102,9 @@ struct TrajectoryPage {
                 let score = (event["judge_score"] as? Double).map { String(format: "; the judge gave it %.2f", $0) } ?? ""
                 let changed = event["changed"] as? Bool == true ? "a new answer" : "the answer unchanged"
                 append(.note("Refinement step \(event["step"] as? Int ?? 0): \(changed): \(event["answer"] as? String ?? "")\(score)"))
+            case "subcall_routed":
+                let route = event["route"] as? String == "child" ? "a child RLM" : "a plain call"
+                append(.note("Routed to \(route): \(event["reason"] as? String ?? "") (\(event["prompt"] as? String ?? ""))"))
             case "refinement_finished":
                 append(.note("Refinement ended after \(event["steps"] as? Int ?? 0) steps (\(event["reason"] as? String ?? "?"))."))
             case "run_finished": finished = event

@@ -32,9 +32,9 @@ def _final_is_not_a_function(*args, **kwargs):
 WAVE_CHARACTERS = 8_000_000
 
 def _in_waves(native):
-    def batched(prompts, model=None):
+    def batched(prompts, model=None, **options):
         if not isinstance(prompts, list):
-            return native(prompts, model)  # the native function explains the TypeError
+            return native(prompts, model, **options)  # the native function explains the TypeError
         results = []
         start = 0
         size = 0
@@ -43,10 +43,10 @@ def _in_waves(native):
                 len(m.get("content", "")) if isinstance(m, dict) and isinstance(m.get("content"), str) else 0
                 for m in (prompt if isinstance(prompt, list) else []))
             if index > start and size + length > WAVE_CHARACTERS:
-                results.extend(native(prompts[start:index], model))
+                results.extend(native(prompts[start:index], model, **options))
                 start, size = index, 0
             size += length
-        results.extend(native(prompts[start:], model))
+        results.extend(native(prompts[start:], model, **options))
         return results
     batched.__name__ = native.__name__
     batched.__doc__ = native.__doc__
