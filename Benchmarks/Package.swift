@@ -42,6 +42,14 @@ let package = Package(
             path: "Benchmarks/ServerScale"
         ),
         .executableTarget(
+            name: "RecursionStrategies",
+            dependencies: [
+                .product(name: "RLM", package: "swift-rlm"),
+                .product(name: "RLMTesting", package: "swift-rlm"),
+            ],
+            path: "Benchmarks/RecursionStrategies"
+        ),
+        .executableTarget(
             name: "HugeContext",
             dependencies: [
                 .product(name: "RLM", package: "swift-rlm"),
