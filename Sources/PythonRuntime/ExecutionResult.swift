@@ -28,6 +28,10 @@ public struct ExecutionResult: Sendable, Hashable {
     public var error: PythonError?
     /// Wall-clock time the execution took.
     public var duration: Duration
+    /// The value of the private expression asked for with ``PythonNamespace/execute(_:timeout:then:)``,
+    /// evaluated right after the code in the same job; `nil` when none was asked for, the code
+    /// was abandoned or cancelled, or the expression raised (evaluate it again on its own to see why).
+    public var followUp: PythonValue?
 
     /// Creates a result.
     public init(

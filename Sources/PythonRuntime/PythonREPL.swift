@@ -21,6 +21,27 @@ public protocol PythonREPL: AnyObject, Sendable {
     func execute(_ code: String, timeout: Duration?) async throws -> ExecutionResult
     /// Releases the REPL; it cannot be used afterwards.
     func close() async
+    /// Installs several functions (one round trip where the REPL can).
+    func install(_ functions: [NativeFunction]) async throws
+    /// Runs a cell, then evaluates `expression` in the private scope; its value is the result's
+    /// ``ExecutionResult/followUp`` (see ``PythonNamespace/execute(_:timeout:then:)``).
+    func execute(_ code: String, timeout: Duration?, then expression: String?) async throws -> ExecutionResult
+}
+
+extension PythonREPL {
+    /// Installs the functions one by one.
+    public func install(_ functions: [NativeFunction]) async throws {
+        for function in functions { try await install(function) }
+    }
+
+    /// Runs the cell, then evaluates `expression` with a second request.
+    public func execute(_ code: String, timeout: Duration?, then expression: String?) async throws -> ExecutionResult {
+        var result = try await execute(code, timeout: timeout)
+        if let expression, result.status != .abandoned {
+            result.followUp = try? await evaluatePrivately(expression)
+        }
+        return result
+    }
 }
 
 extension PythonNamespace: PythonREPL {

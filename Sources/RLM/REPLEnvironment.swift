@@ -65,7 +65,7 @@ final class REPLEnvironment: Sendable {
         do {
             state = Mutex(State(namespace: try await Self.makeNamespace(setup)))
         } catch {
-            if let scratch { try? FileManager.default.removeItem(at: scratch) }
+            if let scratch { Self.removeScratch(scratch) }
             throw error
         }
     }
@@ -90,9 +90,7 @@ final class REPLEnvironment: Sendable {
                 sandbox: sandbox, level: setup.depth))
         }
         do {
-            for function in setup.functions {
-                try await namespace.install(function)
-            }
+            try await namespace.install(setup.functions)
             let reserved = setup.reserved.map { "\"\($0)\"" }.joined(separator: ", ")
             try await namespace.executePrivately("RESERVED = (\(reserved),)\n" + Self.support)
             return namespace
@@ -105,10 +103,11 @@ final class REPLEnvironment: Sendable {
     /// A new private directory (mode 0700) under the system's temporary directory.
     private static func makeScratchDirectory() throws -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("rlm-repl-\(UUID().uuidString)")
-        do {
-            try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        } catch {
-            throw RLMError(code: .pythonFailed, message: "could not create the REPL's scratch directory \(url.path): \(error.localizedDescription)")
+        // mkdir(2) itself: FileManager's createDirectory resolves every component of the path
+        // first (a dozen system calls), which a server opening REPLs all day pays each time.
+        guard mkdir(url.path, 0o700) == 0 else {
+            let reason = String(cString: strerror(errno))
+            throw RLMError(code: .pythonFailed, message: "could not create the REPL's scratch directory \(url.path): \(reason)")
         }
         return url
     }
@@ -215,7 +214,8 @@ final class REPLEnvironment: Sendable {
     func run(_ code: String, onInterrupted: (RLMLoop.AnswerState) -> Void) async throws -> CellOutcome {
         let result: ExecutionResult
         do {
-            result = try await namespace.execute(code, timeout: execTimeout)
+            // The answer protocol is read in the same job as the cell.
+            result = try await namespace.execute(code, timeout: execTimeout, then: "after_cell()")
         } catch is CancellationError {
             if let state = try? await afterCell() { onInterrupted(state.answer) }
             throw CancellationError()
@@ -223,12 +223,15 @@ final class REPLEnvironment: Sendable {
         if result.status == .abandoned {
             return CellOutcome(result: result, answer: .init(ready: false, content: ""), restoredNames: [])
         }
-        let state = try await afterCell()
+        let state = try await afterCell(result.followUp)
         return CellOutcome(result: result, answer: state.answer, restoredNames: state.restored)
     }
 
-    private func afterCell() async throws -> (answer: RLMLoop.AnswerState, restored: [String]) {
-        let after = try await namespace.evaluatePrivately("after_cell()").listValue ?? []
+    /// What `after_cell()` says; `read` is its value when the cell's job already evaluated it.
+    private func afterCell(_ read: PythonValue? = nil) async throws -> (answer: RLMLoop.AnswerState, restored: [String]) {
+        let value: PythonValue
+        if let read { value = read } else { value = try await namespace.evaluatePrivately("after_cell()") }
+        let after = value.listValue ?? []
         let ready = after.first == .bool(true)
         let content = after.count > 1 ? after[1].stringValue ?? "" : ""
         let restored = after.count > 2 ? (after[2].listValue ?? []).compactMap(\.stringValue) : []
@@ -247,7 +250,13 @@ final class REPLEnvironment: Sendable {
     /// Closes the namespace and removes the scratch directory.
     func close() async {
         await namespace.close()
-        if let scratch { try? FileManager.default.removeItem(at: scratch) }
+        if let scratch { Self.removeScratch(scratch) }
+    }
+
+    /// Removes a scratch directory: with one rmdir(2) when the code left it empty (the usual
+    /// case), else with everything in it.
+    private static func removeScratch(_ url: URL) {
+        if rmdir(url.path) != 0 { try? FileManager.default.removeItem(at: url) }
     }
 
     /// Host-side helpers, run in the namespace's private scope (`g` is the user's globals):

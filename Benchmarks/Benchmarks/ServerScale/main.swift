@@ -32,7 +32,7 @@ func usage() -> Never {
         """.utf8))
     exit(64)
 }
-guard arguments.count >= 2, let count = Int(arguments[1]), count > 0 else { usage() }
+guard arguments.count >= 2, let count = Int(arguments[1]), count != 0 else { usage() }
 
 /// Fields of /proc/self/status, in kB (Threads as a count).
 func status() -> [String: Int] {
@@ -190,6 +190,13 @@ case "concurrent", "concurrent-in-process":
         let start = clock.now
         _ = await run()
         alone.append(seconds(clock.now - start))
+    }
+    if count < 0 {
+        // Sequential runs (COUNT given negative): the engine's cost per run with nothing beside it.
+        let start = clock.now
+        for _ in 0..<(-count) { _ = await run() }
+        emit(["scenario": "sequential", "runs": -count, "ms_per_run": seconds(clock.now - start) * 1000 / Double(-count), "latency_ms": latency])
+        exit(0)
     }
     let peaks = Peaks()
     peaks.start()
