@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "RLMTesting", targets: ["RLMTesting"]),
         .library(name: "RLMProviders", targets: ["RLMProviders"]),
         .library(name: "RLMTestServers", targets: ["RLMTestServers"]),
+        .library(name: "RLMBench", targets: ["RLMBench"]),
         .executable(name: "rlm", targets: ["RLMCommand"]),
         .executable(name: "rlm-worker", targets: ["RLMWorker"]),
     ],
@@ -75,11 +76,13 @@ let package = Package(
         ),
         // The confined worker process that runs one REPL for `Isolation.Level.process`.
         .executableTarget(name: "RLMWorker", dependencies: ["PythonRuntime", "CRLMProcess"]),
+        // Long-context tasks from a seed, their scores and reports (`rlm bench`).
+        .target(name: "RLMBench", dependencies: ["RLM"]),
         // Layer 4: the `rlm` command.
         .executableTarget(
             name: "RLMCommand",
             dependencies: [
-                "RLM", "RLMTesting", "RLMProviders", "PythonRuntime",
+                "RLM", "RLMTesting", "RLMProviders", "PythonRuntime", "RLMBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -93,6 +96,7 @@ let package = Package(
             ],
             exclude: ["Fixtures"]),
         .testTarget(name: "RLMCommandTests", dependencies: ["RLMTestServers"]),
+        .testTarget(name: "RLMBenchTests", dependencies: ["RLMBench", "RLM", "RLMTesting"]),
         .testTarget(name: "RLMProvidersTests", dependencies: ["RLMProviders", "RLMTestServers", "RLM", "RLMTesting"]),
     ]
 )

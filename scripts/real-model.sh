@@ -7,6 +7,8 @@
 #   bash scripts/real-model.sh            # install (first time ~15 min: llama.cpp compiles), serve, run
 #   bash scripts/real-model.sh install    # only install
 #   bash scripts/real-model.sh serve      # install if needed, then serve in the foreground
+#   bash scripts/real-model.sh bench [DIR] [rlm bench options…]
+#                                         # `rlm bench` against the served model (docs/accuracy.md)
 #
 # Environment: RLM_REAL_MODEL_CACHE (default ~/.cache/swift-rlm/real-model), RLM_REAL_MODEL_PORT
 # (default 8397), RLM_REAL_MODEL_TRANSCRIPTS (a directory: each run's trajectory is kept there).
@@ -118,9 +120,19 @@ PY
         "$(head -c 100 "$WORK/log.txt" | awk '{print $3; exit}')"
 }
 
+run_bench() {
+    local out="${1:-bench-real}"
+    shift || true
+    swift build -c release --product rlm >/dev/null
+    echo "model: $MODEL_NAME ($MODEL_PACKAGE), llama.cpp via $LLAMA_CPP_PYTHON, n_ctx $N_CTX" >&2
+    .build/release/rlm bench --base-url "http://127.0.0.1:$PORT/v1" --model "$MODEL_NAME" \
+        --context-window "$N_CTX" --max-output-tokens 512 --out "$out" "$@"
+}
+
 case "${1:-all}" in
     install) install ;;
     serve) install; serve ;;
+    bench) shift; install; start_server; run_bench "$@" ;;
     all) install; start_server; run_tasks ;;
-    *) echo "usage: $0 [install|serve|all]" >&2; exit 64 ;;
+    *) echo "usage: $0 [install|serve|all|bench [DIR] [options]]" >&2; exit 64 ;;
 esac

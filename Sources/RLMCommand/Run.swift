@@ -191,10 +191,17 @@ struct Run: AsyncParsableCommand {
         }
     }
 
+    private func makeModel(_ name: String, window: Int?) async throws -> any LanguageModel {
+        try await Self.makeModel(
+            provider: provider, baseURL: baseURL, name: name, apiKeyEnv: apiKeyEnv, maxOutputTokens: maxOutputTokens, window: window)
+    }
+
     /// A model with its context window: `window` tokens when given; else, for an
     /// OpenAI-compatible server, the window its model list reports (asked once, briefly); else
-    /// the published window of a well-known name.
-    private func makeModel(_ name: String, window: Int?) async throws -> any LanguageModel {
+    /// the published window of a well-known name. Shared with `rlm bench`.
+    static func makeModel(
+        provider: Provider, baseURL: String, name: String, apiKeyEnv: String?, maxOutputTokens: Int?, window: Int?
+    ) async throws -> any LanguageModel {
         switch provider {
         case .openai:
             var configuration = OpenAICompatibleModel.Configuration(

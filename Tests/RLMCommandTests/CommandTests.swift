@@ -250,6 +250,39 @@ struct CommandTests {
         }
     }
 
+    @Test("rlm bench runs, reports a table and two files, and a re-run with the same --out skips finished tasks")
+    func bench() async throws {
+        // The root finds the needle with code; asked as the base model (no REPL), it cannot tell.
+        let requests = Mutex(0)
+        let server = try await ModelServers.openAI { request in
+            requests.withLock { $0 += 1 }
+            guard request.messages.first?.content.contains("REPL") == true else { return "I cannot tell." }
+            return "```repl\nimport re\nanswer['content'] = re.search(r'is: (\\S+)\\.', context).group(1)\nanswer['ready'] = True\n```"
+        }
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("rlm-bench-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let arguments = ["bench", "--base-url", server.baseURL + "/v1", "--model", "root", "--families", "sniah",
+                         "--sizes", "500,1k", "--tasks", "2", "--out", out.path, "--context-window", "1000"]
+        let first = try await rlm(arguments)
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(first.stdout.contains("sniah    rlm       4   100%"), "\(first.stdout)")
+        #expect(first.stdout.contains("sniah    base      4     0%"), "\(first.stdout)")
+        #expect(first.stdout.contains("sniah rlm: 500 100%, 1K 100%"))
+        let html = try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
+        #expect(html.contains("<svg") && !html.contains("://"))
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("report.json"))) as? [String: Any]
+        #expect((json?["rows"] as? [Any])?.count == 2)
+        let made = requests.withLock { $0 }
+        #expect(made == 8)
+        let second = try await rlm(arguments)
+        #expect(second.status == 0)
+        #expect(second.stdout == first.stdout)
+        #expect(requests.withLock { $0 } == made, "finished tasks ran again")
+        let bad = try await rlm(["bench", "--base-url", server.baseURL + "/v1", "--model", "root", "--families", "haystack", "--out", out.path])
+        #expect(bad.status != 0 && bad.stderr.contains("unknown family 'haystack'"))
+        try await server.shutdown()
+    }
+
     @Test("rlm view renders the tree into one self-contained page")
     func view() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rlm-view-\(UUID().uuidString)")
