@@ -298,7 +298,16 @@ final class RLMNode: Sendable {
                             var reason = halt
                             var score: Double?
                             if halt == nil, let judgeModel = plan.judge {
-                                score = try await judge(judgeModel, answer: answer)
+                                // A judge that fails only loses its vote; a limit or a cancellation ends the run.
+                                do {
+                                    score = try await judge(judgeModel, answer: answer)
+                                } catch let error as RLMError where error.limit != nil {
+                                    throw error
+                                } catch is CancellationError {
+                                    throw CancellationError()
+                                } catch {
+                                    logger.warning("the halting judge failed; refinement goes on", metadata: ["rlm.error": "\(events.redact(String(describing: error)))"])
+                                }
                                 if let score, score >= judgeModel.threshold { reason = .judge }
                             }
                             events.emit(info, .refinementStep(step: step, answer: answer, changed: changed, judgeScore: score))

@@ -72,6 +72,17 @@ struct RefinementTests {
         #expect(result.usage.byModel["judge"]?.calls == 1)
     }
 
+    @Test("a judge that fails only loses its vote: refinement goes on and halts by the other rule")
+    func failingJudge() async throws {
+        let root = Self.root(fixAfter: 1)
+        var configuration = RLMConfiguration(rootModel: root, maxIterations: 30)
+        configuration.refinement = Refinement(maxSteps: 5, haltWhenUnchangedFor: 1, judge: .init(model: ScriptedModel.sequence([], name: "broken")))
+        let result = try await RLM(configuration: configuration).complete(query: "q", context: .text("c"))
+        #expect(result.answer == "42")
+        #expect(Self.steps(result).map(\.score) == [nil, nil])
+        #expect(Self.halt(result)?.reason == .unchanged)
+    }
+
     @Test("a limit in the middle of refinement returns the latest answer, naming the limit")
     func limitReturnsBestSoFar() async throws {
         let root = Self.root(fixAfter: 1)
