@@ -63,14 +63,12 @@ final class REPLBinding: Sendable {
                 let tree = try self.tree
                 let logger = self.logger
                 guard depth != .plain else {
-                    return try await scoped { .list(try await Self.batch(prompts) { try await tree.subcall($0, model: model, from: node, logger: logger) }) }
+                    return try await scoped { .list(try await Self.batch(prompts) { try await tree.subcall($1, model: model, from: node, logger: logger) }) }
                 }
                 return try await scoped {
                     let routes = try await Self.routes(prompts, depth: depth, childrenAreRLMs: childrenAreRLMs, model: model, tree: tree, node: node)
-                    let indexed = prompts.enumerated().map { PythonValue.list([.int($0.offset), $0.element]) }
-                    return .list(try await Self.batch(indexed, width: routes.contains(true) ? maxConcurrentChildren : nil) { pair in
-                        guard case .list(let items) = pair, case .int(let index) = items[0] else { return "" }
-                        return try await Self.send(items[1], recurse: routes[index], model: model, tree: tree, node: node, logger: logger)
+                    return .list(try await Self.batch(prompts, width: routes.contains(true) ? maxConcurrentChildren : nil) { index, prompt in
+                        try await Self.send(prompt, recurse: routes[index], model: model, tree: tree, node: node, logger: logger)
                     })
                 }
             }),
@@ -90,7 +88,7 @@ final class REPLBinding: Sendable {
                 let tree = try self.tree
                 let logger = self.logger
                 return try await scoped {
-                    .list(try await Self.batch(prompts, width: childrenAreRLMs ? maxConcurrentChildren : nil) { prompt in
+                    .list(try await Self.batch(prompts, width: childrenAreRLMs ? maxConcurrentChildren : nil) { _, prompt in
                         guard childrenAreRLMs, case .string(let text) = prompt else {
                             return try await tree.subcall(prompt, model: model, from: node, logger: logger)
                         }
@@ -121,7 +119,7 @@ final class REPLBinding: Sendable {
     ///
     /// `width` caps how many run at once (the rest start as others finish); `nil` starts all.
     static func batch(
-        _ prompts: [PythonValue], width: Int? = nil, _ body: @escaping @Sendable (PythonValue) async throws -> String
+        _ prompts: [PythonValue], width: Int? = nil, _ body: @escaping @Sendable (Int, PythonValue) async throws -> String
     ) async throws -> [PythonValue] {
         try await withThrowingTaskGroup(of: (Int, String).self) { group in
             var pending = prompts.enumerated().makeIterator()
@@ -129,7 +127,7 @@ final class REPLBinding: Sendable {
                 guard let (index, prompt) = pending.next() else { return false }
                 group.addTask(executorPreference: globalConcurrentExecutor) {
                     do {
-                        return (index, try await body(prompt))
+                        return (index, try await body(index, prompt))
                     } catch let error as RLMError where error.limit.map({ !$0.isNodeLimit }) == true {
                         throw error
                     } catch let error as PythonError {
