@@ -397,8 +397,6 @@ public final class PythonNamespace: Sendable {
     }
 }
 
-/// A Python object pointer that is only dereferenced with the GIL held; the owner keeps one
-/// reference for the wrapper's lifetime.
 /// Code objects of long host code, compiled once per process (touched only with the GIL held).
 private enum HostCode {
     nonisolated(unsafe) static var cache: [String: UnsafeSendableObject] = [:]
@@ -418,6 +416,8 @@ private enum HostCode {
     }
 }
 
+/// A Python object pointer that is only dereferenced with the GIL held; the owner keeps one
+/// reference for the wrapper's lifetime.
 struct UnsafeSendableObject: @unchecked Sendable {
     let pointer: UnsafeMutablePointer<PyObject>
     init(_ pointer: UnsafeMutablePointer<PyObject>) { self.pointer = pointer }

@@ -13,7 +13,8 @@ struct PythonThreadPoolTests {
         var namespaces: [PythonNamespace] = []
         for index in 0..<500 {
             let namespace = try await PythonNamespace()
-            #expect(try await namespace.execute("x = \(index)\nprint(x)").stdout == "\(index)\n")
+            let result = try await namespace.execute("x = \(index)\nprint(x)")
+            #expect(result.stdout == "\(index)\n", "cell \(index): \(result.status), stdout \(result.stdout.debugDescription), stderr \(result.stderr.debugDescription), error \(result.error.map { "\($0.typeName): \($0.message)\n\($0.traceback)" } ?? "none")")
             namespaces.append(namespace)
         }
         // One thread per namespace would be 500 more. The pool grows to the most jobs that ran at
@@ -21,7 +22,8 @@ struct PythonThreadPoolTests {
         // beside this one.
         #expect(PythonThreadPool.shared.threadCount - before < 250)
         for (index, namespace) in namespaces.enumerated() {
-            #expect(try await namespace.value(of: "x") == .int(index))
+            let value = try await namespace.value(of: "x")
+            #expect(value == .int(index), "namespace \(index): x is \(value.map { "\($0)" } ?? "unbound")")
             await namespace.close()
         }
     }
