@@ -95,10 +95,7 @@ extension PythonObject {
     /// costs one copy and its own size in memory. Invalid UTF-8 throws
     /// ``PythonError/Code/conversion`` naming the byte offset; an unreadable file throws too.
     public static func string(contentsOfFile path: String, _ gil: borrowing PythonGIL) throws -> PythonObject {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else {
-            throw PythonError(code: .conversion, typeName: "OSError", message: "cannot open \(path): \(String(cString: strerror(errno)))")
-        }
+        let descriptor = try PythonError.openForReading(path)
         defer { close(descriptor) }
         return try string(descriptor: descriptor, describedAs: path, gil)
     }

@@ -1,4 +1,5 @@
 import CPython
+import Foundation
 
 extension PythonError {
     /// Takes the current Python exception (clearing it) and turns it into strings.
@@ -76,5 +77,17 @@ func lossyString(_ object: UnsafeMutablePointer<PyObject>) -> String {
     guard let base = PyBytes_AsString(bytes) else { return "" }
     return base.withMemoryRebound(to: UInt8.self, capacity: count) {
         String(decoding: UnsafeBufferPointer(start: $0, count: count), as: UTF8.self)
+    }
+}
+
+extension PythonError {
+    /// Opens `path` read-only (close-on-exec); a failure is a conversion error of type `OSError`
+    /// naming the path.
+    static func openForReading(_ path: String) throws -> Int32 {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            throw PythonError(code: .conversion, typeName: "OSError", message: "cannot open \(path): \(String(cString: strerror(errno)))")
+        }
+        return descriptor
     }
 }

@@ -11,10 +11,7 @@ extension PythonObject {
     /// Throws ``PythonError/Code/conversion`` (type `OSError`) for a file that cannot be opened
     /// or mapped, or is not a regular file.
     public static func mapping(contentsOfFile path: String, _ gil: borrowing PythonGIL) throws -> PythonObject {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else {
-            throw PythonError(code: .conversion, typeName: "OSError", message: "cannot open \(path): \(String(cString: strerror(errno)))")
-        }
+        let descriptor = try PythonError.openForReading(path)
         defer { close(descriptor) }
         return try mapping(descriptor: descriptor, describedAs: path, gil)
     }

@@ -381,10 +381,7 @@ public final class PythonWorker: PythonREPL {
     }
 
     public func setString(_ name: String, contentsOfFile path: String) async throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw PythonError(code: .conversion, typeName: "OSError", message: "cannot open \(path): \(String(cString: strerror(errno)))")
-        }
+        let fd = try PythonError.openForReading(path)
         defer { posixClose(fd) }
         do {
             try expectOK(try await request({ .setString(id: $0, name: name, length: -1) }, passing: fd))
@@ -394,10 +391,7 @@ public final class PythonWorker: PythonREPL {
     /// Binds `name` to a read-only mapping of the file: the worker maps the descriptor the host
     /// opened, so the file need not be readable inside the worker's confinement.
     public func setMapping(_ name: String, contentsOfFile path: String) async throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw PythonError(code: .conversion, typeName: "OSError", message: "cannot open \(path): \(String(cString: strerror(errno)))")
-        }
+        let fd = try PythonError.openForReading(path)
         defer { posixClose(fd) }
         do {
             try expectOK(try await request({ .setMapping(id: $0, name: name) }, passing: fd))
