@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "RLMProviders", targets: ["RLMProviders"]),
         .library(name: "RLMTestServers", targets: ["RLMTestServers"]),
         .library(name: "RLMBench", targets: ["RLMBench"]),
+        .library(name: "RLMServer", targets: ["RLMServer"]),
         .executable(name: "rlm", targets: ["RLMCommand"]),
         .executable(name: "rlm-worker", targets: ["RLMWorker"]),
     ],
@@ -21,6 +22,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.1.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/vapor/sqlite-nio", from: "1.10.0"),
+        .package(url: "https://github.com/modelcontextprotocol/swift-sdk", from: "0.12.0"),
     ],
     targets: [
         // The CPython C API, found through pkg-config.
@@ -78,12 +83,29 @@ let package = Package(
         .executableTarget(name: "RLMWorker", dependencies: ["PythonRuntime", "CRLMProcess"]),
         // Long-context tasks from a seed, their scores and reports (`rlm bench`).
         .target(name: "RLMBench", dependencies: ["RLM"]),
+        // RLMs as a service: an OpenAI-compatible HTTP server with sessions, tenants and a live
+        // page (`rlm serve`), and an MCP server over stdio (`rlm mcp`). Takes models from its
+        // caller, so it never imports the providers.
+        .target(
+            name: "RLMServer",
+            dependencies: [
+                "RLM",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "MCP", package: "swift-sdk"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         // Layer 4: the `rlm` command.
         .executableTarget(
             name: "RLMCommand",
             dependencies: [
-                "RLM", "RLMTesting", "RLMProviders", "PythonRuntime", "RLMBench",
+                "RLM", "RLMTesting", "RLMProviders", "PythonRuntime", "RLMBench", "RLMServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "PythonRuntimeTests", dependencies: ["PythonRuntime"]),
@@ -97,6 +119,17 @@ let package = Package(
             exclude: ["Fixtures"]),
         .testTarget(name: "RLMCommandTests", dependencies: ["RLMTestServers"]),
         .testTarget(name: "RLMBenchTests", dependencies: ["RLMBench", "RLM", "RLMTesting"]),
+        .testTarget(
+            name: "RLMServerTests",
+            dependencies: [
+                "RLMServer", "RLM", "RLMTesting", "RLMTestServers", "RLMProviders",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]),
         .testTarget(name: "RLMProvidersTests", dependencies: ["RLMProviders", "RLMTestServers", "RLM", "RLMTesting"]),
     ]
 )

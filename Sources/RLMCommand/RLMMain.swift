@@ -12,7 +12,7 @@ struct RLMMain: AsyncParsableCommand {
             calls models (and itself) on pieces of it. stdout carries only the result; progress and \
             errors go to stderr.
             """,
-        subcommands: [Run.self, Bench.self, Demo.self, View.self]
+        subcommands: [Run.self, Bench.self, Serve.self, MCP.self, Demo.self, View.self]
     )
 }
 

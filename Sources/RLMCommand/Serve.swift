@@ -1,0 +1,122 @@
+import ArgumentParser
+import Foundation
+import Logging
+import RLM
+import RLMServer
+
+/// `rlm serve`: RLMs behind an OpenAI-compatible HTTP API, with sessions, tenants and a live page.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve RLMs over an OpenAI-compatible HTTP API, with sessions, tenants and a live page at /.",
+        discussion: """
+            POST /v1/chat/completions answers with an RLM over the configured models (the model name \
+            is --model-name); sessions live under /v1/sessions and are kept in --store, so they \
+            survive a restart. SIGTERM or SIGINT stops accepting, lets runs finish for up to \
+            --shutdown-grace seconds, cancels the rest and exits 0. docs/serve.md has the details.
+            """)
+
+    @OptionGroup var models: ModelOptions
+    @OptionGroup var runs: RunOptions
+
+    @Option(help: "The address to listen on. Anything but loopback needs --tenants.")
+    var host: String = "127.0.0.1"
+
+    @Option(help: "The port (0: any free port; the one taken is printed on stderr).")
+    var port: Int = 8080
+
+    @Option(help: "The name clients give as \"model\".")
+    var modelName: String = "rlm"
+
+    @Option(help: "The JSON file of tenants and their bearer tokens (see docs/serve.md). Without it, every request is accepted.")
+    var tenants: String?
+
+    @Option(help: "The SQLite file that keeps sessions and what tenants spent (made if missing; servers may share it).")
+    var store: String = "rlm-serve.sqlite"
+
+    @Option(help: "Seconds runs in progress may take to finish after SIGTERM before they are cancelled.")
+    var shutdownGrace: Double = 30
+
+    @Option(help: "The largest request body in MiB.")
+    var maxBodyMiB: Int = 64
+
+    @Option(help: "Sessions whose REPLs stay in memory; beyond it the least recently used are closed (their next turn restores them from the store).")
+    var maxLiveSessions: Int = 256
+
+    mutating func validate() throws {
+        if !(0...65535).contains(port) { throw ValidationError("--port must be from 0 to 65535") }
+        if shutdownGrace < 0 { throw ValidationError("--shutdown-grace must not be negative") }
+        if maxBodyMiB < 1 { throw ValidationError("--max-body-mib must be at least 1") }
+        if maxLiveSessions < 1 { throw ValidationError("--max-live-sessions must be at least 1") }
+        let loopback = ["127.0.0.1", "localhost", "::1"].contains(host)
+        if !loopback && tenants == nil {
+            throw ValidationError("--host \(host) without --tenants would let anyone who reaches it spend your model budget: add --tenants FILE")
+        }
+    }
+
+    func run() async throws {
+        do {
+            try await serve()
+        } catch let error as ValidationError {
+            throw error
+        } catch let error as SessionStoreError {
+            printError("rlm: \(error.message)")
+            throw ExitStatus.failure
+        } catch {
+            printError("rlm: \(error)")
+            throw ExitStatus.failure
+        }
+    }
+
+    private func serve() async throws {
+        let tenantList = try tenants.map { try TenantsFile.load($0) } ?? []
+        let rlm = try await runs.configuration(models: models, defaultIsolation: tenantList.isEmpty ? .inProcess : .process)
+        let store = try await SQLiteSessionStore.open(path: store)
+        var logger = Logger(label: "rlm.serve")
+        logger.logLevel = .notice
+        let service = RLMService(
+            configuration: RLMServerConfiguration(
+                rlm: rlm, modelName: modelName, tenants: tenantList, allowedRoots: runs.allowedRoots,
+                maxBodyBytes: maxBodyMiB << 20, maxLiveSessions: maxLiveSessions),
+            store: store, logger: logger)
+        let server = RLMServer(service: service, logger: logger)
+        let host = self.host
+        try await server.run(host: host, port: port, shutdownGrace: .milliseconds(Int64(shutdownGrace * 1000))) { port in
+            printError("rlm serve: listening on http://\(host):\(port) (model \"\(modelName)\", \(tenantList.isEmpty ? "no authentication" : "\(tenantList.count) tenant(s)"), isolation \(rlm.isolation.level))")
+        }
+        printError("rlm serve: stopped")
+    }
+}
+
+/// `rlm mcp`: RLMs as tools of a Model Context Protocol server on stdin and stdout.
+struct MCP: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mcp",
+        abstract: "Serve RLMs as MCP tools over stdio (rlm_query and session tools), for coding agents.",
+        discussion: """
+            stdout carries only the protocol; logs go to stderr. Sessions are kept in --store \
+            (in memory unless given).
+            """)
+
+    @OptionGroup var models: ModelOptions
+    @OptionGroup var runs: RunOptions
+
+    @Option(help: "The SQLite file that keeps sessions (default: in memory, gone when the server exits).")
+    var store: String?
+
+    func run() async throws {
+        do {
+            let rlm = try await runs.configuration(models: models, defaultIsolation: .inProcess)
+            let store = try await SQLiteSessionStore.open(path: store ?? ":memory:")
+            var logger = Logger(label: "rlm.mcp") { StreamLogHandler.standardError(label: $0) }
+            logger.logLevel = .warning
+            let service = RLMService(
+                configuration: RLMServerConfiguration(rlm: rlm, allowedRoots: runs.allowedRoots), store: store, logger: logger)
+            try await RLMMCPServer(service: service).runStdio(logger: logger)
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            printError("rlm: \(error)")
+            throw ExitStatus.failure
+        }
+    }
+}

@@ -1,0 +1,194 @@
+import ArgumentParser
+import Foundation
+import RLM
+import RLMServer
+
+/// The models behind `rlm serve` and `rlm mcp`.
+struct ModelOptions: ParsableArguments {
+    @Option(help: "The API root of the models, for example https://api.openai.com/v1 or http://127.0.0.1:8000/v1.")
+    var baseURL: String
+
+    @Option(help: "The root model's name on that server.")
+    var model: String
+
+    @Option(help: "The model behind llm_query (default: the root model).")
+    var subModel: String?
+
+    @Option(help: "The API's shape.")
+    var provider: Run.Provider = .openai
+
+    @Option(help: "The environment variable with the API key (default OPENAI_API_KEY or ANTHROPIC_API_KEY; not needed for a server on this machine).")
+    var apiKeyEnv: String?
+
+    @Option(help: "The root model's context window in tokens (default: what the server reports, else a well-known model's).")
+    var contextWindow: Int?
+
+    @Option(help: "The most tokens one model reply may have.")
+    var maxOutputTokens: Int?
+
+    @Option(help: "A model's price as NAME=INPUT:OUTPUT[:CACHED_INPUT[:CACHE_WRITE]] in USD per million tokens (repeatable).")
+    var price: [String] = []
+
+    func validate() throws {
+        if let contextWindow, contextWindow < 256 { throw ValidationError("--context-window must be at least 256 tokens") }
+        if let maxOutputTokens, maxOutputTokens < 1 { throw ValidationError("--max-output-tokens must be at least 1") }
+        _ = try Run.parsePrices(price)
+    }
+
+    func makeModels() async throws -> (root: any LanguageModel, sub: (any LanguageModel)?) {
+        let root = try await Run.makeModel(
+            provider: provider, baseURL: baseURL, name: model, apiKeyEnv: apiKeyEnv, maxOutputTokens: maxOutputTokens, window: contextWindow)
+        var sub: (any LanguageModel)?
+        if let subModel {
+            sub = try await Run.makeModel(
+                provider: provider, baseURL: baseURL, name: subModel, apiKeyEnv: apiKeyEnv, maxOutputTokens: maxOutputTokens, window: nil)
+        }
+        return (root, sub)
+    }
+}
+
+/// How each run of `rlm serve` and `rlm mcp` works, and what it may spend.
+struct RunOptions: ParsableArguments {
+    @Option(help: "RLM levels: 1 makes rlm_query a plain call, 2 lets the root start child RLMs.")
+    var maxDepth: Int = 1
+
+    @Option(help: "Model turns per RLM.")
+    var maxIterations: Int = 30
+
+    @Option(help: "Seconds one code cell may run.")
+    var execTimeout: Double = 60
+
+    @Option(help: "Model calls in flight at once in one run.")
+    var maxConcurrency: Int = 16
+
+    @Option(help: "The most model calls in one run (a tenant's own budget replaces it).")
+    var maxCalls: Int?
+
+    @Option(help: "The most tokens in one run.")
+    var maxTokens: Int?
+
+    @Option(help: "The most US dollars in one run; needs --price.")
+    var maxCost: Double?
+
+    @Option(help: "Wall-clock seconds for one run.")
+    var deadline: Double = 600
+
+    @Option(help: "How model code is confined: process (a confined worker process per REPL), in-process (sandboxed in this process) or unrestricted (trusted code only). Default: process for `rlm serve` with --tenants, in-process otherwise.")
+    var isolation: Run.IsolationOption?
+
+    @Option(help: "A directory whose files requests may name as contexts (repeatable); model code may read them too.")
+    var allowFiles: [String] = []
+
+    func validate() throws {
+        if maxDepth < 1 { throw ValidationError("--max-depth must be at least 1") }
+        if maxIterations < 1 { throw ValidationError("--max-iterations must be at least 1") }
+        if maxConcurrency < 1 { throw ValidationError("--max-concurrency must be at least 1") }
+        if execTimeout <= 0 { throw ValidationError("--exec-timeout must be positive") }
+        if deadline <= 0 { throw ValidationError("--deadline must be positive") }
+        for directory in allowFiles {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw ValidationError("--allow-files \(directory) is not a directory")
+            }
+        }
+    }
+
+    var allowedRoots: [String] { allowFiles.map { URL(fileURLWithPath: $0).resolvingSymlinksInPath().standardizedFileURL.path } }
+
+    func configuration(models: ModelOptions, defaultIsolation: Run.IsolationOption) async throws -> RLMConfiguration {
+        if maxCost != nil && models.price.isEmpty { throw ValidationError("--max-cost needs prices: add --price \(models.model)=INPUT:OUTPUT") }
+        let (root, sub) = try await models.makeModels()
+        var configuration = RLMConfiguration(
+            rootModel: root, subModel: sub, maxDepth: maxDepth, maxIterations: maxIterations,
+            execTimeout: .milliseconds(Int64(execTimeout * 1000)), maxConcurrentSubcalls: maxConcurrency,
+            budget: Budget(
+                maxModelCalls: maxCalls, maxTokens: maxTokens, maxCostUSD: maxCost,
+                deadline: .milliseconds(Int64(deadline * 1000)), prices: try Run.parsePrices(models.price)))
+        let level = isolation ?? defaultIsolation
+        configuration.isolation = Isolation(
+            level: level == .unrestricted ? .unrestricted : level == .process ? .process : .inProcess, readablePaths: allowedRoots)
+        if level == .process { try await Run.checkWorker(requireAllLayers: false) }
+        return configuration
+    }
+}
+
+/// `--tenants FILE`: who may use `rlm serve`.
+///
+/// ```json
+/// {"tenants": [{"name": "alice", "token_env": "ALICE_TOKEN", "max_concurrent_runs": 4,
+///               "max_total_tokens": 2000000, "max_total_cost_usd": 10,
+///               "budget": {"max_calls": 60, "max_tokens": 400000, "max_cost_usd": 1, "deadline_seconds": 300}}]}
+/// ```
+/// `token` may stand in the file instead of `token_env`; keep such a file private.
+enum TenantsFile {
+    struct File: Decodable {
+        var tenants: [Entry]
+    }
+
+    struct Entry: Decodable {
+        var name: String
+        var token: String?
+        var tokenEnv: String?
+        var maxConcurrentRuns: Int?
+        var maxTotalTokens: Int?
+        var maxTotalCostUSD: Double?
+        var budget: BudgetEntry?
+        enum CodingKeys: String, CodingKey {
+            case name, token, tokenEnv = "token_env", maxConcurrentRuns = "max_concurrent_runs"
+            case maxTotalTokens = "max_total_tokens", maxTotalCostUSD = "max_total_cost_usd", budget
+        }
+    }
+
+    struct BudgetEntry: Decodable {
+        var maxCalls: Int?
+        var maxTokens: Int?
+        var maxCostUSD: Double?
+        var deadlineSeconds: Double?
+        enum CodingKeys: String, CodingKey {
+            case maxCalls = "max_calls", maxTokens = "max_tokens", maxCostUSD = "max_cost_usd", deadlineSeconds = "deadline_seconds"
+        }
+    }
+
+    /// Tokens shorter than this are refused: they can be guessed.
+    static let shortestToken = 16
+
+    static func load(_ path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> [Tenant] {
+        guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("--tenants \(path) cannot be read") }
+        let file: File
+        do {
+            file = try JSONDecoder().decode(File.self, from: data)
+        } catch {
+            throw ValidationError("--tenants \(path) is not a tenants file ({\"tenants\": [{\"name\": …, \"token_env\": …}]}): \(error.localizedDescription)")
+        }
+        guard !file.tenants.isEmpty else { throw ValidationError("--tenants \(path) lists no tenants") }
+        var tenants: [Tenant] = []
+        for (index, entry) in file.tenants.enumerated() {
+            let label = "tenant \(index + 1) (\(entry.name))"
+            guard !entry.name.isEmpty else { throw ValidationError("--tenants \(path): tenant \(index + 1) has no name") }
+            let token: String
+            switch (entry.token, entry.tokenEnv) {
+            case (let value?, nil): token = value
+            case (nil, let variable?):
+                guard let value = environment[variable], !value.isEmpty else {
+                    throw ValidationError("--tenants \(path): \(label) takes its token from $\(variable), which is not set")
+                }
+                token = value
+            default: throw ValidationError("--tenants \(path): \(label) needs exactly one of `token` and `token_env`")
+            }
+            guard token.count >= shortestToken else {
+                throw ValidationError("--tenants \(path): \(label) has a token shorter than \(shortestToken) characters")
+            }
+            if tenants.contains(where: { $0.name == entry.name }) { throw ValidationError("--tenants \(path): two tenants are named \(entry.name)") }
+            if tenants.contains(where: { $0.token == token }) { throw ValidationError("--tenants \(path): \(label) has another tenant's token") }
+            if let runs = entry.maxConcurrentRuns, runs < 1 { throw ValidationError("--tenants \(path): \(label) needs max_concurrent_runs ≥ 1") }
+            let budget = entry.budget.map {
+                Budget(maxModelCalls: $0.maxCalls, maxTokens: $0.maxTokens, maxCostUSD: $0.maxCostUSD,
+                       deadline: $0.deadlineSeconds.map { .milliseconds(Int64($0 * 1000)) })
+            }
+            tenants.append(Tenant(
+                name: entry.name, token: token, budget: budget, maxConcurrentRuns: entry.maxConcurrentRuns ?? 8,
+                maxTotalTokens: entry.maxTotalTokens, maxTotalCostUSD: entry.maxTotalCostUSD))
+        }
+        return tenants
+    }
+}
