@@ -30,14 +30,17 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The JSON file of tenants and their bearer tokens (see docs/serve.md). Without it, every request is accepted.")
     var tenants: String?
 
-    @Option(help: "The SQLite file that keeps sessions and what tenants spent (made if missing; servers may share it).")
+    @Option(help: "Where sessions and what tenants spent are kept: an SQLite file (made if missing; servers on this machine may share it) or postgres://USER:PASSWORD@HOST:PORT/DB (servers anywhere may share it).")
     var store: String = "rlm-serve.sqlite"
 
     @Option(help: "Seconds runs in progress may take to finish after SIGTERM before they are cancelled.")
     var shutdownGrace: Double = 30
 
-    @Option(help: "The largest request body in MiB.")
+    @Option(name: .customLong("max-body-mib"), help: "The largest request body in MiB.")
     var maxBodyMiB: Int = 64
+
+    @Option(help: "Model calls in flight at once across all runs and tenants; tenants take turns when it is full.")
+    var maxCallsInFlight: Int = 64
 
     @Option(help: "Sessions whose REPLs stay in memory; beyond it the least recently used are closed (their next turn restores them from the store).")
     var maxLiveSessions: Int = 256
@@ -46,6 +49,7 @@ struct Serve: AsyncParsableCommand {
         if !(0...65535).contains(port) { throw ValidationError("--port must be from 0 to 65535") }
         if shutdownGrace < 0 { throw ValidationError("--shutdown-grace must not be negative") }
         if maxBodyMiB < 1 { throw ValidationError("--max-body-mib must be at least 1") }
+        if maxCallsInFlight < 1 { throw ValidationError("--max-calls-in-flight must be at least 1") }
         if maxLiveSessions < 1 { throw ValidationError("--max-live-sessions must be at least 1") }
         let loopback = ["127.0.0.1", "localhost", "::1"].contains(host)
         if !loopback && tenants == nil {
@@ -69,8 +73,9 @@ struct Serve: AsyncParsableCommand {
 
     private func serve() async throws {
         let tenantList = try tenants.map { try TenantsFile.load($0) } ?? []
-        let rlm = try await runs.configuration(models: models, defaultIsolation: tenantList.isEmpty ? .inProcess : .process)
-        let store = try await SQLiteSessionStore.open(path: store)
+        var rlm = try await runs.configuration(models: models, defaultIsolation: tenantList.isEmpty ? .inProcess : .process)
+        rlm.callLimiter = ModelCallLimiter(maxConcurrentCalls: maxCallsInFlight)
+        let store = try await openSessionStore(store)
         var logger = Logger(label: "rlm.serve")
         logger.logLevel = .notice
         let service = RLMService(
@@ -80,8 +85,9 @@ struct Serve: AsyncParsableCommand {
             store: store, logger: logger)
         let server = RLMServer(service: service, logger: logger)
         let host = self.host
+        let level = rlm.isolation.level
         try await server.run(host: host, port: port, shutdownGrace: .milliseconds(Int64(shutdownGrace * 1000))) { port in
-            printError("rlm serve: listening on http://\(host):\(port) (model \"\(modelName)\", \(tenantList.isEmpty ? "no authentication" : "\(tenantList.count) tenant(s)"), isolation \(rlm.isolation.level))")
+            printError("rlm serve: listening on http://\(host):\(port) (model \"\(modelName)\", \(tenantList.isEmpty ? "no authentication" : "\(tenantList.count) tenant(s)"), isolation \(level))")
         }
         printError("rlm serve: stopped")
     }
@@ -100,13 +106,13 @@ struct MCP: AsyncParsableCommand {
     @OptionGroup var models: ModelOptions
     @OptionGroup var runs: RunOptions
 
-    @Option(help: "The SQLite file that keeps sessions (default: in memory, gone when the server exits).")
+    @Option(help: "Where sessions are kept: an SQLite file or a postgres:// URL (default: in memory, gone when the server exits).")
     var store: String?
 
     func run() async throws {
         do {
             let rlm = try await runs.configuration(models: models, defaultIsolation: .inProcess)
-            let store = try await SQLiteSessionStore.open(path: store ?? ":memory:")
+            let store = try await openSessionStore(store ?? ":memory:")
             var logger = Logger(label: "rlm.mcp") { StreamLogHandler.standardError(label: $0) }
             logger.logLevel = .warning
             let service = RLMService(

@@ -230,8 +230,7 @@ public struct RLMServer: Sendable {
                     continuation.finish()
                 }
                 group.addTask {
-                    while !Task.isCancelled {
-                        try? await Task.sleep(for: .seconds(2))
+                    while (try? await Task.sleep(for: .seconds(2))) != nil {
                         continuation.yield(nil)
                     }
                 }
@@ -441,12 +440,16 @@ struct SessionView: Encodable {
 enum Progress {
     static func line(_ event: RLMEvent) -> String? {
         let node = "node \(event.nodeID) depth \(event.depth)"
+        func ms(_ duration: Duration) -> String {
+            let (seconds, attoseconds) = duration.components
+            return "\(Int((Double(seconds) * 1000 + Double(attoseconds) / 1e15).rounded())) ms"
+        }
         switch event.kind {
         case .nodeStarted: return "\(node): started"
         case .iterationStarted(let iteration): return "\(node): turn \(iteration)"
-        case .codeExecuted(_, let cell, _, _, let status, let duration): return "\(node): cell \(cell) \(status.rawValue) in \(duration)"
+        case .codeExecuted(_, let cell, _, _, let status, let duration): return "\(node): cell \(cell) \(status.rawValue) in \(ms(duration))"
         case .subcallStarted(let callID, let model, _): return "\(node): sub-call \(callID) to \(model)"
-        case .subcallFinished(let callID, _, _, _, let latency, let error): return "\(node): sub-call \(callID) " + (error == nil ? "done in \(latency)" : "failed")
+        case .subcallFinished(let callID, _, _, _, let latency, let error): return "\(node): sub-call \(callID) " + (error == nil ? "done in \(ms(latency))" : "failed")
         case .childStarted(let childID, _): return "\(node): child RLM \(childID) started"
         case .childFinished(let childID, _, _, _, let error): return "\(node): child RLM \(childID) " + (error == nil ? "answered" : "failed")
         case .answer: return "\(node): answered"

@@ -58,6 +58,8 @@ public final class RLMService: Sendable {
     /// The RLM configuration for one of the tenant's runs.
     func rlmConfiguration(for tenant: Tenant, instructions: String?) -> RLMConfiguration {
         var rlm = configuration.rlm
+        // Tenants take turns at the shared call limiter, if the server has one.
+        rlm.limiterKey = tenant.name
         if var budget = tenant.budget {
             if budget.prices.isEmpty { budget.prices = rlm.budget.prices }
             rlm.budget = budget

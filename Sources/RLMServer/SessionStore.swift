@@ -170,3 +170,13 @@ public final class SQLiteSessionStore: SessionStore {
             version: row.column("version")?.integer ?? 0, turns: row.column("turns")?.integer ?? 0, snapshot: snapshot)
     }
 }
+
+/// Opens the store a location names: `postgres://…` (or `postgresql://…`) is a
+/// ``PostgresSessionStore``, anything else the path of a ``SQLiteSessionStore`` file
+/// (`:memory:` for one that lasts as long as the process).
+public func openSessionStore(_ location: String, logger: Logger = Logger(label: "rlm.store")) async throws -> any SessionStore {
+    if location.hasPrefix("postgres://") || location.hasPrefix("postgresql://") {
+        return try await PostgresSessionStore.open(url: location, logger: logger)
+    }
+    return try await SQLiteSessionStore.open(path: location, logger: logger)
+}
