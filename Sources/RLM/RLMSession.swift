@@ -101,15 +101,37 @@ public actor RLMSession {
         query: String, context: RLMContext, trajectory: TrajectoryWriter? = nil,
         observer: (@Sendable (RLMEvent) -> Void)? = nil
     ) async throws -> RLMResult {
+        try await turn(query: query, context: context, trajectory: trajectory, observer: observer)
+    }
+
+    /// Answers `query` over what the REPL already holds: `context` stays the latest context an
+    /// earlier turn added. Throws ``RLMError/Code/invalidContext`` when no turn has added one.
+    public func complete(
+        query: String, trajectory: TrajectoryWriter? = nil, observer: (@Sendable (RLMEvent) -> Void)? = nil
+    ) async throws -> RLMResult {
+        try await turn(query: query, context: nil, trajectory: trajectory, observer: observer)
+    }
+
+    private func turn(
+        query: String, context: RLMContext?, trajectory: TrajectoryWriter?, observer: (@Sendable (RLMEvent) -> Void)?
+    ) async throws -> RLMResult {
         try configuration.validate()
         await acquire()
         defer { release() }
         guard !closed else { throw RLMError(code: .sessionClosed, message: "the session is closed: start a new one with RLM.session()") }
         let sink = EventSink(continuation: nil, trajectory: trajectory, observer: observer, start: .now, redact: Redactor(configuration))
         defer { sink.finish() }
+        if context == nil && contexts == 0 {
+            throw RLMError(code: .invalidContext, message: "this session holds no context yet: give the first turn one")
+        }
         let (environment, binding) = try await prepare()
-        let description = try await environment.addContext(context, index: contexts)
-        contexts += 1
+        let description: String
+        if let context {
+            description = try await environment.addContext(context, index: contexts)
+            contexts += 1
+        } else {
+            description = "the latest of the \(contexts) context(s) earlier turns added (context_0 to context_\(contexts - 1))"
+        }
         try await environment.setHistory(turns.map { ($0.query, $0.answer) })
         let result = try await RLM.runRoot(
             configuration, query: query, contextDescription: description, repl: environment, binding: binding,

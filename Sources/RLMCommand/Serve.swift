@@ -39,6 +39,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("max-body-mib"), help: "The largest request body in MiB.")
     var maxBodyMiB: Int = 64
 
+    @Option(help: "Without --tenants: runs in progress at once; more get 429 (a tenant's own max_concurrent_runs applies otherwise).")
+    var maxRuns: Int = 64
+
     @Option(help: "Model calls in flight at once across all runs and tenants; tenants take turns when it is full.")
     var maxCallsInFlight: Int = 64
 
@@ -49,6 +52,7 @@ struct Serve: AsyncParsableCommand {
         if !(0...65535).contains(port) { throw ValidationError("--port must be from 0 to 65535") }
         if shutdownGrace < 0 { throw ValidationError("--shutdown-grace must not be negative") }
         if maxBodyMiB < 1 { throw ValidationError("--max-body-mib must be at least 1") }
+        if maxRuns < 1 { throw ValidationError("--max-runs must be at least 1") }
         if maxCallsInFlight < 1 { throw ValidationError("--max-calls-in-flight must be at least 1") }
         if maxLiveSessions < 1 { throw ValidationError("--max-live-sessions must be at least 1") }
         let loopback = ["127.0.0.1", "localhost", "::1"].contains(host)
@@ -78,11 +82,11 @@ struct Serve: AsyncParsableCommand {
         let store = try await openSessionStore(store)
         var logger = Logger(label: "rlm.serve")
         logger.logLevel = .notice
-        let service = RLMService(
-            configuration: RLMServerConfiguration(
-                rlm: rlm, modelName: modelName, tenants: tenantList, allowedRoots: runs.allowedRoots,
-                maxBodyBytes: maxBodyMiB << 20, maxLiveSessions: maxLiveSessions),
-            store: store, logger: logger)
+        var configuration = RLMServerConfiguration(
+            rlm: rlm, modelName: modelName, tenants: tenantList, allowedRoots: runs.allowedRoots,
+            maxBodyBytes: maxBodyMiB << 20, maxLiveSessions: maxLiveSessions)
+        configuration.anonymousTenant.maxConcurrentRuns = maxRuns
+        let service = RLMService(configuration: configuration, store: store, logger: logger)
         let server = RLMServer(service: service, logger: logger)
         let host = self.host
         let level = rlm.isolation.level

@@ -76,9 +76,13 @@ enum ChatAPI {
     /// What a request asks of an RLM.
     struct Task: Sendable {
         var query: String
-        var context: RLMContext
+        /// `nil`: a session turn over the contexts the session already holds.
+        var context: RLMContext?
         /// The request's system messages and earlier turns, for the system prompt.
         var instructions: String?
+        /// The context is only the query itself (a short message without a paragraph break): a
+        /// session turn then works on the contexts the session holds instead.
+        var contextIsQuery = false
     }
 
     /// A request the server refuses, with the status and the OpenAI error type to say so.
@@ -130,7 +134,9 @@ enum ChatAPI {
         } else {
             (query, context) = split(texts[0])
         }
-        return Task(query: query, context: context, instructions: instructions.isEmpty ? nil : instructions.joined(separator: "\n\n"))
+        var task = Task(query: query, context: context, instructions: instructions.isEmpty ? nil : instructions.joined(separator: "\n\n"))
+        task.contextIsQuery = explicit == nil && texts.count == 1 && query == texts[0]
+        return task
     }
 
     /// One string: its last paragraph is the query when short, and the rest the context.

@@ -81,7 +81,7 @@ public struct RLMMCPServer: Sendable {
     static func call(
         _ params: CallTool.Parameters, service: RLMService, progress: @escaping @Sendable (Double, String) async -> Void
     ) async throws -> CallTool.Result {
-        let tenant = Tenant.anonymous
+        let tenant = service.configuration.anonymousTenant
         let arguments = params.arguments ?? [:]
         switch params.name {
         case "rlm_query":
@@ -97,7 +97,7 @@ public struct RLMMCPServer: Sendable {
                 guard session != nil else {
                     throw ChatAPI.Refusal.invalid("rlm_query needs a context: `text`, `files`, or a `session` that holds one")
                 }
-                task = ChatAPI.Task(query: query, context: .text(""), instructions: nil)
+                task = ChatAPI.Task(query: query, context: nil, instructions: nil)
             }
             if let session { _ = try await service.session(id: session, tenant: tenant) }
             let record = try await service.admit(tenant, query: query, session: session)

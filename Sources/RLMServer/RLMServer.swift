@@ -98,8 +98,12 @@ public struct RLMServer: Sendable {
                     throw ChatAPI.Refusal(status: 404, type: "invalid_request_error", code: "model_not_found",
                                           message: "this server serves the model \"\(service.configuration.modelName)\", not \"\(chat.model)\"", param: "model")
                 }
-                let task = try ChatAPI.task(for: chat, allowedRoots: service.configuration.allowedRoots)
-                if let session = chat.rlmSession { _ = try await service.session(id: session, tenant: tenant) }
+                var task = try ChatAPI.task(for: chat, allowedRoots: service.configuration.allowedRoots)
+                if let session = chat.rlmSession {
+                    let stored = try await service.session(id: session, tenant: tenant)
+                    // "What about X?" in a session asks about what the session holds.
+                    if task.contextIsQuery && stored.turns > 0 { task.context = nil }
+                }
                 let record = try await service.admit(tenant, query: task.query, session: chat.rlmSession)
                 if chat.stream == true {
                     return Self.stream(service, task, tenant: tenant, session: chat.rlmSession, record: record,
@@ -146,7 +150,7 @@ public struct RLMServer: Sendable {
                 var task = try ChatAPI.task(for: chat, allowedRoots: service.configuration.allowedRoots)
                 if query.context == nil && (query.files ?? []).isEmpty {
                     // A turn without new context works on what the session holds.
-                    task = ChatAPI.Task(query: query.query, context: .text(""), instructions: nil)
+                    task = ChatAPI.Task(query: query.query, context: nil, instructions: nil)
                 }
                 _ = try await service.session(id: id, tenant: tenant)
                 let record = try await service.admit(tenant, query: task.query, session: id)

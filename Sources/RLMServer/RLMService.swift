@@ -21,7 +21,7 @@ public final class RLMService: Sendable {
         self.store = store
         self.registry = RunRegistry(recentLimit: configuration.recentRuns)
         self.sessions = SessionManager(store: store, maxLive: configuration.maxLiveSessions, logger: logger)
-        self.directory = TenantDirectory(tenants: configuration.tenants)
+        self.directory = TenantDirectory(tenants: configuration.tenants, anonymous: configuration.anonymousTenant)
         self.logger = logger
     }
 
@@ -84,7 +84,10 @@ public final class RLMService: Sendable {
                 result = try await sessions.turn(
                     id: session, tenant: tenant.name, rlm: rlm, query: task.query, context: task.context, observer: record.record)
             } else {
-                result = try await rlm.complete(query: task.query, context: task.context, observer: record.record)
+                guard let context = task.context else {
+                    throw ChatAPI.Refusal.invalid("give a context: in the message, `rlm_context` or `rlm_files` (only a session turn may go without one)")
+                }
+                result = try await rlm.complete(query: task.query, context: context, observer: record.record)
             }
             registry.finish(record, .answered, answer: result.answer, usage: result.usage)
             await charge(tenant, result.usage)
@@ -166,7 +169,7 @@ actor SessionManager {
     var liveCount: Int { live.count }
 
     func turn(
-        id: String, tenant: String, rlm: RLM, query: String, context: RLMContext, observer: @escaping @Sendable (RLMEvent) -> Void
+        id: String, tenant: String, rlm: RLM, query: String, context: RLMContext?, observer: @escaping @Sendable (RLMEvent) -> Void
     ) async throws -> RLMResult {
         guard let stored = try await store.load(id: id, tenant: tenant) else { throw Self.notFound(id) }
         if live[id]?.busy == true {
@@ -185,7 +188,11 @@ actor SessionManager {
         await evict()
         let outcome: Result<RLMResult, any Error>
         do {
-            outcome = .success(try await session.complete(query: query, context: context, observer: observer))
+            if let context {
+                outcome = .success(try await session.complete(query: query, context: context, observer: observer))
+            } else {
+                outcome = .success(try await session.complete(query: query, observer: observer))
+            }
         } catch {
             outcome = .failure(error)
         }

@@ -54,6 +54,8 @@ public struct RLMServerConfiguration: Sendable {
     public var maxLiveSessions: Int
     /// Finished runs the live page keeps.
     public var recentRuns: Int
+    /// Who every request is on a server without ``tenants``: its budget and caps apply to all.
+    public var anonymousTenant: Tenant = .anonymous
 
     public init(
         rlm: RLMConfiguration, modelName: String = "rlm", tenants: [Tenant] = [], allowedRoots: [String] = [],
@@ -72,12 +74,13 @@ public struct RLMServerConfiguration: Sendable {
 /// Finds the tenant a bearer token belongs to.
 struct TenantDirectory: Sendable {
     let tenants: [Tenant]
+    var anonymous: Tenant = .anonymous
 
     var isOpen: Bool { tenants.isEmpty }
 
     /// The tenant whose token is `token`, comparing every tenant's token in constant time.
     func tenant(token: String?) -> Tenant? {
-        if tenants.isEmpty { return .anonymous }
+        if tenants.isEmpty { return anonymous }
         guard let token else { return nil }
         let given = Array(token.utf8)
         var found: Tenant?

@@ -135,6 +135,9 @@ import Testing
             let session = try #require(created.json["id"] as? String)
             let first = try await fetch(.POST, server.baseURL + "/v1/chat/completions", json: chat("zebra crossing\n\nremember", session: session))
             #expect(content(first) == "stored zebra")
+            // A short message in a session asks about what the session holds: no new context.
+            let size = try await fetch(.POST, server.baseURL + "/v1/chat/completions", json: chat("size", session: session))
+            #expect(content(size) == "14 characters, first word zebra", "\(size.text)")
             let second = try await fetch(.POST, server.baseURL + "/v1/sessions/\(session)/query", json: ["query": "recall"])
             #expect(second.status == 200, "\(second.text)")
             #expect(content(second) == "recalled zebra")
@@ -145,7 +148,7 @@ import Testing
             let third = try await fetch(.POST, server.baseURL + "/v1/sessions/\(session)/query", json: ["query": "recall"])
             #expect(content(third) == "recalled zebra", "\(third.text)")
             let shown = try await fetch(.GET, server.baseURL + "/v1/sessions/\(session)")
-            #expect(shown.json["turns"] as? Int == 3)
+            #expect(shown.json["turns"] as? Int == 4)
             #expect((shown.json["history"] as? [[String: Any]])?.first?["answer"] as? String == "stored zebra")
             #expect(try await fetch(.DELETE, server.baseURL + "/v1/sessions/\(session)").status == 200)
             #expect(try await fetch(.GET, server.baseURL + "/v1/sessions/\(session)").status == 404)

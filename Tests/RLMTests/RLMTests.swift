@@ -200,6 +200,30 @@ struct RLMTests {
         await session.close()
     }
 
+    @Test("a session turn without a new context works on the latest one; a first turn without one is refused")
+    func sessionTurnWithoutContext() async throws {
+        let root = ScriptedModel.sequence([
+            repl("answer['content'] = 'stored'; answer['ready'] = True"),
+            repl("answer['content'] = repr((context, len(history))); answer['ready'] = True"),
+        ])
+        let empty = RLM(configuration: RLMConfiguration(rootModel: root)).session()
+        do {
+            _ = try await empty.complete(query: "what do you hold?")
+            Issue.record("expected a refusal")
+        } catch let error as RLMError {
+            #expect(error.code == .invalidContext)
+            #expect(error.message.contains("no context yet"))
+        }
+        #expect(root.requests.isEmpty, "a refused turn must not reach the model")
+        await empty.close()
+        let session = RLM(configuration: RLMConfiguration(rootModel: root)).session()
+        _ = try await session.complete(query: "one", context: .text("zebra"))
+        let second = try await session.complete(query: "two")
+        #expect(second.answer == "('zebra', 1)")
+        #expect(root.requests[1].messages.contains { $0.content.contains("context(s) earlier turns added") })
+        await session.close()
+    }
+
     @Test("custom Swift tools are callable from the REPL and listed in the prompt")
     func tools() async throws {
         let tool = RLMTool(name: "lookup", description: "lookup(key) -> str: reads the store") { arguments in
