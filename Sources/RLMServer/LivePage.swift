@@ -100,6 +100,7 @@ function render(s){
   $("timeline").innerHTML=bars.length?svg:`<span class="muted">No sub-calls yet.</span>`;
 }
 refresh();setInterval(refresh,1000);
+if(frag.get("run"))select(frag.get("run"));
 </script></body></html>
 """#
 }
