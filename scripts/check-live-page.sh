@@ -10,7 +10,7 @@ rlm="$(realpath "${1:-.build/debug/rlm}")"
 out="$(realpath "${2:-.}")"
 if ! command -v chromium >/dev/null; then
     if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
     else
         echo "check-live-page: needs chromium: sudo apt-get install -y chromium" >&2
         exit 1
@@ -22,7 +22,7 @@ python3 scripts/serve/fake_model.py --latency-ms 200 > "$work/model-port" &
 until [ -s "$work/model-port" ]; do sleep 0.1; done
 "$rlm" serve --base-url "http://127.0.0.1:$(cat "$work/model-port")/v1" --model fake --port 0 \
     --store "$work/store.sqlite" 2> "$work/serve.log" &
-until grep -q "listening on" "$work/serve.log"; do sleep 0.1; done
+until grep -qs "listening on" "$work/serve.log"; do sleep 0.1; done
 url="$(sed -n 's/.*listening on \(http:\/\/[0-9.:]*\).*/\1/p' "$work/serve.log")"
 
 page() {  # page FRAGMENT DOM_FILE [SCREENSHOT]
@@ -47,6 +47,12 @@ page "run=$run" "$work/live.html" "$out/live-page-running.png"
 expect "$work/live.html" 'class="st running"' "the run shows as running while it runs"
 expect "$work/live.html" 'node 0 · depth 0' "the run's tree shows its root node"
 expect "$work/live.html" '<rect' "the timeline has a bar for the sub-call in flight"
+# The bar of the call in flight grows with the run: wider than a sliver a second into the call.
+python3 - "$work/live.html" <<'PY' || { echo "check-live-page: FAILED: the sub-call in flight is only a sliver on the timeline" >&2; exit 1; }
+import re, sys
+widths = [float(w) for w in re.findall(r'<rect [^>]*width="([0-9.]+)"', open(sys.argv[1]).read())]
+sys.exit(0 if widths and max(widths) > 100 else 1)
+PY
 wait "$asker"
 grep -q '"content":"echo: SLEEP 4"' "$work/answer.json" || { echo "check-live-page: the run did not answer" >&2; exit 1; }
 page "run=$run" "$work/done.html" "$out/live-page-answered.png"

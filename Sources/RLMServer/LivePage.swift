@@ -47,16 +47,17 @@ async function refresh(){
   try{
     const r=await fetch("/v1/runs",{headers:headers()});
     if(!r.ok){$("err").textContent=(await r.json()).error.message;return}
-    $("err").textContent="";runs=(await r.json()).data;
-    const now=Date.now()/1000;
+    const list=await r.json();$("err").textContent="";runs=list.data;
+    const now=list.now;
     $("runs").innerHTML=runs.map(x=>`<tr class="run${x.id===selected?" sel":""}" data-id="${esc(x.id)}"><td><span class="st ${x.status}">${x.status.replace("_"," ")}</span></td><td class="q" title="${esc(x.query)}">${esc(x.query)}</td><td>${x.calls}</td><td>${x.tokens}</td><td>${((x.finished||now)-x.started).toFixed(1)} s</td></tr>`).join("")||`<tr><td colspan=5 class="muted">No runs yet.</td></tr>`;
     for(const tr of document.querySelectorAll("tr.run"))tr.onclick=()=>select(tr.dataset.id);
-    $("clock").textContent=new Date().toLocaleTimeString();
+    $("clock").textContent="server time "+new Date(now*1000).toLocaleTimeString();
   }catch(e){$("err").textContent="cannot reach the server"}
 }
 async function select(id){
   selected=id;if(watch)watch.abort();watch=new AbortController();
-  const state={nodes:new Map(),calls:new Map(),children:new Map(),end:0};
+  const state={nodes:new Map(),calls:new Map(),children:new Map(),end:0,seen:performance.now()};
+  const tick=setInterval(()=>{if(selected===id&&!state.summary)render(state);else clearInterval(tick)},250);
   state.nodes.set(0,{id:0,parent:null,depth:0,turns:0,cells:0,status:"running"});
   $("title").textContent="Run "+id;render(state);refresh();
   try{
@@ -71,7 +72,7 @@ async function select(id){
   }catch(e){if(e.name!=="AbortError")$("err").textContent="the event stream broke off"}
 }
 function apply(s,e){
-  const t=secs(e.time);s.end=Math.max(s.end,t);
+  const t=secs(e.time);s.end=Math.max(s.end,t);s.seen=performance.now();
   const k=Object.keys(e.kind)[0],v=e.kind[k]||{};
   let n=s.nodes.get(e.nodeID);if(!n){n={id:e.nodeID,parent:e.parentID,depth:e.depth,turns:0,cells:0,status:"running"};s.nodes.set(e.nodeID,n)}
   if(k==="iterationStarted")n.turns=v.iteration;
@@ -86,16 +87,18 @@ function apply(s,e){
 }
 function render(s){
   const sum=s.summary;
+  // While the run goes on, "now" is the last event's time plus what the page's clock says since.
+  const now=sum?s.end:s.end+(performance.now()-s.seen)/1000;
   $("detail").innerHTML=sum?`<span class="st ${sum.status}">${sum.status.replace("_"," ")}</span> ${esc((sum.answer||sum.error||"").slice(0,400))}`:`<span class="st running">running</span> <span class="muted">${s.nodes.size} node(s), ${s.calls.size} sub-call(s)</span>`;
   const kids=p=>[...s.nodes.values()].filter(n=>n.parent===p);
   const li=n=>`<li><span class="node">node ${n.id} · depth ${n.depth}</span> <span class="st ${n.status}">${n.status.replace("_"," ")}</span> <span class="muted">${n.turns} turn(s), ${n.cells} cell(s)</span>${n.query?` — ${esc(n.query.slice(0,80))}`:""}<ul class="tree">${kids(n.id).map(li).join("")}</ul></li>`;
   $("tree").innerHTML=`<ul class="tree">${kids(null).concat(s.nodes.has(0)&&s.nodes.get(0).parent!==null?[s.nodes.get(0)]:[]).map(li).join("")}</ul>`;
   const bars=[...s.calls.values()].map(c=>({...c,kind:"call"})).concat([...s.children.values()].map(c=>({...c,kind:"child",model:"child RLM"}))).sort((a,b)=>a.start-b.start);
-  const lanes=[];for(const b of bars){const end=b.end??s.end;let l=lanes.findIndex(x=>x<=b.start);if(l<0){l=lanes.length;lanes.push(0)}lanes[l]=end;b.lane=l}
-  const W=Math.max(420,$("timeline").clientWidth-10),H=24+lanes.length*16,span=Math.max(s.end,0.001),x=t=>40+(W-50)*t/span;
+  const lanes=[];for(const b of bars){const end=b.end??now;let l=lanes.findIndex(x=>x<=b.start);if(l<0){l=lanes.length;lanes.push(0)}lanes[l]=end;b.lane=l}
+  const W=Math.max(420,$("timeline").clientWidth-10),H=24+lanes.length*16,span=Math.max(now,0.001),x=t=>40+(W-50)*t/span;
   let svg=`<svg width="${W}" height="${H}" role="img" aria-label="timeline"><line x1="40" x2="${W-10}" y1="14" y2="14" stroke="#ccd"/>`;
-  for(let i=0;i<=4;i++){const t=span*i/4;svg+=`<text x="${x(t)}" y="10" text-anchor="middle">${t.toFixed(2)}s</text>`}
-  for(const b of bars){const x0=x(b.start),x1=Math.max(x(b.end??s.end),x0+2);svg+=`<rect x="${x0}" y="${20+b.lane*16}" width="${x1-x0}" height="12" rx="2" fill="${b.error?"#d6336c":b.kind==="child"?"#7048e8":b.end===undefined?"#74c0fc":"#2a7de1"}"><title>${esc(b.model)}: ${esc((b.prompt||"").slice(0,120))}</title></rect>`}
+  for(let i=0;i<=4;i++){const t=span*i/4;svg+=`<text x="${x(t)}" y="10" text-anchor="${i===4?"end":"middle"}">${t.toFixed(2)}s</text>`}
+  for(const b of bars){const x0=x(b.start),x1=Math.max(x(b.end??now),x0+2);svg+=`<rect x="${x0}" y="${20+b.lane*16}" width="${x1-x0}" height="12" rx="2" fill="${b.error?"#d6336c":b.kind==="child"?"#7048e8":b.end===undefined?"#74c0fc":"#2a7de1"}"><title>${esc(b.model)}: ${esc((b.prompt||"").slice(0,120))}</title></rect>`}
   svg+=`<text x="2" y="${H-4}">${lanes.length} lane(s)</text></svg>`;
   $("timeline").innerHTML=bars.length?svg:`<span class="muted">No sub-calls yet.</span>`;
 }

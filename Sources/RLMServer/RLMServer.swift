@@ -159,7 +159,7 @@ public struct RLMServer: Sendable {
         }
         router.get("/v1/runs") { request, _ in
             await Self.guarded(service, request) { tenant in
-                Self.json(ListView(data: service.registry.runs(tenant: tenant.name)))
+                Self.json(RunsView(data: service.registry.runs(tenant: tenant.name), now: Date()))
             }
         }
         router.get("/v1/runs/{id}/events") { request, context in
@@ -409,6 +409,14 @@ struct SessionQuery: Decodable {
 struct ListView<Element: Encodable>: Encodable {
     var object = "list"
     var data: [Element]
+}
+
+/// The runs list, with the server's clock, so a page measures how long runs have taken by the
+/// server's time rather than its own.
+struct RunsView: Encodable {
+    var object = "list"
+    var data: [RunRegistry.Summary]
+    var now: Date
 }
 
 /// A session as the API shows it.

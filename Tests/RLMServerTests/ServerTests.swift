@@ -34,6 +34,9 @@ import Testing
             let listed = try #require((runs.json["data"] as? [[String: Any]])?.first { $0["id"] as? String == run })
             #expect(listed["status"] as? String == "answered")
             #expect((listed["events"] as? Int ?? 0) > 3)
+            // The list carries the server's clock, by which the page times runs in progress.
+            let now = try #require(runs.json["now"] as? Double)
+            #expect(abs(now - Date().timeIntervalSince1970) < 60)
 
             // Context parts: every part but the last is context.
             let parts = try await fetch(.POST, server.baseURL + "/v1/chat/completions", json: [
