@@ -259,7 +259,43 @@ enum ChatAPI {
         }
     }
 
+    /// What a run answers: its result's answer, or the best answer so far when a limit ended it
+    /// (`finish_reason: "length"`). A run that ended without any answer is an error.
+    struct Answered {
+        var answer: String
+        var finishReason: String
+        var usage: UsageSummary
+        var limit: String?
+        var iterations: Int?
+
+        init(_ outcome: Result<RLMResult, any Error>) throws {
+            switch outcome {
+            case .success(let result):
+                answer = result.answer
+                finishReason = result.answeredAfterLimit == nil ? "stop" : "length"
+                usage = result.usage
+                limit = result.answeredAfterLimit.map { "\($0)" }
+                iterations = result.iterations
+            case .failure(let error as RLMError) where error.code == .limitReached && error.partialAnswer != nil:
+                answer = error.partialAnswer ?? ""
+                finishReason = "length"
+                usage = error.usage ?? UsageSummary()
+                limit = error.limit.map { "\($0)" }
+            case .failure(let error):
+                throw error
+            }
+        }
+
+        func extensionFields(runID: String, session: String?) -> Extension {
+            Extension(runID: runID, session: session, iterations: iterations, limit: limit, costUSD: usage.total.costUSD)
+        }
+    }
+
     struct ErrorBody: Encodable {
+        init(_ refusal: Refusal) {
+            error = Detail(message: refusal.message, type: refusal.type, param: refusal.param, code: refusal.code)
+        }
+
         var error: Detail
         struct Detail: Encodable {
             var message: String

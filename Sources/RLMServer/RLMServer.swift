@@ -174,15 +174,9 @@ public struct RLMServer: Sendable {
                     body: ResponseBody { writer in
                         let encoder = JSONEncoder()
                         for await event in events {
-                            var line = ByteBuffer(string: "data: ")
-                            line.writeBytes(try encoder.encode(event))
-                            line.writeString("\n\n")
-                            try await writer.write(line)
+                            try await writer.write(Self.serverSentEvent(event, encoder: encoder))
                         }
-                        var end = ByteBuffer(string: "event: end\ndata: ")
-                        end.writeBytes(try encoder.encode(record.summary))
-                        end.writeString("\n\n")
-                        try await writer.write(end)
+                        try await writer.write(Self.serverSentEvent(record.summary, named: "end", encoder: encoder))
                         try await writer.finish(nil)
                     })
             }
@@ -198,23 +192,17 @@ public struct RLMServer: Sendable {
         let id = "chatcmpl-" + record.id
         let model = service.configuration.modelName
         let created = Int(Date().timeIntervalSince1970)
+        let outcome: Result<RLMResult, any Error>
         do {
-            let result = try await service.execute(task, tenant: tenant, session: session, record: record)
-            return json(ChatAPI.Completion(
-                id: id, created: created, model: model,
-                choices: [.init(message: .init(content: result.answer), finishReason: result.answeredAfterLimit == nil ? "stop" : "length")],
-                usage: ChatAPI.Usage(result.usage),
-                rlm: .init(runID: record.id, session: session, iterations: result.iterations,
-                           limit: result.answeredAfterLimit.map { "\($0)" }, costUSD: result.usage.total.costUSD)))
-        } catch let error as RLMError where error.code == .limitReached && error.partialAnswer != nil {
-            // The best answer so far, cut short as `length` says.
-            let usage = error.usage ?? UsageSummary()
-            return json(ChatAPI.Completion(
-                id: id, created: created, model: model,
-                choices: [.init(message: .init(content: error.partialAnswer ?? ""), finishReason: "length")],
-                usage: ChatAPI.Usage(usage),
-                rlm: .init(runID: record.id, session: session, iterations: nil, limit: error.limit.map { "\($0)" }, costUSD: usage.total.costUSD)))
+            outcome = .success(try await service.execute(task, tenant: tenant, session: session, record: record))
+        } catch {
+            outcome = .failure(error)
         }
+        let answered = try ChatAPI.Answered(outcome)
+        return json(ChatAPI.Completion(
+            id: id, created: created, model: model,
+            choices: [.init(message: .init(content: answered.answer), finishReason: answered.finishReason)],
+            usage: ChatAPI.Usage(answered.usage), rlm: answered.extensionFields(runID: record.id, session: session)))
     }
 
     static func stream(
@@ -245,10 +233,7 @@ public struct RLMServer: Sendable {
         return Response(status: .ok, headers: eventStreamHeaders, body: ResponseBody { writer in
             let encoder = JSONEncoder()
             func send(_ chunk: ChatAPI.Chunk) async throws {
-                var line = ByteBuffer(string: "data: ")
-                line.writeBytes(try encoder.encode(chunk))
-                line.writeString("\n\n")
-                try await writer.write(line)
+                try await writer.write(serverSentEvent(chunk, encoder: encoder))
             }
             try await withTaskCancellationHandler {
                 do {
@@ -258,39 +243,24 @@ public struct RLMServer: Sendable {
                         let text = item.flatMap(Progress.line) ?? "keep-alive"
                         try await writer.write(ByteBuffer(string: ": rlm \(text)\n\n"))
                     }
-                    let answer: String
-                    let finish: String
-                    let usage: UsageSummary
-                    var limit: String?
-                    switch await run.result {
-                    case .success(let result):
-                        answer = result.answer
-                        finish = result.answeredAfterLimit == nil ? "stop" : "length"
-                        usage = result.usage
-                        limit = result.answeredAfterLimit.map { "\($0)" }
-                    case .failure(let error as RLMError) where error.code == .limitReached && error.partialAnswer != nil:
-                        answer = error.partialAnswer ?? ""
-                        finish = "length"
-                        usage = error.usage ?? UsageSummary()
-                        limit = error.limit.map { "\($0)" }
-                    case .failure(let error):
-                        let refusal = refusal(for: error)
-                        var line = ByteBuffer(string: "data: ")
-                        line.writeBytes(try encoder.encode(ChatAPI.ErrorBody(error: .init(message: refusal.message, type: refusal.type, param: refusal.param, code: refusal.code))))
-                        line.writeString("\n\n")
-                        try await writer.write(line)
+                    let answered: ChatAPI.Answered
+                    do {
+                        answered = try ChatAPI.Answered(await run.result)
+                    } catch {
+                        try await writer.write(serverSentEvent(ChatAPI.ErrorBody(refusal(for: error)), encoder: encoder))
                         try await writer.finish(nil)
                         return
                     }
-                    var rest = Substring(answer)
+                    var rest = Substring(answered.answer)
                     while !rest.isEmpty {
                         try await send(ChatAPI.Chunk(id: id, created: created, model: model, choices: [.init(delta: .init(content: String(rest.prefix(256))))]))
                         rest = rest.dropFirst(256)
                     }
-                    let ext = ChatAPI.Extension(runID: record.id, session: session, iterations: nil, limit: limit, costUSD: usage.total.costUSD)
-                    try await send(ChatAPI.Chunk(id: id, created: created, model: model, choices: [.init(delta: .init(), finishReason: finish)], rlm: ext))
+                    try await send(ChatAPI.Chunk(
+                        id: id, created: created, model: model, choices: [.init(delta: .init(), finishReason: answered.finishReason)],
+                        rlm: answered.extensionFields(runID: record.id, session: session)))
                     if includeUsage {
-                        try await send(ChatAPI.Chunk(id: id, created: created, model: model, choices: [], usage: ChatAPI.Usage(usage)))
+                        try await send(ChatAPI.Chunk(id: id, created: created, model: model, choices: [], usage: ChatAPI.Usage(answered.usage)))
                     }
                     try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
                     try await writer.finish(nil)
@@ -365,8 +335,16 @@ public struct RLMServer: Sendable {
     }
 
     static func errorResponse(_ refusal: ChatAPI.Refusal) -> Response {
-        json(ChatAPI.ErrorBody(error: .init(message: refusal.message, type: refusal.type, param: refusal.param, code: refusal.code)),
-             status: HTTPResponse.Status(code: refusal.status))
+        json(ChatAPI.ErrorBody(refusal), status: HTTPResponse.Status(code: refusal.status))
+    }
+
+    /// One server-sent event: `value` as JSON on a `data:` line, under `event: name` when given.
+    static func serverSentEvent(_ value: some Encodable, named name: String? = nil, encoder: JSONEncoder) throws -> ByteBuffer {
+        var buffer = ByteBuffer(string: name.map { "event: \($0)\n" } ?? "")
+        buffer.writeString("data: ")
+        buffer.writeBytes(try encoder.encode(value))
+        buffer.writeString("\n\n")
+        return buffer
     }
 
     static func body(_ request: Request, limit: Int) async throws -> Data {
