@@ -198,6 +198,30 @@ import Testing
         }
     }
 
+    @Test func aLimitGivesTheBestAnswerSoFarOrAnError() async throws {
+        try await TestServer.with(configuration()) { server in
+            let url = server.baseURL + "/v1/chat/completions"
+            // An answer left unready when the limit trips comes back cut short.
+            let draft = try await fetch(.POST, url, json: chat("x\n\ndraft"))
+            #expect(draft.status == 200, "\(draft.text)")
+            #expect(content(draft) == "a draft")
+            #expect(((draft.json["choices"] as? [[String: Any]])?.first?["finish_reason"] as? String) == "length")
+            #expect((draft.json["rlm"] as? [String: Any])?["limit"] as? String != nil)
+            let streamed = try await fetch(.POST, url, json: chat("x\n\ndraft", stream: true))
+            #expect(streamed.text.contains(#""content":"a draft""#), "\(streamed.text)")
+            #expect(streamed.text.contains(#""finish_reason":"length""#))
+            #expect(streamed.text.hasSuffix("data: [DONE]\n\n"))
+            // Without any answer, the limit is an error, in either shape.
+            let none = try await fetch(.POST, url, json: chat("x\n\ndawdle"))
+            #expect(none.status == 422, "\(none.text)")
+            #expect(none.errorCode == "limit_reached")
+            let noneStreamed = try await fetch(.POST, url, json: chat("x\n\ndawdle", stream: true))
+            #expect(noneStreamed.text.contains(#"data: {"error":{"#), "\(noneStreamed.text)")
+            #expect(noneStreamed.text.contains(#""code":"limit_reached""#))
+            #expect(!noneStreamed.text.contains("[DONE]"))
+        }
+    }
+
     @Test func aClientThatLeavesMidStreamCancelsTheRun() async throws {
         try await TestServer.with(configuration(root: scriptedRoot(slowCall: .seconds(60)))) { server in
             var request = HTTPClientRequest(url: server.baseURL + "/v1/chat/completions")

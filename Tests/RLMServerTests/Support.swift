@@ -20,7 +20,8 @@ func query(of request: ScriptedModel.Request) -> String? {
 
 /// A root model that does what its query's first word says; plain sub-calls echo their prompt.
 /// `remember` keeps the context's first word in the REPL; `recall` answers with it;
-/// `slow` makes a sub-call that takes `slowCall`; anything else answers with the context's size.
+/// `slow` makes a sub-call that takes `slowCall`; `draft` leaves an answer that is never ready and
+/// `dawdle` never answers, until the iteration limit; anything else answers with the context's size.
 func scriptedRoot(slowCall: Duration = .seconds(30)) -> ScriptedModel {
     ScriptedModel(name: "root") { request in
         guard let query = query(of: request) else {
@@ -30,6 +31,8 @@ func scriptedRoot(slowCall: Duration = .seconds(30)) -> ScriptedModel {
         switch query.split(separator: " ").first ?? "" {
         case "remember": return repl("remembered = context.split()[0]\nanswer['content'] = 'stored ' + remembered\nanswer['ready'] = True")
         case "recall": return repl("answer['content'] = 'recalled ' + remembered\nanswer['ready'] = True")
+        case "draft": return repl("answer['content'] = 'a draft'")
+        case "dawdle": return repl("x = 1")
         case "slow": return repl("answer['content'] = llm_query('SLEEP')\nanswer['ready'] = True")
         case "subcalls": return repl("parts = llm_query_batched([f'part {i}' for i in range(3)])\nanswer['content'] = ' | '.join(parts)\nanswer['ready'] = True")
         default: return repl("answer['content'] = f'{len(context)} characters, first word {context.split()[0]}'\nanswer['ready'] = True")
