@@ -116,7 +116,9 @@ struct NativeFunctionTests {
         }))
         let result = try await namespace.execute("""
             me = thread_id()
-            print([t == me for t in where()])
+            def wait_here():
+                return where()  # inside a function: the cell waits on its thread, never suspends
+            print([t == me for t in wait_here()])
             """, timeout: .seconds(60))
         #expect(result.stdout == "[True, True, True, True, True, True]\n", "\(result.error?.traceback ?? "")")
         await namespace.close()
