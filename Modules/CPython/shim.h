@@ -53,11 +53,6 @@ static inline PyObject *rlm_exc_overflow_error(void) { return PyExc_OverflowErro
 static inline PyObject *rlm_exc_key_error(void) { return PyExc_KeyError; }
 static inline PyObject *rlm_exc_timeout_error(void) { return PyExc_TimeoutError; }
 
-/// The object a C function was bound to (a native function's capsule), or NULL for anything else.
-static inline PyObject *rlm_cfunction_self(PyObject *o) { return PyCFunction_Check(o) ? PyCFunction_GET_SELF(o) : NULL; }
-static inline int rlm_is_coroutine(PyObject *o) { return PyCoro_CheckExact(o); }
-static inline PyObject *rlm_exc_stop_iteration(void) { return PyExc_StopIteration; }
-
 /// Signature of a METH_VARARGS | METH_KEYWORDS function.
 typedef PyObject *(*rlm_cfunction_with_keywords)(PyObject *self, PyObject *args, PyObject *kwargs);
 

@@ -12,10 +12,6 @@ enum Bootstrap {
         let beginCapture: UnsafeMutablePointer<PyObject>
         let endCapture: UnsafeMutablePointer<PyObject>
         let compileCell: UnsafeMutablePointer<PyObject>
-        /// The type of a native call a suspended cell awaits.
-        let pendingType: UnsafeMutablePointer<PyObject>
-        let suspendCapture: UnsafeMutablePointer<PyObject>
-        let resumeCapture: UnsafeMutablePointer<PyObject>
         let formatException: UnsafeMutablePointer<PyObject>
         let executionInterrupted: UnsafeMutablePointer<PyObject>
         let builtins: UnsafeMutablePointer<PyObject>
@@ -41,14 +37,9 @@ enum Bootstrap {
         guard let dict = PyModule_GetDict(module) else { throw PythonError.fetchRaw() }
         guard let builtins = PyImport_ImportModule("builtins") else { throw PythonError.fetchRaw() }
         PyDict_SetItemString(dict, "__builtins__", builtins)
-        guard let start = PyCFunction_NewEx(NativeFunctionBox.startDefinition, nil, nil) else { throw PythonError.fetchRaw() }
-        PyDict_SetItemString(dict, "_start_call", start)
-        rlm_decref(start)
-        guard let code = Py_CompileStringExFlags(source, "<swift-rlm>", Py_file_input, nil, -1) else {
+        guard let result = PyRun_StringFlags(source, Py_file_input, dict, dict, nil) else {
             throw PythonError.fetchRaw()
         }
-        defer { rlm_decref(code) }
-        guard let result = PyEval_EvalCode(code, dict, dict) else { throw PythonError.fetchRaw() }
         rlm_decref(result)
         func get(_ name: String) throws(PythonError) -> UnsafeMutablePointer<PyObject> {
             guard let item = PyDict_GetItemString(dict, name) else {
@@ -63,9 +54,6 @@ enum Bootstrap {
             beginCapture: try get("begin_capture"),
             endCapture: try get("end_capture"),
             compileCell: try get("compile_cell"),
-            pendingType: try get("_Pending"),
-            suspendCapture: try get("suspend_capture"),
-            resumeCapture: try get("resume_capture"),
             formatException: try get("format_exception"),
             executionInterrupted: try get("ExecutionInterrupted"),
             builtins: builtins,

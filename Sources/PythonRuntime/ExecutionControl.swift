@@ -43,17 +43,14 @@ final class ExecutionTicket: @unchecked Sendable {
 /// It is also the task executor of that work: while the Python thread waits (GIL released), it
 /// runs the task's jobs itself, so an `llm_query` does not hand its work to a thread of the
 /// cooperative pool and back. Each hand-off is a context switch, which on small virtual machines
-/// costs tens of microseconds. Once the wait is over (a result, a stop, or the cell suspending
-/// on the call), jobs that still arrive, such as the rest of a cancelled task, run on the global
-/// concurrent executor instead.
+/// costs tens of microseconds. Once the wait is over (a result, or a stop), jobs that still arrive,
+/// such as the rest of a cancelled task, run on the global concurrent executor instead.
 final class NativeCallWaiter: TaskExecutor, @unchecked Sendable {
-    typealias Outcome = Result<PythonValue, any Error>
     private let condition = NSCondition()
-    private var result: Outcome?
+    private var result: Result<PythonValue, any Error>?
     private var task: Task<Void, Never>?
     private var jobs: [UnownedJob] = []
     private var waiting = true
-    private var observers: [@Sendable (Outcome) -> Void] = []
 
     func attach(_ task: Task<Void, Never>) {
         let cancelNow = condition.withLock { () -> Bool in
@@ -63,25 +60,11 @@ final class NativeCallWaiter: TaskExecutor, @unchecked Sendable {
         if cancelNow { task.cancel() }
     }
 
-    func complete(_ value: Outcome) {
-        let notified = condition.withLock { () -> [@Sendable (Outcome) -> Void] in
-            guard result == nil else { return [] }
-            result = value
+    func complete(_ value: Result<PythonValue, any Error>) {
+        condition.withLock {
+            if result == nil { result = value }
             condition.broadcast()
-            defer { observers.removeAll() }
-            return observers
         }
-        for observer in notified { observer(value) }
-    }
-
-    /// Calls `observer` with the result once it is there (now, if it is).
-    func whenDone(_ observer: @escaping @Sendable (Outcome) -> Void) {
-        let ready = condition.withLock { () -> Outcome? in
-            if let result { return result }
-            observers.append(observer)
-            return nil
-        }
-        if let ready { observer(ready) }
     }
 
     func interrupt(_ reason: StopReason) {
@@ -105,22 +88,14 @@ final class NativeCallWaiter: TaskExecutor, @unchecked Sendable {
         DispatchQueue.global().async { job.runSynchronously(on: executor) }
     }
 
-    /// Blocks the calling thread (which must not hold the GIL) until a result arrives or the
-    /// `deadline` (``Watchdog/now()``) passes, running the task's jobs meanwhile. Returns nil when
-    /// the deadline passed first: from then on the task's jobs run on the global executor, and
-    /// ``whenDone(_:)`` has the result.
-    func wait(until deadline: UInt64?) -> Outcome? {
+    /// Blocks the calling thread (which must not hold the GIL) until a result arrives, running the
+    /// task's jobs meanwhile.
+    func wait() -> Result<PythonValue, any Error> {
         let executor = asUnownedTaskExecutor()
         condition.lock()
         while result == nil {
             if jobs.isEmpty {
-                guard let deadline else {
-                    condition.wait()
-                    continue
-                }
-                let now = Watchdog.now()
-                if now >= deadline { break }
-                _ = condition.wait(until: Date(timeIntervalSinceNow: Double(deadline - now) / 1e9))
+                condition.wait()
                 continue
             }
             let batch = jobs
@@ -132,7 +107,7 @@ final class NativeCallWaiter: TaskExecutor, @unchecked Sendable {
         waiting = false
         let leftover = jobs
         jobs.removeAll()
-        let outcome = result
+        let outcome = result!
         condition.unlock()
         for job in leftover { forward(job) }
         return outcome
@@ -157,8 +132,6 @@ final class ExecutionControl: @unchecked Sendable {
     private var stopRequested: StopReason?
     private var roundsUntilInjection = 0
     private var waiters: [ObjectIdentifier: NativeCallWaiter] = [:]
-    /// The execution is suspended on a native call and holds no thread: nothing is injected.
-    private var suspended = false
 
     /// Marks `ticket` as running on `threadID`. Returns the reason if it was stopped before it started.
     func begin(_ ticket: ExecutionTicket, threadID: UInt) -> StopReason? {
@@ -168,28 +141,7 @@ final class ExecutionControl: @unchecked Sendable {
             self.threadID = threadID
             stopRequested = nil
             roundsUntilInjection = 0
-            suspended = false
             return nil
-        }
-    }
-
-    /// The running execution gives its thread back while a native call waits: an exception
-    /// injected into the thread and not taken yet is cleared, and none is injected until
-    /// ``resume(threadID:)``. GIL held.
-    func suspend() {
-        lock.withLock {
-            if current != nil { rlm_sandbox_clear_stop() }
-            suspended = true
-        }
-    }
-
-    /// The suspended execution continues on `threadID`. Returns the stop reason if a stop was
-    /// requested (the interrupter reaches the new thread from now on). GIL held.
-    func resume(threadID: UInt) -> StopReason? {
-        lock.withLock {
-            self.threadID = threadID
-            suspended = false
-            return stopRequested
         }
     }
 
@@ -202,10 +154,6 @@ final class ExecutionControl: @unchecked Sendable {
             }
             current = nil
             stopRequested = nil
-            suspended = false
-            // Calls the execution started and never awaited (model code driving a coroutine
-            // by hand) end with it.
-            waiters.removeAll()
             return reason
         }
     }
@@ -233,7 +181,7 @@ final class ExecutionControl: @unchecked Sendable {
     /// since the last round. GIL held. Returns whether one was withdrawn.
     func withdrawUntaken(_ ticket: ExecutionTicket) -> Bool {
         lock.withLock {
-            guard current === ticket, !suspended, rlm_sandbox_withdraw_stop(threadID) != 0 else { return false }
+            guard current === ticket, rlm_sandbox_withdraw_stop(threadID) != 0 else { return false }
             roundsUntilInjection = Self.roundsAfterWithdrawal
             return true
         }
@@ -244,7 +192,6 @@ final class ExecutionControl: @unchecked Sendable {
     func inject(_ ticket: ExecutionTicket) -> Bool {
         lock.withLock {
             guard current === ticket else { return false }
-            if suspended { return true }
             let allowed = roundsUntilInjection == 0
             if roundsUntilInjection > 0 { roundsUntilInjection -= 1 }
             rlm_sandbox_stop_thread(threadID, Bootstrap.handles.executionInterrupted, allowed ? 1 : 0)

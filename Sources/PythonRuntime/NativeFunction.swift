@@ -73,8 +73,6 @@ extension PythonError: PythonExceptionConvertible {
 /// children `executorPreference: globalConcurrentExecutor` to spread them over the pool, and,
 /// as anywhere in Swift concurrency, never block one task synchronously on another. Work that is
 /// still pending when the wait ends (a cancelled task finishing) moves to the global executor.
-/// So does the rest of a call at a cell's top level that outlasts
-/// ``PythonThreads/suspensionDelay``: the cell suspends and gives its thread back.
 public struct NativeFunction: Sendable {
     enum Body: Sendable {
         case synchronous(@Sendable (PythonArguments) throws -> PythonValue)
@@ -140,68 +138,15 @@ final class NativeFunctionBox {
         case .asynchronous(let body):
             result = Self.wait(for: body, arguments: converted, control: control, gil)
         }
-        return Self.object(for: result, gil)
-    }
-
-    /// The function behind `obj` when it is a native function with an async body, else nil.
-    static func asynchronous(_ object: UnsafeMutablePointer<PyObject>) -> NativeFunctionBox? {
-        guard let capsule = rlm_cfunction_self(object), PyCapsule_IsValid(capsule, capsuleName) == 1,
-              let pointer = PyCapsule_GetPointer(capsule, capsuleName) else { return nil }
-        let box = Unmanaged<NativeFunctionBox>.fromOpaque(pointer).takeUnretainedValue()
-        guard case .asynchronous = box.function.body else { return nil }
-        return box
-    }
-
-    /// Runs an async call from a cell that can suspend (``PythonThreads/suspensionDelay``). GIL
-    /// held. Returns the call's result if it comes within the delay; otherwise a `_Pending` that
-    /// the cell yields, so that it gives its thread back, and that its driver resumes once the
-    /// result arrives. Nil with an exception set on failure.
-    func start(arguments: UnsafeMutablePointer<PyObject>?, keywords: UnsafeMutablePointer<PyObject>?) -> UnsafeMutablePointer<PyObject>? {
-        guard case .asynchronous(let body) = function.body else { return invoke(arguments: arguments, keywords: keywords) }
-        let gil = PythonGIL()
-        let converted: PythonArguments
-        do {
-            converted = try Self.convert(arguments: arguments, keywords: keywords, function: function.name)
-        } catch {
-            return Self.raise(error)
-        }
-        let waiter = NativeCallWaiter()
-        let control = self.control
-        if let reason = control?.register(waiter) { return Self.raise(reason.error) }
-        waiter.attach(Self.task(for: body, arguments: converted, waiter: waiter))
-        let deadline = Watchdog.now() + PythonThreadPool.shared.suspensionDelay
-        if let result = gil.allowThreads({ waiter.wait(until: deadline) }) {
-            control?.unregister(waiter)
-            return Self.object(for: result, gil)
-        }
-        waiter.whenDone { _ in control?.unregister(waiter) }
-        return SuspendedCall.pending(for: waiter, gil)
-    }
-
-    /// A result as a new reference, or nil with the exception set.
-    static func object(for result: Result<PythonValue, any Error>, _ gil: borrowing PythonGIL) -> UnsafeMutablePointer<PyObject>? {
         switch result {
         case .success(let value):
             do {
                 return try value.makePythonObject(gil).passRetained()
             } catch {
-                return raise(error)
+                return Self.raise(error)
             }
         case .failure(let error):
-            return raise(error)
-        }
-    }
-
-    private static func task(
-        for body: @escaping @Sendable (PythonArguments) async throws -> PythonValue,
-        arguments: PythonArguments, waiter: NativeCallWaiter
-    ) -> Task<Void, Never> {
-        Task(executorPreference: waiter) {
-            do {
-                waiter.complete(.success(try await body(arguments)))
-            } catch {
-                waiter.complete(.failure(error))
-            }
+            return Self.raise(error)
         }
     }
 
@@ -214,8 +159,15 @@ final class NativeFunctionBox {
         let waiter = NativeCallWaiter()
         if let reason = control?.register(waiter) { return .failure(reason.error) }
         defer { control?.unregister(waiter) }
-        waiter.attach(task(for: body, arguments: arguments, waiter: waiter))
-        return gil.allowThreads { waiter.wait(until: nil)! }
+        waiter.attach(
+            Task(executorPreference: waiter) {
+                do {
+                    waiter.complete(.success(try await body(arguments)))
+                } catch {
+                    waiter.complete(.failure(error))
+                }
+            })
+        return gil.allowThreads { waiter.wait() }
     }
 
     private static func convert(arguments: UnsafeMutablePointer<PyObject>?, keywords: UnsafeMutablePointer<PyObject>?, function: String) throws -> PythonArguments {
@@ -274,73 +226,6 @@ private let trampoline: rlm_cfunction_with_keywords = { capsule, arguments, keyw
     guard let capsule, let pointer = PyCapsule_GetPointer(capsule, capsuleName) else { return nil }
     let box = Unmanaged<NativeFunctionBox>.fromOpaque(pointer).takeUnretainedValue()
     return box.invoke(arguments: arguments, keywords: keywords)
-}
-
-/// `_swift_rlm._start_call(function, args, kwargs)`: a top-level call in a cell that can suspend.
-/// An async native function starts (``NativeFunctionBox/start(arguments:keywords:)``); anything
-/// else is called as usual.
-private let startTrampoline: rlm_cfunction_with_keywords = { _, arguments, _ in
-    guard let arguments, PyTuple_Size(arguments) == 3, let function = PyTuple_GetItem(arguments, 0),
-          let positional = PyTuple_GetItem(arguments, 1), let keywords = PyTuple_GetItem(arguments, 2) else {
-        PyErr_SetString(rlm_exc_type_error(), "_start_call(function, args, kwargs)")
-        return nil
-    }
-    let named = keywords == rlm_none() || PyDict_Size(keywords) == 0 ? nil : keywords
-    if let box = NativeFunctionBox.asynchronous(function) {
-        return box.start(arguments: positional, keywords: named)
-    }
-    return PyObject_Call(function, positional, named)
-}
-
-extension NativeFunctionBox {
-    /// The definition of `_swift_rlm._start_call`, allocated once.
-    nonisolated(unsafe) static let startDefinition: UnsafeMutablePointer<PyMethodDef> = {
-        let definition = UnsafeMutablePointer<PyMethodDef>.allocate(capacity: 1)
-        definition.initialize(to: rlm_method_def(strdup("_start_call"), startTrampoline, strdup("Starts a call a cell may suspend on.")))
-        return definition
-    }()
-}
-
-/// A native call that a suspended cell awaits: a `_Pending` whose `call` is a capsule holding
-/// the call's waiter.
-enum SuspendedCall {
-    nonisolated(unsafe) private static let name: UnsafePointer<CChar> = UnsafePointer(strdup("swift_rlm.pending_call")!)
-
-    private static let release: PyCapsule_Destructor = { capsule in
-        guard let capsule, let pointer = PyCapsule_GetPointer(capsule, SuspendedCall.name) else { return }
-        Unmanaged<NativeCallWaiter>.fromOpaque(pointer).release()
-    }
-
-    /// A new `_Pending` for `waiter`, or nil with an exception set. GIL held.
-    static func pending(for waiter: NativeCallWaiter, _ gil: borrowing PythonGIL) -> UnsafeMutablePointer<PyObject>? {
-        let retained = Unmanaged.passRetained(waiter)
-        guard let capsule = PyCapsule_New(retained.toOpaque(), name, release) else {
-            retained.release()
-            return nil
-        }
-        defer { rlm_decref(capsule) }
-        guard let pending = PyObject_CallNoArgs(Bootstrap.handles.pendingType) else { return nil }
-        guard PyObject_SetAttrString(pending, "call", capsule) == 0 else {
-            rlm_decref(pending)
-            return nil
-        }
-        return pending
-    }
-
-    /// The waiter of a value a cell yielded, if it is a `_Pending`. GIL held.
-    static func waiter(of yielded: UnsafeMutablePointer<PyObject>) -> NativeCallWaiter? {
-        guard UnsafeMutableRawPointer(yielded.pointee.ob_type) == UnsafeMutableRawPointer(Bootstrap.handles.pendingType),
-              let capsule = PyObject_GetAttrString(yielded, "call") else {
-            PyErr_Clear()
-            return nil
-        }
-        defer { rlm_decref(capsule) }
-        guard let pointer = PyCapsule_GetPointer(capsule, name) else {
-            PyErr_Clear()
-            return nil
-        }
-        return Unmanaged<NativeCallWaiter>.fromOpaque(pointer).takeUnretainedValue()
-    }
 }
 
 /// `PyMethodDef`s must outlive every function made from them, and their strings too: one per

@@ -18,11 +18,6 @@ final class PythonLane: @unchecked Sendable {
     private var head = 0
     private var scheduled = false
     private var stopping = false
-    /// A job runs on a pool thread now.
-    private var running = false
-    /// A cell is suspended on a native call: the lane holds its place (later jobs wait) but no
-    /// thread, until ``resume(_:)``.
-    private var parked = false
     private let policy: SandboxPolicy?
     /// The pool's level for the lane's jobs (``PythonNamespace/Configuration/level``).
     let level: Int
@@ -62,7 +57,6 @@ final class PythonLane: @unchecked Sendable {
     /// released before and after). Returns whether more jobs wait: the pool queues the lane again.
     func runNext(_ saved: inout UnsafeMutablePointer<PyThreadState>?) -> Bool {
         let job = lock.withLock { () -> Job in
-            running = true
             let job = jobs[head]
             head += 1
             if head == jobs.count {
@@ -83,31 +77,10 @@ final class PythonLane: @unchecked Sendable {
         if let mine = rlm_sandbox_enter(outer) { rlm_sandbox_policy_release(mine) }
         if let outer { rlm_sandbox_policy_release(outer) }
         return lock.withLock { () -> Bool in
-            running = false
-            if parked { return false }
             if head < jobs.count { return true }
             scheduled = false
             return false
         }
-    }
-
-    /// Called by the running job: it ends with its cell suspended, and the lane's later jobs wait
-    /// for ``resume(_:)``.
-    func park() {
-        lock.withLock { parked = true }
-    }
-
-    /// Continues a parked lane with `job`, ahead of the jobs that waited. Runs even on a
-    /// stopping lane: the suspended cell must end (and release what it holds).
-    func resume(_ job: @escaping Job) {
-        let schedule = lock.withLock { () -> Bool in
-            jobs.insert(job, at: head)
-            parked = false
-            // A job still running (the one that parked, if the call finished at once) sees the
-            // job when it ends, and the pool queues the lane again.
-            return !running
-        }
-        if schedule { PythonThreadPool.shared.schedule(self) }
     }
 
     /// How long a cancelled caller waits for its job to start before giving up on it.

@@ -186,28 +186,12 @@ public final class PythonNamespace: Sendable {
     /// Installs several Swift closures at once (one hop to a pool thread).
     public func install(_ functions: [NativeFunction]) async throws {
         let control = self.control
-        let support = self.support
         try await withGIL { gil, globals in
             for function in functions {
                 try globals.setItem(function.name, try NativeFunctionBox.makeFunction(function, control: control, gil), gil)
-                guard case .asynchronous = function.body else { continue }
-                // Top-level calls of this name may suspend their cell (CellRun).
-                var names = PyDict_GetItemString(support.pointer, Self.suspendableKey)
-                if names == nil {
-                    let set = try checked(PySet_New(nil), gil)
-                    try PythonObject(borrowing: support.pointer).setItem(Self.suspendableKey, set, gil)
-                    names = set.pointer
-                }
-                let name = try function.name.makePythonObject(gil)
-                guard let names, withExtendedLifetime(name, { PySet_Add(names, name.pointer) }) == 0 else {
-                    throw PythonError.fetch(gil)
-                }
             }
         }
     }
-
-    /// The private scope's set of names whose top-level calls may suspend a cell.
-    static let suspendableKey = "__suspendable__"
 
     /// Evaluates one expression and returns its value.
     public func evaluate(_ expression: String) async throws -> PythonValue {
@@ -267,30 +251,46 @@ public final class PythonNamespace: Sendable {
     /// one hop to a pool thread instead of two, for hosts that read state after every cell.
     public func execute(_ code: String, timeout: Duration?, then expression: String?) async throws -> ExecutionResult {
         try checkOpen()
+        let support = self.support
         let cell = cellCount.add(1, ordering: .relaxed).newValue
-        let settings = CellRun.Settings(
-            code: code, filename: "<cell \(identifier).\(cell)>", outputLimit: configuration.maxOutputCharacters,
-            runningTime: timeout.map { Self.nanoseconds($0) }, grace: Self.nanoseconds(configuration.stopGracePeriod),
-            followUp: expression)
+        let filename = "<cell \(identifier).\(cell)>"
+        let limit = configuration.maxOutputCharacters
+        let grace = Self.nanoseconds(configuration.stopGracePeriod)
+        let runningTime = timeout.map { Self.nanoseconds($0) }
         let control = self.control
+        let globals = self.globals
         let ticketBox = Mutex<ExecutionTicket?>(nil)
 
-        return try await withTaskCancellationHandler {
+        let result: ExecutionResult = try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 let ticket = ExecutionTicket(continuation)
                 ticketBox.withLock { $0 = ticket }
-                let run = CellRun(
-                    settings, globals: globals, support: support, control: control, ticket: ticket, lane: lane,
-                    onAbandon: {
-                        self.state.withLock { $0 = .abandoned }
-                        self.lane.abandon()
-                        ticket.finish(.success(ExecutionResult(
-                            status: .abandoned,
-                            error: PythonError(code: .abandoned, typeName: "ExecutionInterrupted",
-                                               message: "the code did not stop after its deadline (a long-running C call?); the namespace was abandoned"),
-                            duration: timeout ?? .zero)))
-                    })
-                if !lane.submit({ gil in run.begin(gil) }) {
+                let accepted = lane.submit { gil in
+                    let threadID = UInt(PyThread_get_thread_ident())
+                    let outcome = Self.run(
+                        code, filename: filename, limit: limit, globals: globals, control: control,
+                        ticket: ticket, threadID: threadID, runningTime: runningTime, grace: grace,
+                        onAbandon: {
+                            self.state.withLock { $0 = .abandoned }
+                            self.lane.abandon()
+                            ticket.finish(.success(ExecutionResult(
+                                status: .abandoned,
+                                error: PythonError(code: .abandoned, typeName: "ExecutionInterrupted",
+                                                   message: "the code did not stop after its deadline (a long-running C call?); the namespace was abandoned"),
+                                duration: timeout ?? .zero)))
+                        }, gil)
+                    guard let expression, case .success(var result) = outcome, result.status != .abandoned else {
+                        ticket.finish(outcome)
+                        return
+                    }
+                    if let value = PyRun_StringFlags(expression, Py_eval_input, support.pointer, support.pointer, nil) {
+                        result.followUp = try? PythonValue(PythonObject(owning: value), gil)
+                    } else {
+                        PyErr_Clear()
+                    }
+                    ticket.finish(.success(result))
+                }
+                if !accepted {
                     ticket.finish(.failure(PythonError(code: .closed, message: "the Python namespace was closed")))
                 }
                 if Task.isCancelled { control.requestStop(ticket, reason: .cancelled) }
@@ -298,11 +298,83 @@ public final class PythonNamespace: Sendable {
         } onCancel: {
             if let ticket = ticketBox.withLock({ $0 }) { control.requestStop(ticket, reason: .cancelled) }
         }
+        return result
     }
 
     private static func nanoseconds(_ duration: Duration) -> UInt64 {
         let (seconds, attoseconds) = duration.components
         return UInt64(max(0, seconds)) * 1_000_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000)
+    }
+
+    /// The body of an execution, on a pool thread with the GIL held.
+    private static func run(
+        _ code: String, filename: String, limit: Int?, globals: UnsafeSendableObject, control: ExecutionControl,
+        ticket: ExecutionTicket, threadID: UInt, runningTime: UInt64?, grace: UInt64,
+        onAbandon: @escaping @Sendable () -> Void, _ gil: borrowing PythonGIL
+    ) -> Result<ExecutionResult, any Error> {
+        let handles = Bootstrap.handles!
+        let clock = ContinuousClock()
+        let start = clock.now
+        do {
+            let limitObject = try limit.makePythonObject(gil)
+            _ = try PythonObject(borrowing: handles.beginCapture).call([limitObject], gil)
+            var error: PythonError?
+            var status = ExecutionResult.Status.completed
+            let compiled: PythonObject?
+            do {
+                compiled = try PythonObject(borrowing: handles.compileCell).call(
+                    [try code.makePythonObject(gil), try filename.makePythonObject(gil)], gil)
+            } catch let syntaxError as PythonError {
+                compiled = nil
+                status = .failed
+                error = syntaxError
+            }
+            if let compiled {
+                if let reason = control.begin(ticket, threadID: threadID) {
+                    _ = try? PythonObject(borrowing: handles.endCapture).call([], gil)
+                    return reason == .cancelled ? .failure(CancellationError()) : .success(ExecutionResult(status: .timedOut, error: reason.error))
+                }
+                // The deadline counts from the start of the code, not from the call: time spent
+                // waiting for a thread or the GIL on a busy host is not the code's.
+                let deadline = runningTime.map { Watchdog.now() + $0 }
+                Watchdog.shared.watch(control, ticket: ticket, deadline: deadline, grace: grace, onAbandon: onAbandon)
+                let value = withExtendedLifetime(compiled) {
+                    PyEval_EvalCode(compiled.pointer, globals.pointer, globals.pointer)
+                }
+                let stopReason = control.end()
+                Watchdog.shared.unwatch(ticket)
+                if let value {
+                    rlm_decref(value)
+                } else {
+                    error = PythonError.fetch(gil)
+                    status = .failed
+                }
+                switch stopReason {
+                case .cancelled?:
+                    _ = try? PythonObject(borrowing: handles.endCapture).call([], gil)
+                    return .failure(CancellationError())
+                case .timedOut?:
+                    status = .timedOut
+                    var stopped = StopReason.timedOut.error
+                    stopped.traceback = error?.traceback ?? ""
+                    error = stopped
+                case nil:
+                    break
+                }
+            }
+            let captured = try PythonObject(borrowing: handles.endCapture).call([], gil)
+            let parts = try PythonValue(captured, gil).listValue ?? []
+            return .success(ExecutionResult(
+                status: status,
+                stdout: parts.first?.stringValue ?? "",
+                stderr: parts.count > 2 ? parts[2].stringValue ?? "" : "",
+                stdoutOmittedCharacters: parts.count > 1 ? parts[1].intValue ?? 0 : 0,
+                stderrOmittedCharacters: parts.count > 3 ? parts[3].intValue ?? 0 : 0,
+                error: error,
+                duration: clock.now - start))
+        } catch {
+            return .failure(error)
+        }
     }
 
     /// Lets the namespace's queued work finish, refuses more, and releases its globals.

@@ -1,18 +1,12 @@
 import CPython
 import Foundation
-import Synchronization
 
 /// The OS threads that run Python for every namespace in the process, and their limits.
 ///
 /// A namespace's jobs run one at a time, in order, on whichever pool thread is free; an idle
-/// namespace holds no thread. A cell waiting on an async native function (a model call) that it
-/// calls at its top level, in its loops, branches or comprehensions, suspends once the call has
-/// taken ``suspensionDelay``: it gives its thread back and continues, on whichever thread is
-/// free, when the result arrives. Only waits that cannot suspend keep their thread: calls made
-/// inside functions the code defines (or in generator expressions, lambdas, class bodies and
-/// threads it starts), and synchronous work. So the number of threads is the number of jobs
-/// running or in such waits at once, up to a limit per *level*
-/// (``PythonNamespace/Configuration/level``).
+/// namespace holds no thread. A job that waits (a native call whose Swift work is in flight, such
+/// as a model call) keeps its thread, so the number of threads is the number of jobs running or
+/// waiting at once, up to a limit per *level* (``PythonNamespace/Configuration/level``).
 ///
 /// Levels keep a limit from deadlocking: code may wait on namespaces of deeper levels (a parent
 /// RLM's cell on its children's cells), and each level has threads of its own, so a parent's
@@ -34,18 +28,6 @@ public enum PythonThreads {
 
     /// The pool threads started so far (they never end).
     public static var count: Int { PythonThreadPool.shared.threadCount }
-
-    /// How long an async native call that a cell can suspend on waits on its thread before the
-    /// cell suspends. Defaults to 1 ms: a call that answers sooner (a tool, a cached or local
-    /// model) costs no hand-off; a longer one gives its thread back after at most this long.
-    /// `.zero` suspends at once.
-    public static var suspensionDelay: Duration {
-        get { .nanoseconds(Int64(PythonThreadPool.shared.suspensionDelay)) }
-        set {
-            let (seconds, attoseconds) = newValue.components
-            PythonThreadPool.shared.suspensionDelay = UInt64(max(0, seconds)) * 1_000_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000)
-        }
-    }
 }
 
 /// The pool behind ``PythonThreads``. Its threads never end, so a thread identifier, which keys
@@ -95,13 +77,6 @@ final class PythonThreadPool: @unchecked Sendable {
     private var limits = [Int](repeating: PythonThreads.defaultLimitPerLevel, count: PythonThreadPool.levels)
 
     var threadCount: Int { condition.withLock { started } }
-
-    private let delay = Atomic<UInt64>(1_000_000)
-    /// ``PythonThreads/suspensionDelay`` in nanoseconds.
-    var suspensionDelay: UInt64 {
-        get { delay.load(ordering: .relaxed) }
-        set { delay.store(newValue, ordering: .relaxed) }
-    }
 
     var limitPerLevel: Int {
         get { condition.withLock { limits[0] } }

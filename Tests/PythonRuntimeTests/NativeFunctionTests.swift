@@ -116,9 +116,7 @@ struct NativeFunctionTests {
         }))
         let result = try await namespace.execute("""
             me = thread_id()
-            def wait_here():
-                return where()  # inside a function: the cell waits on its thread, never suspends
-            print([t == me for t in wait_here()])
+            print([t == me for t in where()])
             """, timeout: .seconds(60))
         #expect(result.stdout == "[True, True, True, True, True, True]\n", "\(result.error?.traceback ?? "")")
         await namespace.close()

@@ -57,8 +57,7 @@ struct PythonThreadPoolTests {
         }
         let results = try await withThrowingTaskGroup(of: String.self) { group in
             for namespace in namespaces {
-                // Inside a function, so that the wait holds the thread instead of suspending.
-                group.addTask { try await namespace.execute("def meet():\n    return rendezvous()\nprint(meet())").stdout }
+                group.addTask { try await namespace.execute("print(rendezvous())").stdout }
             }
             return try await group.reduce(into: []) { $0.append($1) }
         }
@@ -68,7 +67,7 @@ struct PythonThreadPoolTests {
 }
 
 /// The most of something at once.
-final class Peak: Sendable {
+private final class Peak: Sendable {
     private let state = Mutex((now: 0, most: 0))
     func enter() { state.withLock { $0.now += 1; $0.most = max($0.most, $0.now) } }
     func leave() { state.withLock { $0.now -= 1 } }
@@ -76,7 +75,7 @@ final class Peak: Sendable {
 }
 
 /// Runs `body`, or fails after `limit` (a pool that deadlocks must fail the test, not hang it).
-func within<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T? {
+private func within<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T? {
     try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask { try await body() }
         group.addTask { try await Task.sleep(for: limit); return nil }
@@ -113,15 +112,14 @@ struct ThreadLimitTests {
                             children.leave()
                             return .int(index)
                         }))
-                        // The parent's cell waits, holding its thread (the calls are inside
-                        // functions, so the cells cannot suspend), on a cell of the child's.
+                        // The parent's cell waits, holding its thread, on a cell of the child's.
                         try await parent.install(NativeFunction(name: "ask_child", async: { _ in
                             parents.enter()
                             defer { parents.leave() }
-                            let answer = try await child.execute("def h():\n    return hold()\nprint(h() * 10)", timeout: .seconds(60))
+                            let answer = try await child.execute("print(hold() * 10)", timeout: .seconds(60))
                             return .string(answer.stdout)
                         }))
-                        let result = try await parent.execute("def ask():\n    return ask_child()\nprint(ask().strip())", timeout: .seconds(60))
+                        let result = try await parent.execute("print(ask_child().strip())", timeout: .seconds(60))
                         await parent.close()
                         await child.close()
                         return result.stdout

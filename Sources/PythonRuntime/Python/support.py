@@ -2,13 +2,11 @@
 
 Per-thread output capture with a bounded head-and-tail buffer, cell compilation (the last
 expression is echoed, as in a REPL, and the source is registered with `linecache` so tracebacks
-show the lines; top-level calls of async native functions become awaits, so that the cell can
-give its thread back while they wait), traceback formatting, an interruptible `time.sleep`, and
-the `ExecutionInterrupted` exception used to stop runaway code.
+show the lines), traceback formatting, an interruptible `time.sleep`, and the
+`ExecutionInterrupted` exception used to stop runaway code.
 
 Embedded in the PythonRuntime module at build time (SwiftPM `embedInCode`); run by Bootstrap.swift
-with the builtins as globals, before any other Python code, as the file `<swift-rlm>`; `_start_call`
-is the bridge's, added before this runs.
+with the builtins as globals, before any other Python code.
 """
 import sys, threading, ast, linecache, traceback, io, builtins, time as _time
 from _thread import get_ident as _get_ident
@@ -176,58 +174,14 @@ _DISPLAY = ast.Attribute(
 _cells = []
 _MAX_CELLS = 4096
 
-# Calls that may suspend a cell: `f(...)` at a cell's top level (in its loops, branches and
-# comprehensions, not inside a def, lambda, class or generator expression), where `f` names one
-# of the namespace's async native functions, becomes `await _swift_rlm.call_native(f, ...)`. The
-# cell then compiles as a coroutine, and while the call waits the cell gives its thread back.
-_CALL_NATIVE = ast.Attribute(
-    value=ast.Call(func=ast.Name(id="__import__", ctx=ast.Load()),
-                   args=[ast.Constant(value="_swift_rlm")], keywords=[]),
-    attr="call_native", ctx=ast.Load())
-
-
-class _Suspender(ast.NodeTransformer):
-    def __init__(self, names):
-        self.names = names
-        self.count = 0
-
-    def _keep(self, node):
-        return node
-
-    visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = visit_ClassDef = visit_GeneratorExp = _keep
-
-    def visit_Call(self, node):
-        self.generic_visit(node)
-        func = node.func
-        if isinstance(func, ast.Name) and func.id in self.names:
-            self.count += 1
-            call = ast.copy_location(ast.Call(func=_CALL_NATIVE, args=[func] + node.args, keywords=node.keywords), node)
-            return ast.copy_location(ast.Await(value=call), node)
-        return node
-
-
-def _awaits(tree):
-    # Code that awaits on its own keeps Python's own rules (and its SyntaxError).
-    return any(isinstance(node, (ast.Await, ast.AsyncFor, ast.AsyncWith)) for node in ast.walk(tree))
-
-
-def compile_cell(source, filename, suspendable=None):
+def compile_cell(source, filename):
     tree = ast.parse(source, filename, "exec")
-    flags = 0
-    if suspendable and any(name in source for name in suspendable) and not _awaits(tree):
-        suspender = _Suspender(suspendable)
-        tree = suspender.visit(tree)
-        if suspender.count:
-            flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
-    changed = flags != 0
     if tree.body and isinstance(tree.body[-1], ast.Expr):
         last = tree.body[-1]
         call = ast.Call(func=_DISPLAY, args=[last.value], keywords=[])
         tree.body[-1] = ast.copy_location(ast.Expr(value=ast.copy_location(call, last)), last)
-        changed = True
-    if changed:
         ast.fix_missing_locations(tree)
-    code = compile(tree, filename, "exec", flags=flags, dont_inherit=True)
+    code = compile(tree, filename, "exec", dont_inherit=True)
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     _cells.append(filename)
     if len(_cells) > _MAX_CELLS:
@@ -235,59 +189,12 @@ def compile_cell(source, filename, suspendable=None):
     return code
 
 
-class _Pending:
-    """A native call still in flight, awaited by a suspended cell; the host resumes the cell
-    with its result (`send`) or its exception (`throw`)."""
-    __slots__ = ("call",)
-
-    def __await__(self):
-        return (yield self)
-
-
-async def call_native(function, *args, **kwargs):
-    # A Python wrapper of a native function (llm_query_batched's waves) may offer an async
-    # version that suspends too.
-    alternative = getattr(function, "__swift_rlm_async__", None)
-    if alternative is not None:
-        return await alternative(*args, **kwargs)
-    result = _start_call(function, args, kwargs)
-    if type(result) is _Pending:
-        result = await result
-    return result
-
-
-def suspend_capture():
-    return _captures.pop(_get_ident(), None)
-
-
-def resume_capture(pair):
-    if pair is not None:
-        _captures[_get_ident()] = pair
-
-
-_FILENAME = "<swift-rlm>"
-
-
-def _chain(report):
-    seen = set()
-    while report is not None and id(report) not in seen:
-        seen.add(id(report))
-        yield report
-        report = report.__cause__ or (None if report.__suppress_context__ else report.__context__)
-
-
 def format_exception(exc):
     try:
         if isinstance(exc, SyntaxError) and str(exc.filename or "").startswith("<cell "):
             # Raised while compiling the cell: the frames are the bridge's, not the cell's.
             return "".join(traceback.format_exception_only(type(exc), exc))
-        report = traceback.TracebackException(type(exc), exc, exc.__traceback__)
-        # Frames of this module (a suspended call's plumbing) are the bridge's, not the cell's.
-        for part in _chain(report):
-            if any(frame.filename == _FILENAME for frame in part.stack):
-                part.stack = traceback.StackSummary.from_list(
-                    [frame for frame in part.stack if frame.filename != _FILENAME])
-        return "".join(report.format())
+        return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     except BaseException:
         return type(exc).__name__ + ": <exception could not be formatted>\n"
 

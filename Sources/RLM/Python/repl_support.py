@@ -31,42 +31,25 @@ def _final_is_not_a_function(*args, **kwargs):
 # A prompt larger than a wave goes alone. Small batches go whole, with no loss of concurrency.
 WAVE_CHARACTERS = 8_000_000
 
-def _waves(prompts):
-    """The (start, end) slices of `prompts` that cross into Swift together."""
-    start = 0
-    size = 0
-    for index, prompt in enumerate(prompts):
-        length = len(prompt) if isinstance(prompt, str) else sum(
-            len(m.get("content", "")) if isinstance(m, dict) and isinstance(m.get("content"), str) else 0
-            for m in (prompt if isinstance(prompt, list) else []))
-        if index > start and size + length > WAVE_CHARACTERS:
-            yield start, index
-            start, size = index, 0
-        size += length
-    yield start, len(prompts)
-
 def _in_waves(native):
     def batched(prompts, model=None, **options):
         if not isinstance(prompts, list):
             return native(prompts, model, **options)  # the native function explains the TypeError
         results = []
-        for start, end in _waves(prompts):
-            results.extend(native(prompts[start:end], model, **options))
+        start = 0
+        size = 0
+        for index, prompt in enumerate(prompts):
+            length = len(prompt) if isinstance(prompt, str) else sum(
+                len(m.get("content", "")) if isinstance(m, dict) and isinstance(m.get("content"), str) else 0
+                for m in (prompt if isinstance(prompt, list) else []))
+            if index > start and size + length > WAVE_CHARACTERS:
+                results.extend(native(prompts[start:index], model, **options))
+                start, size = index, 0
+            size += length
+        results.extend(native(prompts[start:], model, **options))
         return results
-
-    # What a top-level call in a cell runs, so that the cell can suspend while each wave waits.
-    async def batched_async(prompts, model=None, **options):
-        from _swift_rlm import call_native
-        if not isinstance(prompts, list):
-            return await call_native(native, prompts, model, **options)
-        results = []
-        for start, end in _waves(prompts):
-            results.extend(await call_native(native, prompts[start:end], model, **options))
-        return results
-
     batched.__name__ = native.__name__
     batched.__doc__ = native.__doc__
-    batched.__swift_rlm_async__ = batched_async
     return batched
 
 for _name in ("llm_query_batched", "rlm_query_batched"):
