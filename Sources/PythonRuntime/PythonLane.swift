@@ -54,8 +54,8 @@ final class PythonLane: @unchecked Sendable {
     }
 
     /// Runs the next job on the calling pool thread, whose thread state `saved` holds (the GIL is
-    /// released before and after). Returns whether more jobs wait: the pool queues the lane again.
-    func runNext(_ saved: inout UnsafeMutablePointer<PyThreadState>?) -> Bool {
+    /// released before and after). The pool then calls ``jobEnded()``.
+    func runNext(_ saved: inout UnsafeMutablePointer<PyThreadState>?) {
         let job = lock.withLock { () -> Job in
             let job = jobs[head]
             head += 1
@@ -76,7 +76,15 @@ final class PythonLane: @unchecked Sendable {
         saved = PyEval_SaveThread()
         if let mine = rlm_sandbox_enter(outer) { rlm_sandbox_policy_release(mine) }
         if let outer { rlm_sandbox_policy_release(outer) }
-        return lock.withLock { () -> Bool in
+    }
+
+    /// Whether more jobs wait after the one that ran: the pool queues the lane again. Otherwise
+    /// the next ``submit(_:)`` schedules it. The pool calls this with its lock held and after it
+    /// has taken back the thread the job held: a lane scheduled again before that would be taken
+    /// by a second thread while the first still counted it, and one of the two would never be
+    /// given back (a level whose count crept up this way ran out of threads for good).
+    func jobEnded() -> Bool {
+        lock.withLock { () -> Bool in
             if head < jobs.count { return true }
             scheduled = false
             return false

@@ -98,6 +98,11 @@ final class PythonThreadPool: @unchecked Sendable {
 
     static func level(_ level: Int) -> Int { min(max(0, level), levels - 1) }
 
+    /// The jobs of `level` that hold a thread now.
+    func heldThreads(level: Int) -> Int {
+        condition.withLock { busy[Self.level(level)] }
+    }
+
     /// Lock held. The lanes that could start now: ready, and under their level's limit.
     private var runnable: Int {
         var count = 0
@@ -200,10 +205,10 @@ final class PythonThreadPool: @unchecked Sendable {
         var lane = waitForLane()
         while true {
             condition.unlock()
-            let more = lane.runNext(&saved)
+            lane.runNext(&saved)
             condition.lock()
             release(lane)
-            if more { ready[lane.level].push(lane) }
+            if lane.jobEnded() { ready[lane.level].push(lane) }
             lane = waitForLane()
             wake()
         }

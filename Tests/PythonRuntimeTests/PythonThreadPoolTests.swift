@@ -134,6 +134,39 @@ struct ThreadLimitTests {
         #expect(children.most <= 2 && children.most >= 1)
     }
 
+    @Test("a lane that gets a job while its last one ends is never counted twice: 16 namespaces, 400 tiny jobs each")
+    func busyCountsDoNotCreep() async throws {
+        // A lane rescheduled between its job's end and the pool taking back that job's thread
+        // was once taken by a second thread while still counted for the first, and one of the two
+        // counts was never given back: the level's count crept up until it ran out of threads.
+        let pool = PythonThreadPool.shared
+        pool.setLimit(8, level: 10)
+        defer { pool.setLimit(PythonThreads.defaultLimitPerLevel, level: 10) }
+        let namespaces = try await (0..<16).asyncMap { _ in try await PythonNamespace(configuration: .init(level: 10)) }
+        let sums = try await within(.seconds(60)) {
+            try await withThrowingTaskGroup(of: Int.self) { group in
+                for namespace in namespaces {
+                    group.addTask {
+                        var sum = 0
+                        for index in 0..<400 { sum += try await namespace.evaluate("\(index) + 1").intValue ?? 0 }
+                        return sum
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+        }
+        #expect(try #require(sums, "the level ran out of threads") == Array(repeating: 80_200, count: 16))
+        // Every job has ended, so none may still hold a thread of level 10 (a moment for the
+        // last thread to take its job's thread back after resuming the caller).
+        var held = pool.heldThreads(level: 10)
+        for _ in 0..<100 where held != 0 {
+            try await Task.sleep(for: .milliseconds(10))
+            held = pool.heldThreads(level: 10)
+        }
+        #expect(held == 0)
+        for namespace in namespaces { await namespace.close() }
+    }
+
     @Test("a job stuck in code that cannot be stopped no longer counts against its level")
     func abandonedJobFreesItsSlot() async throws {
         let pool = PythonThreadPool.shared
