@@ -167,7 +167,7 @@ final class NativeFunctionBox {
                     waiter.complete(.failure(error))
                 }
             })
-        return gil.allowThreads { waiter.wait() }
+        return gil.allowThreads { PythonThreadPool.shared.whileWaiting { waiter.wait() } }
     }
 
     private static func convert(arguments: UnsafeMutablePointer<PyObject>?, keywords: UnsafeMutablePointer<PyObject>?, function: String) throws -> PythonArguments {

@@ -8,6 +8,12 @@ import Foundation
 /// as a model call) keeps its thread, so the number of threads is the number of jobs running or
 /// waiting at once, up to a limit per *level* (``PythonNamespace/Configuration/level``).
 ///
+/// Only a few jobs run Python at once (``activeLimit``): there is one GIL, and every thread past
+/// it only adds hand-offs of the GIL. A job waiting in a native call does not count, so a new job
+/// starts (on a new thread if none is free) whenever one begins to wait. A job that holds its
+/// thread for longer than a moment without such a wait (long Python, a lock, a file) counts as
+/// stuck after 2 ms, and another job may start beside it.
+///
 /// Levels keep a limit from deadlocking: code may wait on namespaces of deeper levels (a parent
 /// RLM's cell on its children's cells), and each level has threads of its own, so a parent's
 /// waiting cells never take the threads its children need. Past the limit, a namespace's job
@@ -21,10 +27,15 @@ public enum PythonThreads {
         set { PythonThreadPool.shared.limitPerLevel = newValue }
     }
 
-    /// The limit per level a process starts with: 128. On 2 cores, 1,000 runs at once finished
-    /// in 2.2 s at 128 and 3.7 s at 256 (more threads only fight over the GIL), and 200 runs in
-    /// 0.44 s at 128 and 0.51 s at 64 (fewer leave sub-calls waiting for a thread).
+    /// The limit per level a process starts with: 128. It bounds the threads of jobs that wait
+    /// (only ``activeLimit`` run Python at once). On 2 cores, 1,000 runs at once were no faster
+    /// at 512, and 200 runs took 0.44 s at 128 and 0.51 s at 64 (fewer leave sub-calls waiting
+    /// for a thread).
     public static let defaultLimitPerLevel = 128
+
+    /// The most jobs that run Python (rather than wait in a native call) at once: the number of
+    /// cores, at least 2. Jobs stuck for longer than a moment do not count against it.
+    public static var activeLimit: Int { PythonThreadPool.activeLimit }
 
     /// The pool threads started so far (they never end).
     public static var count: Int { PythonThreadPool.shared.threadCount }
@@ -41,13 +52,15 @@ final class PythonThreadPool: @unchecked Sendable {
     /// Levels past the last share its limit.
     static let levels = 16
 
-    /// Threads started as soon as a lane finds none idle. Past these, a new thread starts only
-    /// for a lane that has waited ``growthDelay`` for one: a thread that has just finished a job
-    /// (and resumed the caller, who submits the next) is about to look for work again.
-    static let eagerThreads = 2 * ProcessInfo.processInfo.activeProcessorCount
+    /// Jobs that may run Python at once (``PythonThreads/activeLimit``). On 2 cores, 1,000
+    /// concurrent runs had 124 threads contending for the GIL before this cap, with 260 context
+    /// switches per run.
+    static let activeLimit = max(2, ProcessInfo.processInfo.activeProcessorCount)
 
-    /// How long a ready lane waits for a busy thread to come back before the pool grows for it.
-    static let growthDelay: DispatchTimeInterval = .milliseconds(1)
+    /// How long a job may hold its thread, neither finishing nor waiting in a native call, before
+    /// it stops counting against ``activeLimit`` (while other lanes wait for a thread).
+    static let growthDelay: DispatchTimeInterval = .milliseconds(2)
+    private static let growthDelayNanoseconds: UInt64 = 2_000_000
 
     private struct Queue {
         var lanes: [PythonLane] = []
@@ -67,14 +80,41 @@ final class PythonThreadPool: @unchecked Sendable {
         }
     }
 
+    /// One pool thread's state, guarded by the pool's lock.
+    private final class Worker: @unchecked Sendable {
+        /// When its current job started (uptime nanoseconds).
+        var jobStart: UInt64 = 0
+        /// The lane whose job runs on it, `nil` between jobs.
+        var lane: PythonLane?
+        /// Whether the job waits in a native call.
+        var waiting = false
+        /// Whether the last check counted the job as stuck.
+        var stuck = false
+    }
+
     private let condition = NSCondition()
     private var ready = [Queue](repeating: Queue(), count: PythonThreadPool.levels)
     /// Jobs of each level that hold a thread.
     private var busy = [Int](repeating: 0, count: PythonThreadPool.levels)
+    /// Jobs that hold a thread, of all levels.
+    private var running = 0
+    /// Of those, jobs waiting in a native call.
+    private var waiting = 0
+    /// Jobs found stuck by the last check: each lets one more job run.
+    private var stuck = 0
+    private var checkScheduled = false
+    private var workers: [Worker] = []
     private var idle = 0
     private var started = 0
     /// Each level's limit.
     private var limits = [Int](repeating: PythonThreads.defaultLimitPerLevel, count: PythonThreadPool.levels)
+
+    /// The current thread's worker, on pool threads.
+    private static let workerKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
 
     var threadCount: Int { condition.withLock { started } }
 
@@ -103,8 +143,11 @@ final class PythonThreadPool: @unchecked Sendable {
         condition.withLock { busy[Self.level(level)] }
     }
 
-    /// Lock held. The lanes that could start now: ready, and under their level's limit.
-    private var runnable: Int {
+    /// Lock held. How many more jobs may run Python now.
+    private var capacity: Int { max(0, Self.activeLimit + stuck - max(0, running - waiting)) }
+
+    /// Lock held. The lanes that are ready and under their level's limit.
+    private var startable: Int {
         var count = 0
         for level in 0..<Self.levels where ready[level].pending > 0 {
             count += min(ready[level].pending, max(0, limits[level] - busy[level]))
@@ -120,28 +163,59 @@ final class PythonThreadPool: @unchecked Sendable {
         }
     }
 
-    /// Lock held. Wakes idle threads for the runnable lanes, and starts threads for the rest:
-    /// at once while the pool is small, after ``growthDelay`` beyond.
-    private func wake() {
-        let needed = runnable
-        guard needed > 0 else { return }
-        for _ in 0..<min(needed, idle) { condition.signal() }
-        guard needed > idle else { return }
-        if started < Self.eagerThreads {
-            for _ in 0..<min(needed - idle, Self.eagerThreads - started) { startThread() }
-            return
+    /// Runs `body`, a wait of the calling thread that needs no GIL (a native call's), letting
+    /// another job run meanwhile when the caller is a pool thread.
+    func whileWaiting<T>(_ body: () throws -> T) rethrows -> T {
+        guard let pointer = pthread_getspecific(Self.workerKey) else { return try body() }
+        let worker = Unmanaged<Worker>.fromOpaque(pointer).takeUnretainedValue()
+        let outermost = condition.withLock { () -> Bool in
+            guard !worker.waiting else { return false }
+            worker.waiting = true
+            waiting += 1
+            wake()
+            return true
         }
-        DispatchQueue.global().asyncAfter(deadline: .now() + Self.growthDelay) { [self] in grow() }
+        guard outermost else { return try body() }
+        defer {
+            condition.withLock {
+                worker.waiting = false
+                waiting -= 1
+            }
+        }
+        return try body()
     }
 
-    /// Starts a thread for each runnable lane that no idle thread will take: the busy ones are
-    /// waiting (native calls, locks).
-    private func grow() {
-        condition.withLock {
-            let needed = runnable - idle
-            if needed > 0 {
-                for _ in 0..<needed { startThread() }
+    /// Lock held. Wakes idle threads for the lanes that may start, and starts threads for the
+    /// rest; checks for stuck jobs when lanes wait for a thread.
+    private func wake() {
+        let startable = self.startable
+        let needed = min(startable, capacity)
+        if needed > 0 {
+            for _ in 0..<min(needed, idle) { condition.signal() }
+            if needed > idle {
+                for _ in 0..<(needed - idle) { startThread() }
             }
+        }
+        if startable > needed && !checkScheduled {
+            checkScheduled = true
+            DispatchQueue.global().asyncAfter(deadline: .now() + Self.growthDelay) { [self] in checkStuck() }
+        }
+    }
+
+    /// Counts the jobs that have held their thread for ``growthDelay`` without waiting in a native
+    /// call, and lets as many more run.
+    private func checkStuck() {
+        condition.withLock {
+            checkScheduled = false
+            let now = DispatchTime.now().uptimeNanoseconds
+            stuck = 0
+            for worker in workers {
+                // An abandoned job (its lane no longer holds the thread) already counts for nothing.
+                worker.stuck = worker.lane?.holdsThread == true && !worker.waiting
+                    && now - worker.jobStart >= Self.growthDelayNanoseconds
+                if worker.stuck { stuck += 1 }
+            }
+            wake()
         }
     }
 
@@ -150,18 +224,22 @@ final class PythonThreadPool: @unchecked Sendable {
     private func startThread() {
         started += 1
         idle += 1
-        let thread = Thread { [self] in main() }
+        let worker = Worker()
+        workers.append(worker)
+        let thread = Thread { [self] in main(worker) }
         thread.name = "rlm.python"
         thread.stackSize = Self.stackSize
         thread.start()
     }
 
-    /// Lock held. The next runnable lane, deepest level first (its jobs are what shallower jobs
-    /// wait for), marked as holding a thread.
+    /// Lock held. The next lane that may start, deepest level first (its jobs are what shallower
+    /// jobs wait for), marked as holding a thread.
     private func take() -> PythonLane? {
+        guard capacity > 0 else { return nil }
         for level in stride(from: Self.levels - 1, through: 0, by: -1)
         where ready[level].pending > 0 && busy[level] < limits[level] {
             busy[level] += 1
+            running += 1
             let lane = ready[level].pop()
             lane.holdsThread = true
             return lane
@@ -169,7 +247,7 @@ final class PythonThreadPool: @unchecked Sendable {
         return nil
     }
 
-    /// Lock held. Waits for a runnable lane, counting the thread as idle meanwhile.
+    /// Lock held. Waits for a lane that may start, counting the thread as idle meanwhile.
     private func waitForLane() -> PythonLane {
         while true {
             if let lane = take() { return lane }
@@ -184,6 +262,7 @@ final class PythonThreadPool: @unchecked Sendable {
         if lane.holdsThread {
             lane.holdsThread = false
             busy[lane.level] -= 1
+            running -= 1
         }
     }
 
@@ -196,7 +275,8 @@ final class PythonThreadPool: @unchecked Sendable {
         }
     }
 
-    private func main() {
+    private func main(_ worker: Worker) {
+        pthread_setspecific(Self.workerKey, Unmanaged.passUnretained(worker).toOpaque())
         // One Python thread state for the thread's whole life; the GIL is released between jobs.
         _ = PyGILState_Ensure()
         var saved = PyEval_SaveThread()
@@ -204,9 +284,16 @@ final class PythonThreadPool: @unchecked Sendable {
         idle -= 1
         var lane = waitForLane()
         while true {
+            worker.jobStart = DispatchTime.now().uptimeNanoseconds
+            worker.lane = lane
             condition.unlock()
             lane.runNext(&saved)
             condition.lock()
+            if worker.stuck {
+                worker.stuck = false
+                stuck -= 1
+            }
+            worker.lane = nil
             release(lane)
             if lane.jobEnded() { ready[lane.level].push(lane) }
             lane = waitForLane()

@@ -167,6 +167,28 @@ struct ThreadLimitTests {
         for namespace in namespaces { await namespace.close() }
     }
 
+    @Test("jobs that block without a native call (sleeps, locks) do not hold back the others: 3 × activeLimit sleeping cells run together")
+    func blockedJobsDoNotStarveOthers() async throws {
+        // Only activeLimit jobs run Python at once, but a job that has held its thread for a
+        // moment without waiting in a native call counts as stuck, and another may start.
+        let count = 3 * PythonThreads.activeLimit
+        let namespaces = try await (0..<count).asyncMap { _ in try await PythonNamespace() }
+        let starts = try await withThrowingTaskGroup(of: Double.self) { group in
+            for namespace in namespaces {
+                group.addTask {
+                    let result = try await namespace.execute("import time\nstart = time.monotonic()\ntime.sleep(1.5)\nprint(start)", timeout: .seconds(60))
+                    return Double(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? .nan
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        let first = try #require(starts.min())
+        let last = try #require(starts.max())
+        // Run in turns of activeLimit, the last would start 3 s after the first.
+        #expect(last - first < 1.0, "starts: \(starts.sorted().map { $0 - first })")
+        for namespace in namespaces { await namespace.close() }
+    }
+
     @Test("a job stuck in code that cannot be stopped no longer counts against its level")
     func abandonedJobFreesItsSlot() async throws {
         let pool = PythonThreadPool.shared
