@@ -59,8 +59,7 @@ final class PythonThreadPool: @unchecked Sendable {
 
     /// How long a job may hold its thread, neither finishing nor waiting in a native call, before
     /// it stops counting against ``activeLimit`` (while other lanes wait for a thread).
-    static let growthDelay: DispatchTimeInterval = .milliseconds(2)
-    private static let growthDelayNanoseconds: UInt64 = 2_000_000
+    static let stuckAfterNanoseconds = 2_000_000
 
     private struct Queue {
         var lanes: [PythonLane] = []
@@ -96,9 +95,7 @@ final class PythonThreadPool: @unchecked Sendable {
     private var ready = [Queue](repeating: Queue(), count: PythonThreadPool.levels)
     /// Jobs of each level that hold a thread.
     private var busy = [Int](repeating: 0, count: PythonThreadPool.levels)
-    /// Jobs that hold a thread, of all levels.
-    private var running = 0
-    /// Of those, jobs waiting in a native call.
+    /// Pool threads whose job waits in a native call.
     private var waiting = 0
     /// Jobs found stuck by the last check: each lets one more job run.
     private var stuck = 0
@@ -144,7 +141,7 @@ final class PythonThreadPool: @unchecked Sendable {
     }
 
     /// Lock held. How many more jobs may run Python now.
-    private var capacity: Int { max(0, Self.activeLimit + stuck - max(0, running - waiting)) }
+    private var capacity: Int { max(0, Self.activeLimit + stuck - max(0, busy.reduce(0, +) - waiting)) }
 
     /// Lock held. The lanes that are ready and under their level's limit.
     private var startable: Int {
@@ -198,11 +195,11 @@ final class PythonThreadPool: @unchecked Sendable {
         }
         if startable > needed && !checkScheduled {
             checkScheduled = true
-            DispatchQueue.global().asyncAfter(deadline: .now() + Self.growthDelay) { [self] in checkStuck() }
+            DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Self.stuckAfterNanoseconds)) { [self] in checkStuck() }
         }
     }
 
-    /// Counts the jobs that have held their thread for ``growthDelay`` without waiting in a native
+    /// Counts the jobs that have held their thread for ``stuckAfterNanoseconds`` without waiting in a native
     /// call, and lets as many more run.
     private func checkStuck() {
         condition.withLock {
@@ -212,7 +209,7 @@ final class PythonThreadPool: @unchecked Sendable {
             for worker in workers {
                 // An abandoned job (its lane no longer holds the thread) already counts for nothing.
                 worker.stuck = worker.lane?.holdsThread == true && !worker.waiting
-                    && now - worker.jobStart >= Self.growthDelayNanoseconds
+                    && now - worker.jobStart >= UInt64(Self.stuckAfterNanoseconds)
                 if worker.stuck { stuck += 1 }
             }
             wake()
@@ -239,7 +236,6 @@ final class PythonThreadPool: @unchecked Sendable {
         for level in stride(from: Self.levels - 1, through: 0, by: -1)
         where ready[level].pending > 0 && busy[level] < limits[level] {
             busy[level] += 1
-            running += 1
             let lane = ready[level].pop()
             lane.holdsThread = true
             return lane
@@ -262,7 +258,6 @@ final class PythonThreadPool: @unchecked Sendable {
         if lane.holdsThread {
             lane.holdsThread = false
             busy[lane.level] -= 1
-            running -= 1
         }
     }
 
