@@ -45,6 +45,9 @@ static inline void rlm_tuple_set(PyObject *tuple, Py_ssize_t i, PyObject *item) 
 
 static inline const char *rlm_type_name(PyObject *o) { return Py_TYPE(o)->tp_name; }
 
+/// The calling thread's current `contextvars.Context` (borrowed; NULL before any was made). GIL held.
+static inline PyObject *rlm_current_context(void) { return PyThreadState_Get()->context; }
+
 static inline PyObject *rlm_exc_base_exception(void) { return PyExc_BaseException; }
 static inline PyObject *rlm_exc_runtime_error(void) { return PyExc_RuntimeError; }
 static inline PyObject *rlm_exc_type_error(void) { return PyExc_TypeError; }

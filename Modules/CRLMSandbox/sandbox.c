@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 struct rlm_sandbox_policy {
@@ -33,6 +34,9 @@ struct rlm_sandbox_policy {
 static _Thread_local rlm_sandbox_policy *current_policy;
 /// Set while the bridge itself performs an audited operation on a sandboxed thread.
 static _Thread_local int host_operation;
+/// Set while this thread installs or removes the stop machinery's trace, so that the audit hook
+/// lets exactly that `sys.settrace` event through on a sandboxed thread.
+static _Thread_local int installing_trace;
 
 // MARK: - Policies
 
@@ -429,6 +433,7 @@ static int audit_hook(const char *event, PyObject *args, void *user_data) {
         if (strcmp(event, "subprocess.Popen") == 0) return deny("processes", event, "model code may not start processes");
         if (strcmp(event, "sys._current_frames") == 0 || strcmp(event, "sys._current_exceptions") == 0)
             return deny("introspection", event, "model code may not inspect other threads");
+        if (strcmp(event, "sys.settrace") == 0 && installing_trace) return 0;
         if (strcmp(event, "sys.settrace") == 0 || strcmp(event, "sys.setprofile") == 0 || strcmp(event, "sys.addaudithook") == 0)
             return deny("introspection", event, "tracing and audit hooks belong to the host");
         if (strcmp(event, "signal.pthread_kill") == 0) return deny("signals", event, "model code may not send signals");
@@ -752,17 +757,89 @@ static int is_library_frame(PyFrameObject *frame) {
     return library;
 }
 
-static int stop_trace(PyObject *exception_type, PyFrameObject *frame, int what, PyObject *arg) {
+// Executions and their stops. Every thread that runs executions has a slot: its thread state and
+// the id of the execution running on it (0 between executions). A stop names the slot and the
+// execution it is meant for, and acts only while that execution still runs there: a thread
+// *state* is targeted, never a thread id (on CPython 3.11 a thread that is being started has a
+// state at the head of the list with its parent's id, and a failed start leaves such a state
+// behind for good), and never an execution that has since ended on the same thread.
+//
+// Every field but `started` and `started_at` is read and written with the GIL held, which
+// orders them. A slot is never freed: a stop round may still name it after its thread moved on
+// (the bridge's pool threads live as long as the process).
+struct rlm_stop_slot {
+    PyThreadState *tstate;
+    uint64_t execution;
+    /// The execution a stop was asked for, and the exception it raises.
+    uint64_t stop;
+    PyObject *stop_type;
+    /// Whether to record when `execution` runs its first line.
+    int watch_start;
+    /// The execution whose first line ran, and when (rlm_sandbox_now): read without the GIL.
+    _Atomic uint64_t started;
+    _Atomic uint64_t started_at;
+};
+
+static _Thread_local rlm_stop_slot *own_slot;
+static _Atomic uint64_t last_execution;
+
+/// Declared in CPython's internal pycore_ceval.h and exported by libpython 3.11 and 3.12: raises
+/// the interpreter's "asynchronous exception pending" flag, the second half of what
+/// PyThreadState_SetAsyncExc does once it has found a thread by id.
+extern void _PyEval_SignalAsyncExc(PyInterpreterState *interp);
+
+uint64_t rlm_sandbox_now(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+}
+
+static int control_trace(PyObject *unused, PyFrameObject *frame, int what, PyObject *arg);
+
+/// Installs (or, with NULL, removes) the control trace on `target` (GIL held). This can run
+/// Python code (audit hooks), so the GIL may change hands inside.
+static void set_control_trace(PyThreadState *target, Py_tracefunc function) {
+    int saved = installing_trace;
+    installing_trace = 1;
+    if (_PyEval_SetTrace(target, function, NULL) < 0) PyErr_Clear();
+    installing_trace = saved;
+}
+
+static void mark_started(rlm_stop_slot *slot) {
+    slot->watch_start = 0;
+    atomic_store_explicit(&slot->started_at, rlm_sandbox_now(), memory_order_relaxed);
+    atomic_store_explicit(&slot->started, slot->execution, memory_order_release);
+}
+
+// The trace function of a thread that runs an execution: it records the execution's first line
+// (its deadline counts from there, not from a wait for the GIL before it), and, once a stop was
+// asked for that execution, raises the stop on every line and call of model code. It never
+// raises in library code, and removes itself once it has nothing left to do, so a trace left
+// behind by a stop round that raced with the end of its execution never touches the next one.
+static int control_trace(PyObject *unused, PyFrameObject *frame, int what, PyObject *arg) {
+    (void)unused;
     (void)arg;
-    if ((what == PyTrace_LINE || what == PyTrace_CALL) && !is_library_frame(frame)) {
-        PyErr_SetNone(exception_type);
-        return -1;
+    rlm_stop_slot *slot = own_slot;
+    if (slot && slot->execution != 0) {
+        if (slot->stop == slot->execution) {
+            if ((what == PyTrace_LINE || what == PyTrace_CALL) && !is_library_frame(frame)) {
+                PyErr_SetNone(slot->stop_type);
+                return -1;
+            }
+            return 0;
+        }
+        if (slot->watch_start) {
+            if (what != PyTrace_LINE) return 0;
+            mark_started(slot);
+        }
     }
+    set_control_trace(PyThreadState_Get(), NULL);
     return 0;
 }
 
 // Runs a trivial code object on the calling thread, so that the eval loop takes an asynchronous
-// exception pending for this thread (GIL held; clears any exception it raises).
+// exception pending for this thread (GIL held; clears any exception it raises). The eval loop
+// may hand the GIL to another thread first.
 static void take_pending_exception(void) {
     static PyObject *nothing, *globals;
     if (!nothing) nothing = Py_CompileString("None", "<swift-rlm: take a pending stop>", Py_eval_input);
@@ -771,73 +848,43 @@ static void take_pending_exception(void) {
     PyErr_Clear();
 }
 
-static PyThreadState *thread_state(unsigned long thread_id) {
-    for (PyThreadState *state = PyInterpreterState_ThreadHead(PyInterpreterState_Main()); state;
-         state = PyThreadState_Next(state)) {
-        if (state->thread_id == thread_id) return state;
+rlm_stop_slot *_Nullable rlm_sandbox_begin_execution(int watch_start, uint64_t *execution) {
+    rlm_stop_slot *slot = own_slot;
+    if (!slot) {
+        slot = calloc(1, sizeof *slot);
+        if (!slot) return NULL;
+        own_slot = slot;
     }
-    return NULL;
+    slot->tstate = PyThreadState_Get();
+    slot->stop = 0;
+    slot->watch_start = watch_start;
+    slot->execution = atomic_fetch_add_explicit(&last_execution, 1, memory_order_relaxed) + 1;
+    *execution = slot->execution;
+    if (watch_start) {
+        set_control_trace(slot->tstate, control_trace);
+        // Without the trace the first line would go unseen, and the deadline with it.
+        if (slot->tstate->c_tracefunc != control_trace && slot->watch_start) mark_started(slot);
+    }
+    return slot;
 }
 
-int rlm_sandbox_withdraw_stop(unsigned long thread_id) {
-    PyThreadState *target = thread_state(thread_id);
-    if (!target || !target->async_exc) return 0;
-    // Not taken since the last round: the thread is blocked outside the bytecode loop (a C call,
-    // a lock) or starved of the GIL. A pending exception keeps the interpreter's "pending" flag
-    // raised for every thread, and a traced thread spins at the entry of each function while it
-    // is raised, so take it back (the caller lowers the flag).
-    Py_CLEAR(target->async_exc);
+int rlm_sandbox_execution_started(const rlm_stop_slot *slot, uint64_t execution, uint64_t *started_at) {
+    if (atomic_load_explicit(&slot->started, memory_order_acquire) != execution) return 0;
+    *started_at = atomic_load_explicit(&slot->started_at, memory_order_relaxed);
     return 1;
 }
 
-int rlm_sandbox_stop_thread(unsigned long thread_id, PyObject *exception_type, int inject) {
-    PyThreadState *target = thread_state(thread_id);
-    if (!target) return 0;
-    if (inject && !target->async_exc) {
-        // The trace alone cannot reach a tight loop (`while True: pass` never re-reads the
-        // tracing flag), so an asynchronous exception goes in too, but only while the thread's
-        // innermost frame is model code. The thread raises it where it resumes in that frame, or
-        // at the entry of a function a C call makes (before that function has taken any lock).
-        // Raised in the middle of library code, it could land between `_imp.acquire_lock()` and
-        // the `try` that releases it, and a thread that then ended would hold the import lock
-        // forever. While the thread is in library code, a later round tries again.
-        PyFrameObject *frame = PyThreadState_GetFrame(target);
-        if (frame && !is_library_frame(frame)) PyThreadState_SetAsyncExc(thread_id, exception_type);
-        Py_XDECREF(frame);
-    }
-    if (target->c_tracefunc != stop_trace) {
-        int saved = host_operation;
-        host_operation = 1;
-        if (_PyEval_SetTrace(target, stop_trace, exception_type) < 0) PyErr_Clear();
-        host_operation = saved;
-    }
-    return 1;
-}
-
-void rlm_sandbox_lower_pending_flag(PyObject *exception_type) {
-    // CPython lowers the interpreter's flag only when a thread takes its own pending exception:
-    // give this thread one and take it.
-    int saved = host_operation;
-    host_operation = 1;
+void rlm_sandbox_end_execution(void) {
+    rlm_stop_slot *slot = own_slot;
+    if (!slot) return;
+    // First: from here on no stop round acts on this thread for the execution that ended.
+    slot->execution = 0;
+    slot->stop = 0;
+    slot->watch_start = 0;
+    PyThreadState *state = PyThreadState_Get();
     PyObject *type, *value, *traceback;
     PyErr_Fetch(&type, &value, &traceback);
-    PyThreadState *state = PyThreadState_Get();
-    PyThreadState_SetAsyncExc(state->thread_id, exception_type);
-    take_pending_exception();
-    Py_CLEAR(state->async_exc);
-    PyErr_Restore(type, value, traceback);
-    host_operation = saved;
-}
-
-void rlm_sandbox_clear_stop(void) {
-    PyThreadState *state = PyThreadState_Get();
-    int saved = host_operation;
-    host_operation = 1;
-    PyObject *type, *value, *traceback;
-    PyErr_Fetch(&type, &value, &traceback);
-    if (state->c_tracefunc == stop_trace) {
-        if (_PyEval_SetTrace(state, NULL, NULL) < 0) PyErr_Clear();
-    }
+    if (state->c_tracefunc == control_trace) set_control_trace(state, NULL);
     if (state->async_exc) {
         // An injected exception the execution ended before taking. Clearing it with
         // PyThreadState_SetAsyncExc(id, NULL) would raise the interpreter's "pending" flag with
@@ -848,5 +895,56 @@ void rlm_sandbox_clear_stop(void) {
         Py_CLEAR(state->async_exc);
     }
     PyErr_Restore(type, value, traceback);
-    host_operation = saved;
+}
+
+int rlm_sandbox_stop(rlm_stop_slot *slot, uint64_t execution, PyObject *exception_type, int inject) {
+    if (slot->execution != execution) return 0;
+    PyThreadState *target = slot->tstate;
+    if (slot->stop != execution) {
+        slot->stop = execution;
+        Py_XSETREF(slot->stop_type, Py_NewRef(exception_type));
+    }
+    if (target->c_tracefunc != control_trace) set_control_trace(target, control_trace);
+    if (!inject || slot->execution != execution) return slot->execution == execution;
+    // The trace alone cannot reach a tight loop (`while True: pass` never re-reads the tracing
+    // flag), so an asynchronous exception goes in too, but only while the thread's innermost
+    // frame is model code. The thread raises it where it resumes in that frame, or at the entry
+    // of a function a C call makes (before that function has taken any lock). Raised in the
+    // middle of library code, it could land between `_imp.acquire_lock()` and the `try` that
+    // releases it, and a thread that then ended would hold the import lock forever. While the
+    // thread is in library code, a later round tries again.
+    PyFrameObject *frame = PyThreadState_GetFrame(target);  // may allocate, and so run the GC
+    int model_code = frame && !is_library_frame(frame);
+    Py_XDECREF(frame);
+    // Nothing from this check to the write may release the GIL: the execution checked is the
+    // one that gets the exception.
+    if (slot->execution != execution) return 0;
+    if (model_code && !target->async_exc) {
+        target->async_exc = Py_NewRef(exception_type);
+        _PyEval_SignalAsyncExc(target->interp);
+    }
+    return 1;
+}
+
+int rlm_sandbox_withdraw_stop(rlm_stop_slot *slot, uint64_t execution) {
+    if (slot->execution != execution || !slot->tstate->async_exc) return 0;
+    // Not taken since the last round: the thread is blocked outside the bytecode loop (a C call,
+    // a lock) or starved of the GIL. A pending exception keeps the interpreter's "pending" flag
+    // raised for every thread, and a traced thread spins at the entry of each function while it
+    // is raised, so take it back (the caller lowers the flag).
+    Py_CLEAR(slot->tstate->async_exc);
+    return 1;
+}
+
+void rlm_sandbox_lower_pending_flag(PyObject *exception_type) {
+    // CPython lowers the interpreter's flag only when a thread takes its own pending exception:
+    // give this thread one and take it.
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyThreadState *state = PyThreadState_Get();
+    Py_XSETREF(state->async_exc, Py_NewRef(exception_type));
+    _PyEval_SignalAsyncExc(state->interp);
+    take_pending_exception();
+    Py_CLEAR(state->async_exc);
+    PyErr_Restore(type, value, traceback);
 }

@@ -114,47 +114,61 @@ final class NativeCallWaiter: TaskExecutor, @unchecked Sendable {
     }
 }
 
-/// The stop machinery of one namespace: which execution runs on which thread, its deadline, and
-/// the native calls it is waiting on.
+/// The stop machinery of one namespace: which execution runs, on which thread's slot, its
+/// deadline, and the native calls it is waiting on.
 ///
-/// Stopping raises `ExecutionInterrupted` (a `BaseException`) in the execution's thread with
-/// `PyThreadState_SetAsyncExc` while that thread is paused in model code, and sets a trace
-/// function there that raises it on every line and call of model code, every few milliseconds
-/// until the execution returns: loops that catch `Exception` or even `BaseException` and carry
-/// on still end at their next line. Library code and frozen modules never get it, so their
-/// `finally` clauses release the import lock and other locks. It cannot reach code that never
-/// returns to the bytecode loop, such as a catastrophic regular expression: see
-/// ``PythonError/Code/abandoned``.
+/// Stopping raises `ExecutionInterrupted` (a `BaseException`) in the execution's thread while
+/// that thread is paused in model code, and sets a trace function there that raises it on every
+/// line and call of model code, every few milliseconds until the execution returns: loops that
+/// catch `Exception` or even `BaseException` and carry on still end at their next line. Library
+/// code and frozen modules never get it, so their `finally` clauses release the import lock and
+/// other locks. It cannot reach code that never returns to the bytecode loop, such as a
+/// catastrophic regular expression: see ``PythonError/Code/abandoned``.
+///
+/// A stop names the thread *state* and the execution id recorded when the execution began
+/// (``rlm_stop_slot``), and the C side acts only while that execution still runs there, checked
+/// with the GIL held right before it acts. The lock here guards only Swift state: nothing that
+/// can run Python or wait for the GIL is ever called with it held (docs/architecture.md,
+/// "Threads, locks and the GIL").
 final class ExecutionControl: @unchecked Sendable {
+    /// The execution that runs now.
+    struct Running {
+        let ticket: ExecutionTicket
+        let slot: OpaquePointer
+        let execution: UInt64
+    }
+
     private let lock = NSLock()
-    private var current: ExecutionTicket?
-    private var threadID: UInt = 0
+    private var running: Running?
     private var stopRequested: StopReason?
+    private var abandoned = false
     private var roundsUntilInjection = 0
     private var waiters: [ObjectIdentifier: NativeCallWaiter] = [:]
 
-    /// Marks `ticket` as running on `threadID`. Returns the reason if it was stopped before it started.
-    func begin(_ ticket: ExecutionTicket, threadID: UInt) -> StopReason? {
+    /// Marks `ticket` as running as `execution` on `slot`'s thread. Returns the reason if it was
+    /// stopped before it started.
+    func begin(_ ticket: ExecutionTicket, slot: OpaquePointer, execution: UInt64) -> StopReason? {
         lock.withLock {
             if let reason = ticket.stopReason { return reason }
-            current = ticket
-            self.threadID = threadID
+            running = Running(ticket: ticket, slot: slot, execution: execution)
             stopRequested = nil
+            abandoned = false
             roundsUntilInjection = 0
             return nil
         }
     }
 
-    /// Marks the execution as finished and clears any pending injected exception. GIL held.
-    func end() -> StopReason? {
+    /// Marks the execution as finished; returns why it was stopped, if it was, and whether it
+    /// had been abandoned (its caller already has an answer). The caller then clears the
+    /// thread's stop with ``rlm_sandbox_end_execution()``, outside this lock.
+    func end() -> (reason: StopReason?, abandoned: Bool) {
         lock.withLock {
-            let reason = stopRequested
-            if current != nil {
-                rlm_sandbox_clear_stop()
+            defer {
+                running = nil
+                stopRequested = nil
+                abandoned = false
             }
-            current = nil
-            stopRequested = nil
-            return reason
+            return (stopRequested, abandoned)
         }
     }
 
@@ -163,7 +177,7 @@ final class ExecutionControl: @unchecked Sendable {
         let woken: [NativeCallWaiter]? = lock.withLock {
             guard ticket.stopReason == nil else { return nil }
             ticket.stopReason = reason
-            guard current === ticket else { return nil }
+            guard running?.ticket === ticket else { return nil }
             stopRequested = reason
             defer { waiters.removeAll() }
             return Array(waiters.values)
@@ -177,38 +191,48 @@ final class ExecutionControl: @unchecked Sendable {
     /// blocked in C or starved): 20 rounds of 5 ms. Meanwhile the trace still stops model code.
     static let roundsAfterWithdrawal = 20
 
-    /// The first half of a stop round: withdraws an exception `ticket`'s thread has not taken
-    /// since the last round. GIL held. Returns whether one was withdrawn.
-    func withdrawUntaken(_ ticket: ExecutionTicket) -> Bool {
+    /// `ticket`'s execution if it still runs.
+    func target(_ ticket: ExecutionTicket) -> Running? {
+        lock.withLock { running?.ticket === ticket ? running : nil }
+    }
+
+    /// Notes that an untaken exception was withdrawn from `ticket`'s execution.
+    func withdrew(_ ticket: ExecutionTicket) {
         lock.withLock {
-            guard current === ticket, rlm_sandbox_withdraw_stop(threadID) != 0 else { return false }
+            guard running?.ticket === ticket else { return }
             roundsUntilInjection = Self.roundsAfterWithdrawal
-            return true
         }
     }
 
-    /// The second half of a stop round for `ticket`'s execution, if it still runs. GIL held.
-    /// Returns whether it runs.
-    func inject(_ ticket: ExecutionTicket) -> Bool {
+    /// This round of stopping `ticket`'s execution: where it runs, whether the round may inject
+    /// an exception, and whether the execution was abandoned; `nil` if it no longer runs.
+    func round(_ ticket: ExecutionTicket) -> (target: Running, inject: Bool, abandoned: Bool)? {
         lock.withLock {
-            guard current === ticket else { return false }
-            let allowed = roundsUntilInjection == 0
-            if roundsUntilInjection > 0 { roundsUntilInjection -= 1 }
-            rlm_sandbox_stop_thread(threadID, Bootstrap.handles.executionInterrupted, allowed ? 1 : 0)
-            return true
+            guard let running, running.ticket === ticket else { return nil }
+            guard roundsUntilInjection == 0 else {
+                roundsUntilInjection -= 1
+                return (running, false, abandoned)
+            }
+            return (running, true, abandoned)
         }
     }
 
-    /// Whether `ticket` is still the running execution.
-    func isRunning(_ ticket: ExecutionTicket) -> Bool {
-        lock.withLock { current === ticket }
+    /// Marks `ticket`'s execution abandoned and runs `body` while it provably still runs (the
+    /// execution cannot end meanwhile); does nothing if it has ended or was abandoned already.
+    /// `body` may take the lane's and the pool's locks, never the GIL.
+    func abandon(_ ticket: ExecutionTicket, _ body: () -> Void) {
+        lock.withLock {
+            guard running?.ticket === ticket, !abandoned else { return }
+            abandoned = true
+            body()
+        }
     }
 
     /// Registers a waiting native call; returns the stop reason instead if a stop was requested.
     func register(_ waiter: NativeCallWaiter) -> StopReason? {
         lock.withLock {
             if let stopRequested { return stopRequested }
-            if current != nil { waiters[ObjectIdentifier(waiter)] = waiter }
+            if running != nil { waiters[ObjectIdentifier(waiter)] = waiter }
             return nil
         }
     }

@@ -11,7 +11,12 @@ import Synchronization
 /// lane's own `contextvars` context, so context variables (`decimal`'s context among them) set by
 /// one namespace's code are never seen by another namespace that runs on the same thread later.
 final class PythonLane: @unchecked Sendable {
-    typealias Job = @Sendable (borrowing PythonGIL) -> Void
+    /// One job: its body, and how to fail its caller if it never runs (the lane was abandoned
+    /// while the job waited behind one stuck for good).
+    struct Job: Sendable {
+        let run: @Sendable (borrowing PythonGIL) -> Void
+        let fail: @Sendable (any Error) -> Void
+    }
 
     private let lock = NSLock()
     private var jobs: [Job] = []
@@ -38,12 +43,13 @@ final class PythonLane: @unchecked Sendable {
         if let context { ReferencePool.defer(context) }
     }
 
-    /// Queues a job; returns false once the lane is stopping.
+    /// Queues a job; returns false once the lane is stopping. If the lane is abandoned before the
+    /// job starts, `fail` gets the reason instead.
     @discardableResult
-    func submit(_ job: @escaping Job) -> Bool {
+    func submit(_ run: @escaping @Sendable (borrowing PythonGIL) -> Void, fail: @escaping @Sendable (any Error) -> Void) -> Bool {
         let schedule = lock.withLock { () -> Bool? in
             guard !stopping else { return nil }
-            jobs.append(job)
+            jobs.append(Job(run: run, fail: fail))
             if scheduled { return false }
             scheduled = true
             return true
@@ -68,14 +74,49 @@ final class PythonLane: @unchecked Sendable {
         let outer = rlm_sandbox_enter(policy?.pointer)
         PyEval_RestoreThread(saved)
         ReferencePool.drain()
-        if context == nil { context = PyContext_New() }
-        let entered = context.map { PyContext_Enter($0) == 0 } ?? false
-        if !entered { PyErr_Clear() }
-        job(PythonGIL())
-        if entered, let context, PyContext_Exit(context) != 0 { PyErr_Clear() }
+        let entered = enterContext()
+        job.run(PythonGIL())
+        if let entered { exitContext(entered) }
         saved = PyEval_SaveThread()
         if let mine = rlm_sandbox_enter(outer) { rlm_sandbox_policy_release(mine) }
         if let outer { rlm_sandbox_policy_release(outer) }
+    }
+
+    /// Enters the lane's `contextvars` context on the calling thread (GIL held); returns it, or
+    /// `nil` if no context could be made (the job then runs in the thread's own, empty one).
+    ///
+    /// A context that cannot be entered (it is still marked entered, because code left another
+    /// context entered above it when an earlier job ended) is replaced by a fresh one: a job
+    /// never runs in the context some other namespace left on the thread.
+    private func enterContext() -> UnsafeMutablePointer<PyObject>? {
+        if let context, PyContext_Enter(context) == 0 { return context }
+        PyErr_Clear()
+        if let stale = context {
+            rlm_decref(stale)
+            context = nil
+        }
+        guard let fresh = PyContext_New() else {
+            PyErr_Clear()
+            return nil
+        }
+        context = fresh
+        guard PyContext_Enter(fresh) == 0 else {
+            PyErr_Clear()
+            return nil
+        }
+        return fresh
+    }
+
+    /// Leaves `context` (GIL held). Contexts that the job entered and left entered above it are
+    /// left first, so the thread ends the job in the context it started it in.
+    private func exitContext(_ context: UnsafeMutablePointer<PyObject>) {
+        while let current = rlm_current_context(), current != context {
+            if PyContext_Exit(current) != 0 {
+                PyErr_Clear()
+                return
+            }
+        }
+        if PyContext_Exit(context) != 0 { PyErr_Clear() }
     }
 
     /// Whether more jobs wait after the one that ran: the pool queues the lane again. Otherwise
@@ -105,10 +146,10 @@ final class PythonLane: @unchecked Sendable {
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 job.attach(continuation)
-                let accepted = submit { gil in
+                let accepted = submit({ gil in
                     guard job.start() else { return }
                     job.finish(Result { try body(gil) })
-                }
+                }, fail: { job.finish(.failure($0)) })
                 if !accepted {
                     job.finish(.failure(PythonError(code: .closed, message: "the Python namespace was closed")))
                 }
@@ -125,10 +166,22 @@ final class PythonLane: @unchecked Sendable {
     }
 
     /// The running job is stuck in code that could not be stopped: its thread no longer counts
-    /// against the level's limit, and the lane takes no more jobs.
-    func abandon() {
-        stop()
+    /// against the level's limit, the lane takes no more jobs, and the jobs queued behind the
+    /// stuck one fail with `error` at once (they could wait for good).
+    ///
+    /// Call it only while the stuck job provably still runs (``ExecutionControl/abandon(_:_:)``),
+    /// so that the thread given back is that job's and not a later one's.
+    func abandon(failing error: any Error) {
+        let queued = lock.withLock { () -> ArraySlice<Job> in
+            stopping = true
+            defer {
+                jobs.removeAll()
+                head = 0
+            }
+            return jobs[head...]
+        }
         PythonThreadPool.shared.abandon(self)
+        for job in queued { job.fail(error) }
     }
 }
 

@@ -1,4 +1,5 @@
 import CPython
+import CRLMSandbox
 import Foundation
 import Synchronization
 
@@ -38,6 +39,9 @@ public final class PythonNamespace: Sendable {
         /// every thread the other needs. The engine uses the RLM depth. Defaults to 0; levels
         /// past 15 share level 15's threads.
         public var level: Int
+        /// For tests: a pause, with the GIL released, between the start of an execution's
+        /// running time and its first line, as a wait for the GIL on a busy host would be.
+        var pauseBeforeFirstLine: Duration?
 
         /// Creates a configuration.
         public init(
@@ -257,6 +261,7 @@ public final class PythonNamespace: Sendable {
         let limit = configuration.maxOutputCharacters
         let grace = Self.nanoseconds(configuration.stopGracePeriod)
         let runningTime = timeout.map { Self.nanoseconds($0) }
+        let pause = configuration.pauseBeforeFirstLine.map { Self.nanoseconds($0) }
         let control = self.control
         let globals = self.globals
         let ticketBox = Mutex<ExecutionTicket?>(nil)
@@ -265,14 +270,14 @@ public final class PythonNamespace: Sendable {
             try await withCheckedThrowingContinuation { continuation in
                 let ticket = ExecutionTicket(continuation)
                 ticketBox.withLock { $0 = ticket }
-                let accepted = lane.submit { gil in
-                    let threadID = UInt(PyThread_get_thread_ident())
+                let accepted = lane.submit({ gil in
                     let outcome = Self.run(
                         code, filename: filename, limit: limit, globals: globals, control: control,
-                        ticket: ticket, threadID: threadID, runningTime: runningTime, grace: grace,
+                        ticket: ticket, runningTime: runningTime, pause: pause, grace: grace,
                         onAbandon: {
                             self.state.withLock { $0 = .abandoned }
-                            self.lane.abandon()
+                            self.lane.abandon(failing: PythonError(
+                                code: .abandoned, message: "this namespace was abandoned after code that could not be stopped; create a new one"))
                             ticket.finish(.success(ExecutionResult(
                                 status: .abandoned,
                                 error: PythonError(code: .abandoned, typeName: "ExecutionInterrupted",
@@ -289,7 +294,7 @@ public final class PythonNamespace: Sendable {
                         PyErr_Clear()
                     }
                     ticket.finish(.success(result))
-                }
+                }, fail: { ticket.finish(.failure($0)) })
                 if !accepted {
                     ticket.finish(.failure(PythonError(code: .closed, message: "the Python namespace was closed")))
                 }
@@ -309,7 +314,7 @@ public final class PythonNamespace: Sendable {
     /// The body of an execution, on a pool thread with the GIL held.
     private static func run(
         _ code: String, filename: String, limit: Int?, globals: UnsafeSendableObject, control: ExecutionControl,
-        ticket: ExecutionTicket, threadID: UInt, runningTime: UInt64?, grace: UInt64,
+        ticket: ExecutionTicket, runningTime: UInt64?, pause: UInt64?, grace: UInt64,
         onAbandon: @escaping @Sendable () -> Void, _ gil: borrowing PythonGIL
     ) -> Result<ExecutionResult, any Error> {
         let handles = Bootstrap.handles!
@@ -330,19 +335,35 @@ public final class PythonNamespace: Sendable {
                 error = syntaxError
             }
             if let compiled {
-                if let reason = control.begin(ticket, threadID: threadID) {
+                var execution: UInt64 = 0
+                guard let slot = rlm_sandbox_begin_execution(runningTime == nil ? 0 : 1, &execution) else {
+                    _ = try? PythonObject(borrowing: handles.endCapture).call([], gil)
+                    return .failure(PythonError(code: .exception, typeName: "MemoryError", message: "out of memory starting the execution"))
+                }
+                let target = ExecutionControl.Running(ticket: ticket, slot: slot, execution: execution)
+                if let reason = control.begin(ticket, slot: slot, execution: execution) {
+                    rlm_sandbox_end_execution()
                     _ = try? PythonObject(borrowing: handles.endCapture).call([], gil)
                     return reason == .cancelled ? .failure(CancellationError()) : .success(ExecutionResult(status: .timedOut, error: reason.error))
                 }
-                // The deadline counts from the start of the code, not from the call: time spent
-                // waiting for a thread or the GIL on a busy host is not the code's.
-                let deadline = runningTime.map { Watchdog.now() + $0 }
-                Watchdog.shared.watch(control, ticket: ticket, deadline: deadline, grace: grace, onAbandon: onAbandon)
+                // The running time counts from the code's first line, not from the call: time
+                // spent waiting for a thread or the GIL on a busy host is not the code's.
+                Watchdog.shared.watch(control, ticket: ticket, target: target, runningTime: runningTime, grace: grace, onAbandon: onAbandon)
+                if let pause { gil.allowThreads { usleep(UInt32(pause / 1_000)) } }
                 let value = withExtendedLifetime(compiled) {
                     PyEval_EvalCode(compiled.pointer, globals.pointer, globals.pointer)
                 }
-                let stopReason = control.end()
+                // Swift state first, then the thread's stop (which can hand the GIL over), with no
+                // lock held across it.
+                let (stopReason, abandoned) = control.end()
+                rlm_sandbox_end_execution()
                 Watchdog.shared.unwatch(ticket)
+                if abandoned {
+                    // Its caller already has its answer; the namespace takes no more work.
+                    if let value { rlm_decref(value) } else { PyErr_Clear() }
+                    _ = try? PythonObject(borrowing: handles.endCapture).call([], gil)
+                    return .success(ExecutionResult(status: .abandoned))
+                }
                 if let value {
                     rlm_decref(value)
                 } else {

@@ -15,9 +15,19 @@ final class Watchdog: @unchecked Sendable {
     /// How often a stopped execution gets the exception again.
     static let reinjectInterval: UInt64 = 5_000_000
 
+    /// How often an abandoned execution (stuck in C, perhaps for good) gets it, while no other
+    /// execution is being stopped: its trace stays set, so model code it returns to still stops,
+    /// and a tight loop it returns to gets the exception within this time.
+    static let abandonedReinjectInterval: UInt64 = 1_000_000_000
+
     private struct Watch {
         let control: ExecutionControl
         let ticket: ExecutionTicket
+        let target: ExecutionControl.Running
+        /// How long the code may run, counted from its first line.
+        let runningTime: UInt64?
+        /// When to look again: the end of the running time, or, until the code has run its first
+        /// line, a provisional one.
         var deadline: UInt64?
         let grace: UInt64
         var abandonAt: UInt64?
@@ -39,18 +49,33 @@ final class Watchdog: @unchecked Sendable {
         interrupter.start()
     }
 
-    static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+    /// The clock of deadlines and of execution start times (CLOCK_MONOTONIC, nanoseconds).
+    static func now() -> UInt64 { rlm_sandbox_now() }
 
-    /// Watches one running execution until ``unwatch(_:)``.
+    /// Watches one running execution until ``unwatch(_:)``. Its `runningTime` counts from the
+    /// code's first line (``rlm_sandbox_execution_started``): time spent waiting for a thread or
+    /// the GIL before it, on a busy host, is not the code's.
     func watch(
-        _ control: ExecutionControl, ticket: ExecutionTicket, deadline: UInt64?, grace: UInt64,
-        onAbandon: @escaping @Sendable () -> Void
+        _ control: ExecutionControl, ticket: ExecutionTicket, target: ExecutionControl.Running, runningTime: UInt64?,
+        grace: UInt64, onAbandon: @escaping @Sendable () -> Void
     ) {
         timerCondition.withLock {
             watches[ObjectIdentifier(ticket)] = Watch(
-                control: control, ticket: ticket, deadline: deadline, grace: grace, abandonAt: nil, onAbandon: onAbandon)
+                control: control, ticket: ticket, target: target, runningTime: runningTime,
+                deadline: runningTime.map { Self.now() + $0 }, grace: grace, abandonAt: nil, onAbandon: onAbandon)
             timerCondition.signal()
         }
+    }
+
+    /// When `watch`'s code runs out of time: its running time after its first line, or, if it
+    /// has not reached its first line, one running time from now (when to look again).
+    private static func deadline(of watch: Watch, now: UInt64) -> UInt64? {
+        guard let runningTime = watch.runningTime else { return nil }
+        var startedAt: UInt64 = 0
+        guard rlm_sandbox_execution_started(watch.target.slot, watch.target.execution, &startedAt) != 0 else {
+            return now + runningTime
+        }
+        return startedAt + runningTime
     }
 
     func unwatch(_ ticket: ExecutionTicket) {
@@ -83,7 +108,11 @@ final class Watchdog: @unchecked Sendable {
             let now = Self.now()
             var next: UInt64 = .max
             for (key, watch) in watches {
-                if let deadline = watch.deadline {
+                if var deadline = watch.deadline {
+                    if deadline <= now, let actual = Self.deadline(of: watch, now: now), actual > now {
+                        deadline = actual
+                        watches[key]?.deadline = actual
+                    }
                     if deadline <= now {
                         expired.append(watch)
                         watches[key]?.deadline = nil
@@ -110,7 +139,7 @@ final class Watchdog: @unchecked Sendable {
             }
             timerCondition.unlock()
             for watch in expired { watch.control.requestStop(watch.ticket, reason: .timedOut) }
-            for watch in abandoned where watch.control.isRunning(watch.ticket) { watch.onAbandon() }
+            for watch in abandoned { watch.control.abandon(watch.ticket, watch.onAbandon) }
         }
     }
 
@@ -126,21 +155,39 @@ final class Watchdog: @unchecked Sendable {
             interruptCondition.unlock()
 
             PyEval_RestoreThread(saved)
+            // No lock is held across the C calls below: each can run Python code and so hand
+            // the GIL to another thread, which may be the very execution ending. The C side
+            // checks, with the GIL held, that the execution it names still runs.
             // Withdrawals first: lowering CPython's pending flag hides every pending exception,
             // so it must come before this round's injections.
             var withdrew = false
-            for (control, ticket) in targets.values where control.withdrawUntaken(ticket) { withdrew = true }
+            for (control, ticket) in targets.values {
+                guard let target = control.target(ticket),
+                    rlm_sandbox_withdraw_stop(target.slot, target.execution) != 0
+                else { continue }
+                control.withdrew(ticket)
+                withdrew = true
+            }
             if withdrew { rlm_sandbox_lower_pending_flag(Bootstrap.handles.executionInterrupted) }
             var finished: [ObjectIdentifier] = []
-            for (key, (control, ticket)) in targets where !control.inject(ticket) {
-                finished.append(key)
+            var onlyAbandoned = true
+            for (key, (control, ticket)) in targets {
+                guard let (target, inject, abandoned) = control.round(ticket),
+                    rlm_sandbox_stop(target.slot, target.execution, Bootstrap.handles.executionInterrupted, inject ? 1 : 0) != 0
+                else {
+                    finished.append(key)
+                    continue
+                }
+                if !abandoned { onlyAbandoned = false }
             }
             saved = PyEval_SaveThread()
 
+            // A new stop signals the condition, so it never waits for an abandoned one's interval.
+            let interval = onlyAbandoned ? Self.abandonedReinjectInterval : Self.reinjectInterval
             interruptCondition.withLock {
                 for key in finished { interrupting[key] = nil }
+                _ = interruptCondition.wait(until: Date(timeIntervalSinceNow: Double(interval) / 1e9))
             }
-            usleep(UInt32(Self.reinjectInterval / 1000))
         }
     }
 }

@@ -8,6 +8,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #pragma clang assume_nonnull begin
 
@@ -45,19 +46,40 @@ int rlm_sandbox_install_hook(void);
 /// reference, or NULL with an exception set.
 PyObject *_Nullable rlm_sandbox_make_module(void);
 
-/// One round of stopping the Python thread `thread_id` (GIL held). Sets a trace function that
-/// raises `exception_type` on every line and call of model code (code outside the library
-/// directories and frozen modules), and, when `inject` is non-zero and the thread is paused in
-/// model code, raises it there asynchronously. Library code never gets the exception, so its
-/// `finally` clauses release the import lock and other locks. Call it every few milliseconds
-/// until the execution returns, after ``rlm_sandbox_withdraw_stop``. Returns 1 if the thread was
-/// found.
-int rlm_sandbox_stop_thread(unsigned long thread_id, PyObject *exception_type, int inject);
+/// The stop machinery's record of one thread that runs executions: its thread state and the
+/// execution running on it. Opaque; never freed (see sandbox.c).
+typedef struct rlm_stop_slot rlm_stop_slot;
 
-/// Withdraws an asynchronous exception that `thread_id` has not taken since the last round
+/// A monotonic clock in nanoseconds (CLOCK_MONOTONIC), the one execution start times use.
+uint64_t rlm_sandbox_now(void);
+
+/// Marks the start of an execution on the calling thread (GIL held): returns the thread's slot
+/// and stores the execution's id in `execution`, or returns NULL when out of memory. With
+/// `watch_start`, the slot records when the execution runs its first line
+/// (``rlm_sandbox_execution_started``).
+rlm_stop_slot *_Nullable rlm_sandbox_begin_execution(int watch_start, uint64_t *execution);
+
+/// Whether `execution` has run its first line, and when (``rlm_sandbox_now``). Any thread, no GIL.
+int rlm_sandbox_execution_started(const rlm_stop_slot *slot, uint64_t execution, uint64_t *started_at);
+
+/// Marks the end of the calling thread's execution (GIL held): stop rounds no longer act on it,
+/// and the stop trace and any pending asynchronous exception are removed. May release and take
+/// back the GIL, so call it with no lock held.
+void rlm_sandbox_end_execution(void);
+
+/// One round of stopping `execution` (GIL held), if it still runs on `slot`'s thread. Sets a trace
+/// function there that raises `exception_type` on every line and call of model code (code outside
+/// the library directories and frozen modules), and, when `inject` is non-zero and the thread is
+/// paused in model code, raises it there asynchronously. Library code never gets the exception,
+/// so its `finally` clauses release the import lock and other locks. Call it every few
+/// milliseconds until the execution returns, after ``rlm_sandbox_withdraw_stop``. Returns 1 while
+/// the execution runs. May release and take back the GIL, so call it with no lock held.
+int rlm_sandbox_stop(rlm_stop_slot *slot, uint64_t execution, PyObject *exception_type, int inject);
+
+/// Withdraws an asynchronous exception that `execution` has not taken since the last round
 /// (GIL held): the thread is blocked outside the bytecode loop or starved. Returns 1 if one was
 /// withdrawn; then call ``rlm_sandbox_lower_pending_flag`` before the next injections.
-int rlm_sandbox_withdraw_stop(unsigned long thread_id);
+int rlm_sandbox_withdraw_stop(rlm_stop_slot *slot, uint64_t execution);
 
 /// Lowers the interpreter's "asynchronous exception pending" flag after withdrawals (GIL held),
 /// by raising `exception_type` in the calling thread and taking it at once. It hides every
@@ -67,9 +89,6 @@ void rlm_sandbox_lower_pending_flag(PyObject *exception_type);
 /// Sets the directories whose code the stop trace leaves alone: a sequence of `str` prefixes,
 /// each ending in a separator (GIL held). Returns 0, or -1 with an exception set.
 int rlm_sandbox_set_library_paths(PyObject *paths);
-
-/// Removes the stop trace and any pending asynchronous exception from the calling thread (GIL held).
-void rlm_sandbox_clear_stop(void);
 
 #pragma clang assume_nonnull end
 
