@@ -45,6 +45,14 @@ static inline void rlm_tuple_set(PyObject *tuple, Py_ssize_t i, PyObject *item) 
 
 static inline const char *rlm_type_name(PyObject *o) { return Py_TYPE(o)->tp_name; }
 
+/// Whether the calling thread holds the GIL. Unlike PyGILState_Check(), which answers 1 for every
+/// thread once any sub-interpreter has been created, it compares the thread state that
+/// holds the GIL with the calling thread's own.
+static inline int rlm_holds_gil(void) {
+    PyThreadState *mine = PyGILState_GetThisThreadState();
+    return mine != NULL && mine == _PyThreadState_UncheckedGet();
+}
+
 /// The calling thread's current `contextvars.Context` (borrowed; NULL before any was made). GIL held.
 static inline PyObject *rlm_current_context(void) { return PyThreadState_Get()->context; }
 

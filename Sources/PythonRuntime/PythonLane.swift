@@ -23,7 +23,8 @@ final class PythonLane: @unchecked Sendable {
     private var head = 0
     private var scheduled = false
     private var stopping = false
-    private let policy: SandboxPolicy?
+    /// The sandbox policy every job runs under, if any.
+    let policy: SandboxPolicy?
     /// The pool's level for the lane's jobs (``PythonNamespace/Configuration/level``).
     let level: Int
     /// Whether a job of the lane holds a pool thread counted against its level; guarded by the
@@ -40,7 +41,7 @@ final class PythonLane: @unchecked Sendable {
     }
 
     deinit {
-        if let context { ReferencePool.defer(context) }
+        if let context { ReferencePool.defer(context, under: policy) }
     }
 
     /// Queues a job; returns false once the lane is stopping. If the lane is abandoned before the

@@ -104,8 +104,10 @@ public final class PythonNamespace: Sendable {
 
     deinit {
         lane.stop()
-        ReferencePool.defer(globals.pointer)
-        ReferencePool.defer(support.pointer)
+        // Whatever thread releases them, the finalizers of what they hold run under the
+        // namespace's own sandbox.
+        ReferencePool.defer(globals.pointer, under: lane.policy)
+        ReferencePool.defer(support.pointer, under: lane.policy)
     }
 
     private func checkOpen() throws {
@@ -349,7 +351,7 @@ public final class PythonNamespace: Sendable {
                 // The running time counts from the code's first line, not from the call: time
                 // spent waiting for a thread or the GIL on a busy host is not the code's.
                 Watchdog.shared.watch(control, ticket: ticket, target: target, runningTime: runningTime, grace: grace, onAbandon: onAbandon)
-                if let pause { gil.allowThreads { usleep(UInt32(pause / 1_000)) } }
+                if let pause { gil.allowThreads { _ = usleep(UInt32(pause / 1_000)) } }
                 let value = withExtendedLifetime(compiled) {
                     PyEval_EvalCode(compiled.pointer, globals.pointer, globals.pointer)
                 }

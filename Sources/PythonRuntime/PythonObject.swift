@@ -1,4 +1,5 @@
 import CPython
+import CRLMSandbox
 import Synchronization
 
 /// An owned (strong) reference to a Python object.
@@ -27,7 +28,7 @@ public final class PythonObject {
     }
 
     deinit {
-        if PyGILState_Check() != 0 {
+        if rlm_holds_gil() != 0 {
             rlm_decref(pointer)
         } else {
             ReferencePool.defer(pointer)
@@ -99,26 +100,37 @@ extension PythonObject: Sendable {}
 
 /// References dropped on threads that did not hold the GIL, waiting for their decrement.
 enum ReferencePool {
-    private struct Pointers: @unchecked Sendable {
-        var items: [UnsafeMutablePointer<PyObject>] = []
+    private struct Pending: @unchecked Sendable {
+        var items: [(pointer: UnsafeMutablePointer<PyObject>, policy: SandboxPolicy?)] = []
     }
-    private static let pending = Mutex(Pointers())
+    private static let pending = Mutex(Pending())
     private static let isDirty = Atomic<Bool>(false)
 
-    static func `defer`(_ pointer: UnsafeMutablePointer<PyObject>) {
-        pending.withLock { $0.items.append(pointer) }
+    /// Queues a decrement. With a `policy`, the decrement (and any finalizer it runs) happens
+    /// under that sandbox, whichever thread drains the pool.
+    static func `defer`(_ pointer: UnsafeMutablePointer<PyObject>, under policy: SandboxPolicy? = nil) {
+        pending.withLock { $0.items.append((pointer, policy)) }
         isDirty.store(true, ordering: .releasing)
     }
 
     /// Performs the deferred decrements. Call with the GIL held.
     static func drain() {
         guard isDirty.load(ordering: .acquiring) else { return }
-        let items = pending.withLock { pointers -> [UnsafeMutablePointer<PyObject>] in
+        let items = pending.withLock { pending -> [(pointer: UnsafeMutablePointer<PyObject>, policy: SandboxPolicy?)] in
             isDirty.store(false, ordering: .relaxed)
-            defer { pointers.items = [] }
-            return pointers.items
+            defer { pending.items = [] }
+            return pending.items
         }
-        for pointer in items { rlm_decref(pointer) }
+        for (pointer, policy) in items {
+            guard let policy else {
+                rlm_decref(pointer)
+                continue
+            }
+            let outer = rlm_sandbox_enter(policy.pointer)
+            rlm_decref(pointer)
+            if let mine = rlm_sandbox_enter(outer) { rlm_sandbox_policy_release(mine) }
+            if let outer { rlm_sandbox_policy_release(outer) }
+        }
     }
 
     /// How many decrements are waiting (for tests).

@@ -145,9 +145,11 @@ final class Watchdog: @unchecked Sendable {
 
     private func interrupterLoop() {
         do { try Interpreter.ensureStarted() } catch { return }
-        let state = PyGILState_Ensure()
+        _ = PyGILState_Ensure()
+        // Finalizers that run here (objects this thread releases, or a collection its
+        // allocations trigger) run confined: this thread needs no permission of its own.
+        if let outer = rlm_sandbox_enter(rlm_sandbox_finalizer_policy()) { rlm_sandbox_policy_release(outer) }
         var saved = PyEval_SaveThread()
-        _ = state
         while true {
             interruptCondition.lock()
             while interrupting.isEmpty { interruptCondition.wait() }

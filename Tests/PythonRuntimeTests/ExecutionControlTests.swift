@@ -147,3 +147,48 @@ extension ExecutionControlTests {
         #expect(failures.isEmpty, "\(failures.count) of 900 cells went wrong: \(failures.prefix(5))")
     }
 }
+
+extension ExecutionControlTests {
+    @Test("cells compile while finalizers elsewhere hand the GIL over in the middle of other compilations")
+    func compilationBesideYieldingFinalizers() async throws {
+        // CPython 3.11 keeps the AST converter's recursion depth per interpreter: a conversion
+        // interleaved with another thread's failed with "AST constructor recursion depth
+        // mismatch", and the cell with it.
+        let collector = try await PythonNamespace()
+        let collecting = Task {
+            try await collector.execute("""
+                import gc, time
+                class Yielding:
+                    def __del__(self):
+                        time.sleep(0)
+                # Cycles left for the automatic collector, which other threads' allocations (the
+                # AST converter's among them) trigger.
+                while True:
+                    a, b = Yielding(), Yielding()
+                    a.other, b.other = b, a
+                    del a, b
+                    time.sleep(0.0005)
+                """, timeout: .seconds(600))
+        }
+        let body = (0..<40).map { "v\($0) = [i * \($0) for i in range(3) if i % 2 == 0] or {'k': (\($0), [\($0)])}" }.joined(separator: "\n")
+        let failures = try await withThrowingTaskGroup(of: [String].self) { group in
+            for _ in 0..<4 {
+                group.addTask {
+                    let namespace = try await PythonNamespace()
+                    var failures: [String] = []
+                    for round in 0..<150 {
+                        let result = try await namespace.execute(body + "\nprint(\(round))")
+                        if result.stdout != "\(round)\n" { failures.append("\(result.status): \(result.error?.message ?? "")") }
+                    }
+                    await namespace.close()
+                    return failures
+                }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        collecting.cancel()
+        _ = try? await collecting.value
+        await collector.close()
+        #expect(failures.isEmpty, "\(failures.count) of 600 cells failed: \(failures.prefix(3))")
+    }
+}

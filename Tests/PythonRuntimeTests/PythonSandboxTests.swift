@@ -248,4 +248,67 @@ struct PythonSandboxTests {
         #expect(after.stdout == "True\n", "\(after.status): \(after.error?.typeName ?? "") \(after.error?.message ?? "") \(after.error?.traceback ?? "")")
         await sandbox.close()
     }
+
+    /// Sandboxed code that defines objects whose finalizer tries to read a file outside the
+    /// sandbox and records what happened in `sys.modules[probe]`.
+    static func finalizerProbe(_ probe: String) -> String {
+        """
+        import sys, _swift_rlm_sandbox
+        results = sys.modules.setdefault('\(probe)', [])
+        class Probe:
+            def __del__(self):
+                try:
+                    open('/etc/hostname').read()
+                    results.append('read')
+                except PermissionError:
+                    results.append('denied')
+        """
+    }
+
+    @Test("a sandboxed object collected by the cyclic collector on a trusted thread is finalized confined")
+    func collectedFinalizersAreConfined() async throws {
+        let probe = "rlm_probe_\(UUID().uuidString.replacingOccurrences(of: "-", with: ""))"
+        let sandbox = try await Sandboxed()
+        let made = try await sandbox.namespace.execute(Self.finalizerProbe(probe) + """
+
+            for _ in range(20):
+                a, b = Probe(), Probe()
+                a.other, b.other = b, a
+            del a, b
+            """)
+        #expect(made.status == .completed, "\(made.error?.traceback ?? "")")
+        let trusted = try await PythonNamespace()
+        let result = try await trusted.execute("import gc, sys\ngc.collect()\nprint(sorted(set(sys.modules['\(probe)'])))")
+        #expect(result.stdout == "['denied']\n", "\(result.error?.traceback ?? "")")
+        // Model code cannot reach the collector's callbacks to take the guard out.
+        let callbacks = try await sandbox.namespace.execute("import gc\ngc.callbacks.clear()")
+        #expect(callbacks.error?.message.contains("[sandbox: introspection]") == true, "\(callbacks.error?.message ?? "no error")")
+        #expect(try await trusted.execute("import gc\nprint(len(gc.callbacks) >= 1)").stdout == "True\n")
+        await trusted.close()
+        await sandbox.close()
+    }
+
+    @Test("a sandboxed namespace dropped without close releases its objects under its own sandbox")
+    func droppedNamespaceFinalizesConfined() async throws {
+        let probe = "rlm_probe_\(UUID().uuidString.replacingOccurrences(of: "-", with: ""))"
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("rlm-sandbox-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        do {
+            let namespace = try await PythonNamespace(configuration: .init(sandbox: PythonSandbox(writablePaths: [scratch.path])))
+            let made = try await namespace.execute(Self.finalizerProbe(probe) + "\nkept = [Probe() for _ in range(5)]")
+            #expect(made.status == .completed, "\(made.error?.traceback ?? "")")
+            // No close(): the last reference goes here, without the GIL, and whichever thread
+            // takes the GIL next releases the globals.
+        }
+        let trusted = try await PythonNamespace()
+        var output = ""
+        for _ in 0..<200 {
+            output = try await trusted.execute("import sys\nprint(sorted(set(sys.modules.get('\(probe)', []))), len(sys.modules.get('\(probe)', [])))").stdout
+            if output.hasSuffix(" 5\n") { break }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(output == "['denied'] 5\n")
+        await trusted.close()
+    }
 }

@@ -97,4 +97,23 @@ struct ReferenceTests {
         #expect(after == before)
         await namespace.close()
     }
+
+    @Test("whether a thread holds the GIL is told by its own thread state, on every kind of thread")
+    func holdsGIL() async throws {
+        // PythonObject's release relies on it: PyGILState_Check() answers yes on every thread
+        // once any sub-interpreter exists, and a release without the GIL then races.
+        let namespace = try await PythonNamespace()
+        let (held, released) = try await namespace.withGIL { gil, _ in
+            (rlm_holds_gil(), gil.allowThreads { rlm_holds_gil() })
+        }
+        #expect(held == 1)
+        #expect(released == 0)
+        final class Box: @unchecked Sendable { var value: Int32 = -1 }
+        let elsewhere = Box()
+        let thread = Thread { elsewhere.value = rlm_holds_gil() }
+        thread.start()
+        while !thread.isFinished { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(elsewhere.value == 0)
+        await namespace.close()
+    }
 }

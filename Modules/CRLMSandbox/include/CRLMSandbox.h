@@ -26,10 +26,10 @@ enum {
 /// exist. `native_roots`: directories native extensions may load from; `native_modules`: extra
 /// extension modules allowed by name. Returns NULL when out of memory.
 rlm_sandbox_policy *_Nullable rlm_sandbox_policy_create(
-    const char *const *_Nullable read_roots, size_t read_count,
-    const char *const *_Nullable write_roots, size_t write_count,
-    const char *const *_Nullable native_roots, size_t native_root_count,
-    const char *const *_Nullable native_modules, size_t native_module_count,
+    const char *_Nullable const *_Nullable read_roots, size_t read_count,
+    const char *_Nullable const *_Nullable write_roots, size_t write_count,
+    const char *_Nullable const *_Nullable native_roots, size_t native_root_count,
+    const char *_Nullable const *_Nullable native_modules, size_t native_module_count,
     unsigned flags);
 void rlm_sandbox_policy_retain(rlm_sandbox_policy *policy);
 void rlm_sandbox_policy_release(rlm_sandbox_policy *policy);
@@ -37,6 +37,11 @@ void rlm_sandbox_policy_release(rlm_sandbox_policy *policy);
 /// Makes `policy` (retained) the calling thread's policy; NULL leaves the sandbox. Returns the
 /// previous one, which the caller now owns (release it, or pass it back to restore it).
 rlm_sandbox_policy *_Nullable rlm_sandbox_enter(rlm_sandbox_policy *_Nullable policy);
+
+/// The finalizer policy (nothing allowed) that the cyclic collector runs under while any other
+/// policy exists, made when sandbox.py installs the collector guard; NULL before. The bridge's
+/// own threads that may release objects (the interrupter) run under it too. Borrowed.
+rlm_sandbox_policy *_Nullable rlm_sandbox_finalizer_policy(void);
 
 /// Adds the audit hook. Call once, before the interpreter is initialised (PEP 578: hooks added
 /// then cannot be removed by Python code). Returns 0 on success.

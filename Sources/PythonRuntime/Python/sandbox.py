@@ -210,3 +210,11 @@ def _gettempdir():
 
 
 tempfile._gettempdir = _gettempdir
+
+# -- Finalizers collected anywhere run confined --------------------------------------------------
+
+# While any sandbox exists, each collection of the cyclic collector runs under the finalizer
+# policy, whatever thread triggers it; gc.callbacks becomes a view sandboxed threads cannot use.
+import gc
+
+_sandbox.install_collector_guard(gc)

@@ -87,7 +87,7 @@ class _Router(io.TextIOBase):
     def write(self, s):
         if not isinstance(s, str):
             raise TypeError("write() argument must be str, not " + type(s).__name__)
-        pair = _captures.get(_get_ident())
+        pair = _current_capture()
         if pair is None:
             fallback = sys.__stderr__
             if fallback is not None:
@@ -139,26 +139,25 @@ def end_capture():
     return (out, out_omitted, err, err_omitted)
 
 
-# Threads started by captured code write into the capture of the thread that started them.
+# Threads started by captured code write into the capture of the thread that started them. The
+# capture rides on the Thread object, which threading registers under the new thread's id for
+# exactly its life: nothing keyed by a thread id is left behind when a thread dies early (a
+# stop, a failed start), to be found later by an unrelated thread that reuses the id.
 _thread_start = threading.Thread.start
-_thread_bootstrap_inner = threading.Thread._bootstrap_inner
+_threads_active = threading._active
+
+def _current_capture():
+    ident = _get_ident()
+    pair = _captures.get(ident)
+    if pair is None:
+        pair = getattr(_threads_active.get(ident), "_swift_rlm_capture", None)
+    return pair
 
 def _start(self):
-    self._swift_rlm_capture = _captures.get(_get_ident())
+    self._swift_rlm_capture = _current_capture()
     return _thread_start(self)
 
-def _bootstrap_inner(self):
-    pair = getattr(self, "_swift_rlm_capture", None)
-    if pair is not None:
-        _captures[_get_ident()] = pair
-    try:
-        _thread_bootstrap_inner(self)
-    finally:
-        if pair is not None:
-            _captures.pop(_get_ident(), None)
-
 threading.Thread.start = _start
-threading.Thread._bootstrap_inner = _bootstrap_inner
 
 
 def display(value):
@@ -173,15 +172,30 @@ _DISPLAY = ast.Attribute(
 
 _cells = []
 _MAX_CELLS = 4096
+_COMPILE_ATTEMPTS = 8
 
-def compile_cell(source, filename):
+def _compile_cell(source, filename):
     tree = ast.parse(source, filename, "exec")
     if tree.body and isinstance(tree.body[-1], ast.Expr):
         last = tree.body[-1]
         call = ast.Call(func=_DISPLAY, args=[last.value], keywords=[])
         tree.body[-1] = ast.copy_location(ast.Expr(value=ast.copy_location(call, last)), last)
         ast.fix_missing_locations(tree)
-    code = compile(tree, filename, "exec", dont_inherit=True)
+    return compile(tree, filename, "exec", dont_inherit=True)
+
+
+def compile_cell(source, filename):
+    # CPython 3.11 keeps the AST converters' recursion depth in the interpreter, not in the call:
+    # when a finalizer hands the GIL over in the middle of a conversion and another thread
+    # converts an AST too, one of them fails with a spurious "recursion depth mismatch"
+    # SystemError. The conversion has no side effects, so it is tried again.
+    for attempt in range(_COMPILE_ATTEMPTS):
+        try:
+            code = _compile_cell(source, filename)
+            break
+        except SystemError as error:
+            if "recursion depth mismatch" not in str(error) or attempt == _COMPILE_ATTEMPTS - 1:
+                raise
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     _cells.append(filename)
     if len(_cells) > _MAX_CELLS:
