@@ -1,5 +1,6 @@
 import CPython
 import Foundation
+import Synchronization
 import Testing
 
 @testable import PythonRuntime
@@ -108,12 +109,11 @@ struct ReferenceTests {
         }
         #expect(held == 1)
         #expect(released == 0)
-        final class Box: @unchecked Sendable { var value: Int32 = -1 }
-        let elsewhere = Box()
-        let thread = Thread { elsewhere.value = rlm_holds_gil() }
+        let elsewhere = Mutex<Int32>(-1)
+        let thread = Thread { elsewhere.withLock { $0 = rlm_holds_gil() } }
         thread.start()
         while !thread.isFinished { try await Task.sleep(for: .milliseconds(5)) }
-        #expect(elsewhere.value == 0)
+        #expect(elsewhere.withLock { $0 } == 0)
         await namespace.close()
     }
 }
