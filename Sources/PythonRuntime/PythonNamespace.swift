@@ -105,9 +105,10 @@ public final class PythonNamespace: Sendable {
     deinit {
         lane.stop()
         // Whatever thread releases them, the finalizers of what they hold run under the
-        // namespace's own sandbox.
-        ReferencePool.defer(globals.pointer, under: lane.policy)
-        ReferencePool.defer(support.pointer, under: lane.policy)
+        // namespace's own sandbox; cleared as `close()` clears them, so a namespace dropped
+        // without `close()` frees its objects just as promptly.
+        ReferencePool.defer(support.pointer, under: lane.policy, clearing: true)
+        ReferencePool.defer(globals.pointer, under: lane.policy, clearing: true)
     }
 
     private func checkOpen() throws {

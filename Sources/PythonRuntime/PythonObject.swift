@@ -101,33 +101,44 @@ extension PythonObject: Sendable {}
 /// References dropped on threads that did not hold the GIL, waiting for their decrement.
 enum ReferencePool {
     private struct Pending: @unchecked Sendable {
-        var items: [(pointer: UnsafeMutablePointer<PyObject>, policy: SandboxPolicy?)] = []
+        var items: [Item] = []
+    }
+    private struct Item {
+        var pointer: UnsafeMutablePointer<PyObject>
+        var policy: SandboxPolicy?
+        var clearing: Bool
     }
     private static let pending = Mutex(Pending())
     private static let isDirty = Atomic<Bool>(false)
 
     /// Queues a decrement. With a `policy`, the decrement (and any finalizer it runs) happens
-    /// under that sandbox, whichever thread drains the pool.
-    static func `defer`(_ pointer: UnsafeMutablePointer<PyObject>, under policy: SandboxPolicy? = nil) {
-        pending.withLock { $0.items.append((pointer, policy)) }
+    /// under that sandbox, whichever thread drains the pool. With `clearing`, `pointer` is a dict
+    /// that is emptied first, so what refers back to it (functions defined in a namespace's
+    /// globals) is freed now rather than whenever the cyclic collector next looks.
+    static func `defer`(_ pointer: UnsafeMutablePointer<PyObject>, under policy: SandboxPolicy? = nil, clearing: Bool = false) {
+        pending.withLock { $0.items.append(Item(pointer: pointer, policy: policy, clearing: clearing)) }
         isDirty.store(true, ordering: .releasing)
     }
 
     /// Performs the deferred decrements. Call with the GIL held.
     static func drain() {
         guard isDirty.load(ordering: .acquiring) else { return }
-        let items = pending.withLock { pending -> [(pointer: UnsafeMutablePointer<PyObject>, policy: SandboxPolicy?)] in
+        let items = pending.withLock { pending -> [Item] in
             isDirty.store(false, ordering: .relaxed)
             defer { pending.items = [] }
             return pending.items
         }
-        for (pointer, policy) in items {
-            guard let policy else {
-                rlm_decref(pointer)
+        for item in items {
+            let release = {
+                if item.clearing { PyDict_Clear(item.pointer) }
+                rlm_decref(item.pointer)
+            }
+            guard let policy = item.policy else {
+                release()
                 continue
             }
             let outer = rlm_sandbox_enter(policy.pointer)
-            rlm_decref(pointer)
+            release()
             if let mine = rlm_sandbox_enter(outer) { rlm_sandbox_policy_release(mine) }
             if let outer { rlm_sandbox_policy_release(outer) }
         }

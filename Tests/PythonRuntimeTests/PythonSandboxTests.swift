@@ -256,7 +256,8 @@ struct PythonSandboxTests {
         import sys, _swift_rlm_sandbox
         results = sys.modules.setdefault('\(probe)', [])
         class Probe:
-            def __del__(self):
+            # Bound now: a namespace's globals are cleared before what they held is finalized.
+            def __del__(self, results=results):
                 try:
                     open('/etc/hostname').read()
                     results.append('read')

@@ -70,9 +70,12 @@ struct ReferenceTests {
         #expect(numbers.first == 0)
         print("allocated-block deltas per 100k calls:", numbers.dropFirst())
         // Blocks are counted process-wide, and other tests' threads allocate and free while this
-        // loop runs, so a single window can be off by thousands either way. A leak of one block
-        // per call adds 100k to every window; the smallest window tells it from that noise.
-        #expect((numbers.dropFirst().min() ?? .max) < 1_000)
+        // loop runs: in full runs the smallest of the four windows has been seen from -512 to
+        // +2,649, so a bound of 1,000 failed full runs now and then. A leaked object leaks at
+        // least one block, so a leak on the call path adds at least 100k to every window; a
+        // quarter of that tells it from the noise with room on both sides. The reference count
+        // of `arg` above is the exact check.
+        #expect((numbers.dropFirst().min() ?? .max) < 25_000)
         await namespace.close()
     }
 
