@@ -115,7 +115,8 @@ enum Prompts {
 
             ## Answering
             Submit your answer in one of two ways; either ends the work:
-            1. In code: `answer["content"] = <your answer as a string>` then `answer["ready"] = True`.
+            1. In code: `answer["content"] = <your answer as a string>` then `answer["ready"] = True` \
+            (in code, `FINAL(value)` and `FINAL_VAR("name")` do the same).
             2. In your reply, outside any code block, on a line of its own: `FINAL(your answer)`, or \
             `FINAL_VAR(name)` to submit the value of a REPL variable.
             Keep `answer["content"]` up to date with your best answer so far. Submit only when you have \
@@ -163,14 +164,18 @@ enum Prompts {
         [your reply had no ```repl block and no FINAL(...) answer: write code to make progress, or submit your answer]
         """
 
+    static func refusedAnswer(_ problem: String) -> String {
+        "[answer refused: \(problem). Put the real answer, found with the REPL, in answer[\"content\"] and set answer[\"ready\"] = True, or write FINAL(the answer)]"
+    }
+
     static func missingFinalVariable(_ name: String) -> String {
         "[FINAL_VAR(\(name)): there is no variable named `\(name)` in the REPL; assign it first, or answer with FINAL(...)]"
     }
 
     static func finalAnswerRequest(_ limit: Limit) -> String {
         """
-        The run has reached its \(limit): no more code will run. Give your final answer now, on a line \
-        of its own: FINAL(your answer).
+        The run has reached its \(limit). Give your final answer now, from what the REPL has shown: \
+        FINAL(the answer itself) on a line of its own, or FINAL_VAR(name) for a REPL variable that holds it.
         """
     }
 

@@ -224,6 +224,11 @@ final class REPLEnvironment: Sendable {
             return CellOutcome(result: result, answer: .init(ready: false, content: ""), restoredNames: [])
         }
         let state = try await afterCell(result.followUp)
+        if state.answer.ready, RLMLoop.problem(with: state.answer.content) != nil {
+            // Refused (the loop tells the model why): withdrawn, so the next cell does not
+            // submit it again unless the model does.
+            try await namespace.executePrivately("withdraw_submission()")
+        }
         return CellOutcome(result: result, answer: state.answer, restoredNames: state.restored)
     }
 

@@ -217,20 +217,17 @@ public struct RLM: Sendable {
             var messages = root.messages
             messages.append(.user(Prompts.finalAnswerRequest(limit)))
             do {
+                let asked = ContinuousClock.now
                 let response = try await tree.call(configuration.rootModel, messages, depth: 0, limited: false, force: true)
-                sink.emit(info, .modelReplied(iteration: root.iterations + 1, text: response.text, usage: response.usage, latency: .zero))
-                var answer = response.text.trimmingCharacters(in: .whitespacesAndNewlines)
-                switch ReplyParser.finalMarker(in: response.text) {
-                case .text(let text)?: answer = text
-                case .variable(let name)?: answer = try await repl.variable(named: name) ?? answer
-                case nil: break
+                sink.emit(info, .modelReplied(iteration: root.iterations + 1, text: response.text, usage: response.usage, latency: .now - asked))
+                if let found = try await forcedAnswer(in: response.text, repl: repl, configuration: configuration, sink: sink, info: info, iteration: root.iterations + 1) {
+                    let answer = sink.redact(found)
+                    sink.emit(info, .answer(text: answer, iterations: root.iterations))
+                    finish(nil)
+                    return RLMResult(
+                        answer: answer, usage: tracker.usage, iterations: root.iterations, elapsed: .now - start,
+                        events: sink.events, answeredAfterLimit: limit)
                 }
-                answer = sink.redact(answer)
-                sink.emit(info, .answer(text: answer, iterations: root.iterations))
-                finish(nil)
-                return RLMResult(
-                    answer: answer, usage: tracker.usage, iterations: root.iterations, elapsed: .now - start,
-                    events: sink.events, answeredAfterLimit: limit)
             } catch {
                 // Fall through to the limit error.
             }
@@ -240,6 +237,49 @@ public struct RLM: Sendable {
         error.usage = tracker.usage
         finish(error)
         throw error
+    }
+}
+
+extension RLM {
+    /// The answer in the reply to the final-answer request, or `nil` when it holds none (the run
+    /// then ends at its limit, with its best answer as the partial one).
+    ///
+    /// In order: a `FINAL(...)`/`FINAL_VAR(...)` in the reply's prose, wherever it stands; the
+    /// reply's code blocks, run as cells, where code submits with `FINAL(...)` or `answer` (small
+    /// models answer in code even when asked not to); a reply with no code and no marker, whose
+    /// text is the answer. An empty answer or a placeholder (the request's own words echoed
+    /// back) is never one.
+    static func forcedAnswer(
+        in reply: String, repl: REPLEnvironment, configuration: RLMConfiguration, sink: EventSink, info: NodeInfo, iteration: Int
+    ) async throws -> String? {
+        func usable(_ text: String?) -> String? {
+            guard let text, RLMLoop.problem(with: text) == nil else { return nil }
+            return text
+        }
+        switch ReplyParser.finalMarker(in: reply) {
+        case .text(let text)? where RLMLoop.mayNameVariable(text):
+            return usable(try await repl.variable(named: text) ?? text)
+        case .text(let text)?:
+            return usable(text)
+        case .variable(let name)?:
+            return usable(try await repl.variable(named: name))
+        case nil:
+            break
+        }
+        let blocks = ReplyParser.codeBlocks(in: reply)
+        guard !blocks.isEmpty else {
+            return reply.contains("```") ? nil : usable(reply.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        for (index, code) in blocks.enumerated() {
+            let outcome = try await repl.run(code) { _ in }
+            let output = sink.redact(RLMNode.describe(outcome, cell: index + 1, timeout: configuration.execTimeout))
+            sink.emit(info, .codeExecuted(
+                iteration: iteration, cell: index + 1, code: code, output: output,
+                status: RLMEvent.CellStatus(outcome.result.status), duration: outcome.result.duration))
+            if outcome.answer.ready, let answer = usable(outcome.answer.content) { return answer }
+            if outcome.result.status == .abandoned { return nil }
+        }
+        return nil
     }
 }
 

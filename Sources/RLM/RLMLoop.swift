@@ -1,3 +1,5 @@
+import Foundation
+
 /// The turn-by-turn logic of one RLM node, as a state machine without effects.
 ///
 /// Each event (a model reply, a finished cell, a resolved `FINAL_VAR`) is a `mutating` call that
@@ -34,6 +36,8 @@ struct RLMLoop: Sendable {
     private var blocks: [String] = []
     private var nextBlock = 0
     private var final: ReplyParser.FinalMarker?
+    /// The text of a `FINAL(name)` being resolved as a variable, for when there is none.
+    private var literalFallback: String?
 
     init(maxIterations: Int, maxConsecutiveErrors: Int?) {
         self.maxIterations = maxIterations
@@ -68,7 +72,10 @@ struct RLMLoop: Sendable {
     mutating func cellFinished(output: String, failed: Bool, answer: AnswerState) -> Action {
         feedback.append(output)
         if !answer.content.isEmpty { bestAnswer = answer.content }
-        if answer.ready { return .finish(answer.content) }
+        if answer.ready {
+            guard let problem = Self.problem(with: answer.content) else { return .finish(answer.content) }
+            feedback.append(Prompts.refusedAnswer(problem))
+        }
         if failed {
             if let stop = countError() { return stop }
         } else {
@@ -78,10 +85,49 @@ struct RLMLoop: Sendable {
     }
 
     mutating func variableResolved(name: String, value: String?) -> Action {
-        if let value { return .finish(value) }
-        feedback.append(Prompts.missingFinalVariable(name))
-        return nextTurn()
+        let fallback = literalFallback
+        literalFallback = nil
+        if value == nil, let text = fallback {
+            guard let problem = Self.problem(with: text) else { return .finish(text) }
+            feedback.append(Prompts.refusedAnswer("FINAL(\(text)): " + problem))
+            return nextTurn()
+        }
+        guard let value else {
+            feedback.append(Prompts.missingFinalVariable(name))
+            return nextTurn()
+        }
+        if let problem = Self.problem(with: value) {
+            feedback.append(Prompts.refusedAnswer("FINAL_VAR(\(name)): " + problem))
+            return nextTurn()
+        }
+        return .finish(value)
     }
+
+    /// Why `answer` cannot be the run's answer, or `nil` when it can: an empty answer, or a
+    /// placeholder the model copied from the instructions (`FINAL(your answer)`), is refused and
+    /// the model is told so, instead of ending the run with it.
+    static func problem(with answer: String) -> String? {
+        let text = answer.trimmingCharacters(in: .whitespacesAndNewlines)
+        if text.isEmpty { return "the answer is empty" }
+        let bare = text.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: " \"'`<>[]{}().:*_"))
+        if placeholders.contains(bare) { return "`\(text)` is a placeholder, not an answer" }
+        return nil
+    }
+
+    /// Whether `FINAL(text)` may name a REPL variable: `text` is a Python identifier (ASCII),
+    /// and not `answer` (the protocol's dict) or `context` (the whole input).
+    static func mayNameVariable(_ text: String) -> Bool {
+        guard text != "answer" && text != "context" else { return false }
+        guard let first = text.unicodeScalars.first, first == "_" || (first.isASCII && CharacterSet.letters.contains(first)) else { return false }
+        return text.unicodeScalars.allSatisfy { $0 == "_" || ($0.isASCII && CharacterSet.alphanumerics.contains($0)) }
+    }
+
+    private static let placeholders: Set<String> = [
+        // What models copy from the instructions, never an answer to a query.
+        "", "...", "…", "answer", "your answer", "your final answer", "final answer", "your answer here", "answer here",
+        "the answer itself", "your answer itself", "insert answer", "insert answer here", "placeholder",
+        "variable name", "variable_name",
+    ]
 
     /// Takes the feedback for the next user message.
     mutating func takeFeedback() -> [String] {
@@ -95,8 +141,15 @@ struct RLMLoop: Sendable {
             return .execute(cell: nextBlock, code: blocks[nextBlock - 1])
         }
         switch final {
+        case .text(let text)? where Self.mayNameVariable(text):
+            // `FINAL(result)` after `result = ...`: small models mean the variable. Its text is
+            // the answer only when the REPL has no variable of that name.
+            literalFallback = text
+            return .resolveVariable(text)
         case .text(let text)?:
-            return .finish(text)
+            guard let problem = Self.problem(with: text) else { return .finish(text) }
+            feedback.append(Prompts.refusedAnswer("FINAL(\(text)): " + problem))
+            return nextTurn()
         case .variable(let name)?:
             return .resolveVariable(name)
         case nil:

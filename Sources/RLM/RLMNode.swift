@@ -399,8 +399,10 @@ final class RLMNode: Sendable {
             parts.append("(no output)")
         }
         if !outcome.restoredNames.isEmpty {
-            parts.append("[note: " + outcome.restoredNames.map { "`\($0)`" }.joined(separator: ", ")
-                + " are reserved and were restored]")
+            let names = outcome.restoredNames.map { "`\($0)`" }.joined(separator: ", ")
+            parts.append(outcome.restoredNames.count == 1
+                ? "[note: \(names) is reserved and was restored]"
+                : "[note: \(names) are reserved and were restored]")
         }
         return parts.joined(separator: "\n")
     }

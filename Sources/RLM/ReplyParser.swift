@@ -1,6 +1,6 @@
 
 /// Reads a model reply: its ```repl code blocks and a `FINAL(...)` / `FINAL_VAR(...)` answer
-/// written outside code.
+/// written outside code (inside code they are functions of the REPL: repl_support.py).
 enum ReplyParser {
     /// How a reply submits its answer in text.
     enum FinalMarker: Equatable, Sendable {
@@ -21,29 +21,86 @@ enum ReplyParser {
         return all.filter { ($0.info == "python" || $0.info == "py") && $0.closed }.map(\.body)
     }
 
-    /// The first `FINAL(...)` or `FINAL_VAR(...)` that starts a line outside any fenced block.
+    /// The first `FINAL(...)` or `FINAL_VAR(...)` outside any fenced block.
+    ///
+    /// The paper's form starts a line, and its answer may run over several lines: it ends at the
+    /// ")" that closes its line or, for an answer over several lines, the first later line that
+    /// ends with ")". Small models also write it within a sentence ("The answer is FINAL(42).")
+    /// or in inline code: there the answer ends at the parenthesis that balances the opening one
+    /// on the same line. Whether the answer is usable (not empty, not a placeholder such as
+    /// `FINAL(your answer)`) is for ``RLMLoop/problem(with:)`` to say.
     static func finalMarker(in reply: String) -> FinalMarker? {
         let prose = proseLines(of: reply)
         for (index, line) in prose.enumerated() {
-            let trimmed = line.drop(while: { $0 == " " || $0 == "\t" })
-            if trimmed.hasPrefix("FINAL_VAR(") {
-                guard let close = trimmed.firstIndex(of: ")") else { continue }
-                let inner = trimmed[trimmed.index(trimmed.startIndex, offsetBy: 10)..<close]
-                let name = inner.trimmed(of: " \"'`\r")
+            guard let found = markerStart(in: line) else { continue }
+            let rest = line[found.argument...]
+            if found.variable {
+                guard let close = rest.firstIndex(of: ")") else { continue }
+                let name = rest[..<close].trimmed(of: " \"'`\r")
                 if !name.isEmpty { return .variable(String(name)) }
-            } else if trimmed.hasPrefix("FINAL(") {
+                continue
+            }
+            if found.startsLine {
                 // The answer ends at the ")" that closes its line, or, for an answer over several
                 // lines, the first later line that ends with ")" (prose after it is not part of it).
-                let rest = [String(trimmed.dropFirst(6))] + prose[(index + 1)...]
-                if let end = rest.firstIndex(where: { $0.trimmed(of: " \t\r").hasSuffix(")") }) {
-                    let text = rest[...end].joined(separator: "\n").trimmed(of: " \t\r")
-                    return .text(String(text.dropLast().trimmed(of: " \n\t\r")))
+                let lines = [String(rest)] + prose[(index + 1)...]
+                if let end = lines.firstIndex(where: { $0.trimmed(of: " `*\t\r").hasSuffix(")") }) {
+                    let text = lines[...end].joined(separator: "\n").trimmed(of: " `*\t\r")
+                    return .text(unquoted(text.dropLast().trimmed(of: " \n\t\r")))
                 }
                 // No line closes it: take it up to the last ")" there is, if any.
-                let joined = rest.joined(separator: "\n")
+                let joined = lines.joined(separator: "\n")
                 guard let close = joined.lastIndex(of: ")") else { continue }
-                return .text(String(joined[..<close].trimmed(of: " \n\t\r")))
+                return .text(unquoted(joined[..<close].trimmed(of: " \n\t\r")))
             }
+            // Within a sentence: up to the balancing ")" on this line, else its last ")".
+            var depth = 1
+            var close: Substring.Index?
+            for position in rest.indices {
+                if rest[position] == "(" { depth += 1 }
+                if rest[position] == ")" {
+                    depth -= 1
+                    if depth == 0 { close = position; break }
+                }
+            }
+            guard let close = close ?? rest.lastIndex(of: ")") else { continue }
+            return .text(unquoted(rest[..<close].trimmed(of: " \t\r")))
+        }
+        return nil
+    }
+
+    /// `"1284"` as `1284`: models quote answers as if `FINAL` took a string literal. Only one
+    /// pair that encloses the whole answer, with no other such quote inside, is taken off.
+    private static func unquoted(_ text: Substring) -> String {
+        guard text.count >= 2, let first = text.first, first == "\"" || first == "'", text.last == first,
+              !text.dropFirst().dropLast().contains(first) else { return String(text) }
+        return String(text.dropFirst().dropLast())
+    }
+
+    /// Where the first `FINAL(` or `FINAL_VAR(` of `line` opens its argument; `startsLine` when
+    /// only blanks and Markdown emphasis or quoting come before it. `MY_FINAL(` is not one.
+    private static func markerStart(in line: String) -> (argument: String.Index, variable: Bool, startsLine: Bool)? {
+        var search = line.startIndex
+        while let range = line[search...].firstRange(of: "FINAL") {
+            search = range.upperBound
+            if range.lowerBound > line.startIndex {
+                let before = line[line.index(before: range.lowerBound)]
+                if before.isLetter || before.isNumber || before == "_" { continue }
+            }
+            let after = line[range.upperBound...]
+            let variable: Bool
+            let argument: String.Index
+            if after.hasPrefix("_VAR(") {
+                variable = true
+                argument = line.index(range.upperBound, offsetBy: 5)
+            } else if after.hasPrefix("(") {
+                variable = false
+                argument = line.index(after: range.upperBound)
+            } else {
+                continue
+            }
+            let startsLine = line[..<range.lowerBound].allSatisfy { " \t*`>-".contains($0) }
+            return (argument, variable, startsLine)
         }
         return nil
     }

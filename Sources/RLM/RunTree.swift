@@ -41,18 +41,37 @@ final class RunTree: Sendable {
 
     /// One model call, counted in the budget. `limited` calls wait for a tree-wide permit;
     /// `onStart` runs once the call really starts (permit held, budget reserved).
+    ///
+    /// A call cancelled after it was sent (the deadline, a cancelled run) is counted too: the
+    /// server has read the prompt and may have written part of a reply, which providers bill.
+    /// It counts the prompt's estimated tokens and those of the text streamed so far, and
+    /// `onCancelled` gets that estimate (for the sub-call's event).
     func call(
         _ model: any LanguageModel, _ messages: [ChatMessage], depth: Int, limited: Bool, force: Bool = false,
-        span: (any Span)? = nil, onText: (@Sendable (String) -> Void)? = nil, onStart: () -> Void = {}
+        span: (any Span)? = nil, onText: (@Sendable (String) -> Void)? = nil, onStart: () -> Void = {},
+        onCancelled: (TokenUsage) -> Void = { _ in }
     ) async throws -> ModelResponse {
         var began: ContinuousClock.Instant?
+        let streamed = StreamedTokens()
         func send() async throws -> ModelResponse {
             began = .now
             do {
-                let response = if let onText { try await model.complete(messages, onText: onText) } else { try await model.complete(messages) }
+                let response = if let onText {
+                    try await model.complete(messages) { text in
+                        streamed.count.add(TokenEstimate.tokens(in: text), ordering: .relaxed)
+                        onText(text)
+                    }
+                } else {
+                    try await model.complete(messages)
+                }
                 if let span { telemetry.modelCall(model: model.modelName, depth: depth, usage: response.usage, duration: .now - (began ?? .now), span: span) }
                 return response
             } catch {
+                if error is CancellationError || Task.isCancelled {
+                    let estimate = TokenUsage(inputTokens: TokenEstimate.tokens(in: messages), outputTokens: streamed.count.load(ordering: .relaxed))
+                    _ = tracker.record(model: model.modelName, depth: depth, tokens: estimate)
+                    onCancelled(estimate)
+                }
                 if let span, !(error is CancellationError) {
                     telemetry.modelCall(model: model.modelName, depth: depth, usage: nil, duration: .now - (began ?? .now), span: span)
                     span.recordError(error)
@@ -106,12 +125,13 @@ final class RunTree: Sendable {
         defer { span.end() }
         var start = ContinuousClock.now
         var started = false
+        var spent = TokenUsage()
         do {
             let response = try await call(model, messages, depth: node.depth + 1, limited: true, span: span, onStart: {
                 started = true
                 start = .now
                 events.emit(node, .subcallStarted(callID: callID, model: model.modelName, prompt: promptText))
-            })
+            }, onCancelled: { spent = $0 })
             events.emit(node, .subcallFinished(
                 callID: callID, model: model.modelName, response: response.text, usage: response.usage,
                 latency: .now - start, error: nil))
@@ -131,7 +151,7 @@ final class RunTree: Sendable {
         } catch {
             if started {
                 events.emit(node, .subcallFinished(
-                    callID: callID, model: model.modelName, response: "", usage: TokenUsage(), latency: .now - start,
+                    callID: callID, model: model.modelName, response: "", usage: spent, latency: .now - start,
                     error: String(describing: error)))
             }
             if !(error is CancellationError) {
@@ -192,4 +212,9 @@ final class RunTree: Sendable {
                               message: "the prompt must be a str or a list of {'role', 'content'} dicts, not \(prompt.pythonTypeName)")
         }
     }
+}
+
+/// The estimated tokens of a reply streamed so far (a call's `onText` runs on the provider's side).
+private final class StreamedTokens: Sendable {
+    let count = Atomic<Int>(0)
 }

@@ -30,7 +30,71 @@ struct ReplyParserTests {
         #expect(ReplyParser.finalMarker(in: "FINAL_VAR(result)") == .variable("result"))
         #expect(ReplyParser.finalMarker(in: "  FINAL_VAR(\"result\")") == .variable("result"))
         #expect(ReplyParser.finalMarker(in: "```repl\nprint('FINAL(nope)')\nFINAL(nope)\n```") == nil)
-        #expect(ReplyParser.finalMarker(in: "I will call FINAL(x) later") == nil)
+        #expect(ReplyParser.finalMarker(in: "MY_FINAL(x) is a function") == nil)
+        #expect(ReplyParser.finalMarker(in: "The FINAL answer comes later") == nil)
+    }
+
+    @Test("FINAL within a sentence, in inline code, in bold or quoted is read as small models write it", arguments: [
+        ("The answer is FINAL(42).", ReplyParser.FinalMarker.text("42")),
+        ("So the count is `FINAL(1284)` as printed above.", .text("1284")),
+        ("**FINAL(Paris)**", .text("Paris")),
+        ("`FINAL(Paris)`", .text("Paris")),
+        ("FINAL(\"1284\")", .text("1284")),
+        ("FINAL('a \"quoted\" word')", .text("a \"quoted\" word")),
+        ("FINAL(\"two\" and \"three\")", .text("\"two\" and \"three\"")),
+        ("I found it: FINAL(f(x) = 2) (see above)", .text("f(x) = 2")),
+        ("Submitting FINAL_VAR(total) now.", .variable("total")),
+    ])
+    func finalWithinALine(reply: String, marker: ReplyParser.FinalMarker) {
+        #expect(ReplyParser.finalMarker(in: reply) == marker)
+    }
+
+    @Test("empty and placeholder answers are refused; real ones, however short, are not")
+    func placeholders() {
+        for refused in ["", "  ", "your answer", "Your Answer", "<your answer>", "[answer]", "...", "…", "the answer itself"] {
+            #expect(RLMLoop.problem(with: refused) != nil, "\(refused)")
+        }
+        for accepted in ["0", "42", "no", "None", "Paris", "the answer", "the answer is 7", "value"] {
+            #expect(RLMLoop.problem(with: accepted) == nil, "\(accepted)")
+        }
+    }
+
+    @Test("a refused FINAL goes back to the model, which answers on its next turn")
+    func refusedFinal() {
+        var loop = RLMLoop(maxIterations: 3, maxConsecutiveErrors: nil)
+        _ = loop.start()
+        #expect(loop.modelReplied("I will answer with FINAL(your answer)") == .callModel(iteration: 2))
+        #expect(loop.takeFeedback().first?.contains("answer refused: FINAL(your answer): `your answer` is a placeholder") == true)
+        #expect(loop.modelReplied("FINAL(17)") == .finish("17"))
+    }
+
+    @Test("an empty submission in code is refused and the next block still runs")
+    func emptySubmission() {
+        var loop = RLMLoop(maxIterations: 3, maxConsecutiveErrors: nil)
+        _ = loop.start()
+        #expect(loop.modelReplied("```repl\na\n```\n```repl\nb\n```") == .execute(cell: 1, code: "a"))
+        #expect(loop.cellFinished(output: "o1", failed: false, answer: .init(ready: true, content: "")) == .execute(cell: 2, code: "b"))
+        #expect(loop.takeFeedback() == ["o1", "[answer refused: the answer is empty. Put the real answer, found with the REPL, in answer[\"content\"] and set answer[\"ready\"] = True, or write FINAL(the answer)]"])
+    }
+
+    @Test("FINAL(name) means the variable when the REPL has one, else the text")
+    func finalOfAName() {
+        var loop = RLMLoop(maxIterations: 3, maxConsecutiveErrors: nil)
+        _ = loop.start()
+        #expect(loop.modelReplied("FINAL(result)") == .resolveVariable("result"))
+        #expect(loop.variableResolved(name: "result", value: "1284") == .finish("1284"))
+
+        var literal = RLMLoop(maxIterations: 3, maxConsecutiveErrors: nil)
+        _ = literal.start()
+        #expect(literal.modelReplied("FINAL(Paris)") == .resolveVariable("Paris"))
+        #expect(literal.variableResolved(name: "Paris", value: nil) == .finish("Paris"))
+
+        var placeholder = RLMLoop(maxIterations: 3, maxConsecutiveErrors: nil)
+        _ = placeholder.start()
+        #expect(placeholder.modelReplied("FINAL(placeholder)") == .resolveVariable("placeholder"))
+        #expect(placeholder.variableResolved(name: "placeholder", value: nil) == .callModel(iteration: 2))
+        // `answer` is the protocol's dict, never what FINAL(answer) submits.
+        #expect(placeholder.modelReplied("FINAL(answer)") == .callModel(iteration: 3))
     }
 
     @Test("a FINAL answer ends at the parenthesis that closes its line, not in later prose", arguments: [

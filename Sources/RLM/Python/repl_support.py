@@ -22,9 +22,26 @@ def SHOW_VARS():
         rows.append(name + ": " + description)
     print("\n".join(rows) if rows else "No variables yet.")
 
-def _final_is_not_a_function(*args, **kwargs):
-    raise NameError("FINAL(...) and FINAL_VAR(...) are not functions: write them in your reply, outside "
-                    "any code block. Inside code, set answer['content'] = ... and answer['ready'] = True.")
+def _submit(text):
+    answer = g.get("answer")
+    if not isinstance(answer, dict):
+        answer = {}
+        g["answer"] = answer
+    answer["content"] = text
+    answer["ready"] = True
+
+def FINAL(value):
+    """Submits `value` (as str) as the answer, as `answer["content"] = ...; answer["ready"] = True` does."""
+    _submit(value if isinstance(value, str) else str(value))
+
+def FINAL_VAR(name):
+    """Submits the value of the REPL variable `name` (a str); given a value instead, submits it."""
+    if not isinstance(name, str):
+        return FINAL(name)
+    key = name.strip().strip("\"'`")
+    if key not in g:
+        raise NameError("FINAL_VAR(%r): there is no variable named %r; assign it first, or use FINAL(value)" % (name, key))
+    FINAL(g[key])
 
 # Batched prompts cross into Swift in waves of at most this many characters, so a fan-out over
 # a huge context holds a bounded share of it in Swift at once instead of a second full copy.
@@ -57,8 +74,11 @@ for _name in ("llm_query_batched", "rlm_query_batched"):
         g[_name] = _in_waves(g[_name])
 
 g["SHOW_VARS"] = SHOW_VARS
-g["FINAL"] = _final_is_not_a_function
-g["FINAL_VAR"] = _final_is_not_a_function
+g["FINAL"] = FINAL
+g["FINAL_VAR"] = FINAL_VAR
+# Lower-case spellings work too, but are not reserved: a model's own `final = ...` stays its own.
+g["final"] = FINAL
+g["final_var"] = FINAL_VAR
 g["answer"] = {"content": "", "ready": False}
 saved = {}
 
@@ -91,6 +111,13 @@ def after_cell():
         ready = False
     return [ready, content, restored]
 
+def withdraw_submission():
+    """Called when the engine refuses a submission (empty, a placeholder): the next cell does
+    not submit it again unless the model does."""
+    answer = g.get("answer")
+    if isinstance(answer, dict):
+        answer["ready"] = False
+
 # Sessions that survive a restart: the model's variables, pickled. Engine-bound names, `context`
 # (an alias of the newest context_N), `history` and `answer` are rebuilt on restore, not saved.
 _NOT_SAVED = {"context", "history", "answer"}
@@ -100,6 +127,8 @@ def snapshot_variables():
     saved, skipped = {}, []
     for name, value in list(g.items()):
         if name.startswith("__") or name in _NOT_SAVED or isinstance(value, _types.ModuleType):
+            continue
+        if value is FINAL or value is FINAL_VAR:  # `final`, `final_var`: bound again on restore
             continue
         if name in RESERVED and not name.startswith("context_"):
             continue

@@ -1,0 +1,118 @@
+import RLM
+import RLMTesting
+import Testing
+
+/// How answers reach the engine, through the real REPL: the shapes real small models wrote
+/// (Qwen2.5-Coder-1.5B on needle and counting runs) that once ended runs with a made-up, empty
+/// or raw answer.
+@Suite("The answer protocol, as small models use it")
+struct AnswerProtocolTests {
+    func run(_ replies: [String], maxIterations: Int = 4, finalAnswerOnLimit: Bool = false) async throws -> (RLMResult, ScriptedModel) {
+        let root = ScriptedModel.sequence(replies, name: "root")
+        let rlm = RLM(configuration: RLMConfiguration(rootModel: root, maxIterations: maxIterations, finalAnswerOnLimit: finalAnswerOnLimit))
+        return (try await rlm.complete(query: "How many lines mention alpha?", context: .text("alpha\nbeta\nalpha\n")), root)
+    }
+
+    @Test("FINAL and FINAL_VAR inside a code block submit, in either case")
+    func finalInCode() async throws {
+        #expect(try await run([repl("n = context.count('alpha')\nprint(n)\nFINAL(str(n))")]).0.answer == "2")
+        #expect(try await run([repl("n = context.count('alpha')\nprint(n)\nfinal(n)")]).0.answer == "2")
+        #expect(try await run([repl("lines = [l for l in context.splitlines() if 'alpha' in l]\nFINAL_VAR('lines')")]).0.answer == "['alpha', 'alpha']")
+        #expect(try await run([repl("total = 2\nfinal_var('total')")]).0.answer == "2")
+    }
+
+    @Test("a lower-case final the model assigns itself stays its own variable")
+    func finalIsNotReserved() async throws {
+        let (result, _) = try await run([repl("final = 'mine'"), repl("print(final)\nanswer['content'] = final\nanswer['ready'] = True")])
+        #expect(result.answer == "mine")
+    }
+
+    @Test("FINAL_VAR of a missing name in code tells the model, and the run goes on")
+    func finalVarMissingInCode() async throws {
+        let (result, root) = try await run([repl("FINAL_VAR('nothing')"), "FINAL(2)"])
+        #expect(result.answer == "2")
+        #expect(root.requests[1].prompt.contains("there is no variable named 'nothing'"))
+    }
+
+    @Test("an empty answer['ready'] submission is refused once and the model is told")
+    func emptyReady() async throws {
+        let (result, root) = try await run([
+            repl("answer['ready'] = True"),
+            repl("print('still working')"),
+            repl("answer['content'] = '2'\nanswer['ready'] = True"),
+        ])
+        #expect(result.answer == "2")
+        #expect(root.callCount == 3)
+        #expect(root.requests[1].prompt.contains("[answer refused: the answer is empty"))
+        // The refused submission is not submitted again by the next cell.
+        #expect(!root.requests[2].prompt.contains("[answer refused"))
+    }
+
+    @Test("FINAL(name) of a variable submits its value; within a sentence it is read too")
+    func finalOfVariable() async throws {
+        #expect(try await run([repl("count = context.count('alpha')"), "The count is in `count`.\nFINAL(count)"]).0.answer == "2")
+        #expect(try await run([repl("print(context.count('alpha'))"), "The answer is FINAL(2)."]).0.answer == "2")
+    }
+
+    @Test("the forced final answer is read from a code block, a FINAL_VAR, or plain prose")
+    func forcedAnswers() async throws {
+        let forced = "Give your final answer now"
+        func forcedRun(_ last: String) async throws -> RLMResult {
+            let root = ScriptedModel(name: "root") { request in
+                request.prompt.contains(forced) ? last : repl("count = context.count('alpha')\nprint(count)")
+            }
+            let rlm = RLM(configuration: RLMConfiguration(rootModel: root, maxIterations: 2, finalAnswerOnLimit: true))
+            return try await rlm.complete(query: "How many?", context: .text("alpha\nbeta\nalpha\n"))
+        }
+        #expect(try await forcedRun(repl("FINAL(\"0\")")).answer == "0")
+        #expect(try await forcedRun("```repl\nFINAL(count)\n```").answer == "2")
+        #expect(try await forcedRun("FINAL_VAR(count)").answer == "2")
+        #expect(try await forcedRun("I counted them: FINAL(2) in all.").answer == "2")
+        #expect(try await forcedRun("2").answer == "2")
+        let result = try await forcedRun("FINAL(count)")
+        #expect(result.answer == "2")
+        #expect(result.answeredAfterLimit == .iterations)
+        let latencies = result.events.compactMap { event -> Duration? in
+            guard case .modelReplied(_, _, _, let latency) = event.kind else { return nil }
+            return latency
+        }
+        #expect(latencies.count == 3)
+        #expect(latencies.allSatisfy { $0 > .zero })
+    }
+
+    @Test("a forced reply that echoes the instruction or answers nothing ends the run at its limit, not with the reply")
+    func forcedPlaceholder() async throws {
+        for last in ["FINAL(your answer)", "The run has reached its limit. Give your final answer now: FINAL(the answer itself)", repl("print('more work')")] {
+            let root = ScriptedModel(name: "root") { request in
+                request.prompt.contains("Give your final answer now") ? last : repl("answer['content'] = 'draft 2'")
+            }
+            let rlm = RLM(configuration: RLMConfiguration(rootModel: root, maxIterations: 2, finalAnswerOnLimit: true))
+            do {
+                let result = try await rlm.complete(query: "q", context: .text("c"))
+                Issue.record("expected the iteration limit, got an answer: \(result.answer)")
+            } catch let error as RLMError {
+                #expect(error.limit == .iterations)
+                #expect(error.partialAnswer == "draft 2")
+            }
+        }
+    }
+
+    @Test("a sub-call cancelled after it was sent still counts the prompt it sent")
+    func cancelledSubcallIsCounted() async throws {
+        let slow = ScriptedModel(name: "slow", latency: .seconds(60)) { _ in "late" }
+        let root = ScriptedModel.sequence([repl("r = llm_query('a prompt of some length ' * 50, model='slow')")], name: "root")
+        let rlm = RLM(configuration: RLMConfiguration(rootModel: root, models: ["slow": slow]))
+        let run = rlm.run(query: "q", context: .text("c"))
+        var finished: TokenUsage?
+        for await event in run.events {
+            switch event.kind {
+            case .subcallStarted: run.cancel()  // as the deadline does, once the call is on its way
+            case .subcallFinished(_, _, _, let usage, _, _): finished = usage
+            default: break
+            }
+        }
+        await #expect(throws: CancellationError.self) { try await run.result() }
+        let usage = try #require(finished)
+        #expect(usage.inputTokens >= 250)
+    }
+}
