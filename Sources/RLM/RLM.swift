@@ -80,10 +80,11 @@ public struct RLM: Sendable {
             throw RLMError(code: .pythonFailed, message: "the Python REPL could not start: \(error)", cause: error)
         }
         do {
+            let direct = try DirectInput(configuration, query: query, context: context)
             let description = try await repl.addContext(context, index: 0)
             let result = try await runRoot(
                 configuration, query: query, contextDescription: description, repl: repl, binding: binding,
-                persistent: false, sink: sink)
+                persistent: false, sink: sink, direct: direct)
             await repl.close()
             return result
         } catch {
@@ -95,7 +96,7 @@ public struct RLM: Sendable {
     /// Runs the root node on a prepared REPL, racing it against the budget and the deadline.
     static func runRoot(
         _ configuration: RLMConfiguration, query: String, contextDescription: String, repl: REPLEnvironment,
-        binding: REPLBinding, persistent: Bool, sink: EventSink
+        binding: REPLBinding, persistent: Bool, sink: EventSink, direct: DirectInput? = nil
     ) async throws -> RLMResult {
         let start = ContinuousClock.now
         let telemetry = Telemetry(configuration: configuration)
@@ -111,15 +112,23 @@ public struct RLM: Sendable {
         let root = RLMNode(tree: tree, info: info, model: configuration.rootModel)
 
         enum Outcome: Sendable {
-            case answered(NodeOutcome)
+            case answered(NodeOutcome, direct: Bool)
             case failed(any Error)
             case tripped(Limit)
         }
         let outcome: Outcome = await ServiceContext.withValue(runSpan.context) { await withTaskGroup(of: Outcome?.self) { group in
             group.addTask {
                 do {
+                    if let direct, direct.text != nil {
+                        if let outcome = try await answerDirectly(
+                            direct, query: query, contextDescription: contextDescription, tree: tree, sink: sink, info: info) {
+                            return .answered(outcome, direct: true)
+                        }
+                    } else if let direct {
+                        sink.emit(info, .strategyChosen(strategy: .rlm, reason: direct.reason))
+                    }
                     return .answered(try await root.run(
-                        query: query, contextDescription: contextDescription, repl: repl, binding: binding, persistent: persistent))
+                        query: query, contextDescription: contextDescription, repl: repl, binding: binding, persistent: persistent), direct: false)
                 } catch {
                     return .failed(error)
                 }
@@ -176,11 +185,12 @@ public struct RLM: Sendable {
 
         var limit: Limit
         switch outcome {
-        case .answered(let node):
+        case .answered(let node, let direct):
             finish(nil)
             return RLMResult(
                 answer: node.answer, usage: tracker.usage, iterations: node.iterations, elapsed: .now - start,
-                events: sink.events, answeredAfterLimit: nil)
+                events: sink.events, answeredAfterLimit: nil,
+                strategy: direct ? .direct : .rlm)
         case .tripped(let tripped):
             limit = tripped
         case .failed(let error as RLMError) where error.code == .limitReached:
@@ -211,7 +221,7 @@ public struct RLM: Sendable {
             finish(nil)
             return RLMResult(
                 answer: refined, usage: tracker.usage, iterations: root.iterations, elapsed: .now - start,
-                events: sink.events, answeredAfterLimit: limit)
+                events: sink.events, answeredAfterLimit: limit, strategy: .rlm)
         }
         if configuration.finalAnswerOnLimit && limit != .deadline && !Task.isCancelled {
             var messages = root.messages
@@ -240,7 +250,89 @@ public struct RLM: Sendable {
     }
 }
 
+/// What the direct path of a run needs: the context as text (`nil` when the run takes the RLM
+/// loop), whether ``Strategy/direct`` forces it, and why.
+struct DirectInput: Sendable {
+    var text: String?
+    var forced: Bool
+    var reason: String
+
+    /// `nil` when the strategy is `.rlm` or the root model's window is unknown (nothing to say).
+    init?(_ configuration: RLMConfiguration, query: String, context: RLMContext) throws(RLMError) {
+        switch configuration.strategy {
+        case .rlm:
+            return nil
+        case .direct:
+            guard let text = DirectPlan.text(of: context, maxBytes: .max) else {
+                throw RLMError(code: .invalidConfiguration, message: "strategy direct needs a context one call can read (text, texts, JSON or a file); use auto or rlm for mapped files and bytes")
+            }
+            self.init(text: text, forced: true, reason: "the strategy is direct")
+        case .auto:
+            guard let window = configuration.rootModel.contextWindow else { return nil }
+            if configuration.refinement != nil {
+                self.init(text: nil, forced: false, reason: "refinement works in the RLM loop")
+            } else if !configuration.tools.isEmpty {
+                self.init(text: nil, forced: false, reason: "tools are called from the RLM loop")
+            } else if let text = DirectPlan.text(of: context, maxBytes: window.promptTokens * 2),
+                      case let tokens = TokenEstimate.tokens(in: DirectPlan.messages(query: query, context: text)),
+                      DirectPlan.fits(tokens: tokens, window: window) {
+                self.init(text: text, forced: false, reason: "the whole context (about \(tokens) tokens) fits in the root model's window of \(window.tokens)")
+            } else {
+                self.init(text: nil, forced: false, reason: "the context does not fit in half of the root model's window of \(window.tokens) tokens, or cannot be read whole")
+            }
+        }
+    }
+
+    private init(text: String?, forced: Bool, reason: String) {
+        self.text = text
+        self.forced = forced
+        self.reason = reason
+    }
+}
+
 extension RLM {
+    /// One call with the whole context. Returns the answer, or `nil` when the run should go on
+    /// with the RLM loop (`.auto` only: the call was refused as too long, failed, or answered
+    /// nothing usable). Limits and cancellation end the run as in the loop.
+    static func answerDirectly(
+        _ direct: DirectInput, query: String, contextDescription: String, tree: RunTree, sink: EventSink, info: NodeInfo
+    ) async throws -> NodeOutcome? {
+        guard let text = direct.text else { return nil }
+        let configuration = tree.configuration
+        sink.emit(info, .nodeStarted(query: query, context: contextDescription))
+        sink.emit(info, .strategyChosen(strategy: .direct, reason: direct.reason))
+        let fallback: String
+        let asked = ContinuousClock.now
+        do {
+            let response = try await tree.call(configuration.rootModel, DirectPlan.messages(query: query, context: text), depth: 0, limited: false)
+            sink.emit(info, .modelReplied(iteration: 0, text: response.text, usage: response.usage, latency: .now - asked))
+            let answer = DirectPlan.answer(in: response.text)
+            // A model that writes REPL code (it was told of no REPL) wants the loop.
+            if let problem = ReplyParser.hasREPLBlock(response.text) ? "it is code for a REPL" : RLMLoop.problem(with: answer) {
+                guard !direct.forced else {
+                    throw RLMError(code: .modelFailed, message: "the model's direct answer is unusable: \(problem)")
+                }
+                fallback = "the direct answer was unusable (\(problem))"
+            } else {
+                let redacted = sink.redact(answer)
+                sink.emit(info, .answer(text: redacted, iterations: 0))
+                return NodeOutcome(answer: redacted, iterations: 0)
+            }
+        } catch let error as RLMError {
+            throw error
+        } catch let refusal as ContextWindowExceeded where !direct.forced {
+            fallback = "the server refused the whole context: \(refusal)"
+        } catch {
+            if Task.isCancelled || error is CancellationError { throw CancellationError() }
+            guard !direct.forced else {
+                throw RLMError(code: .modelFailed, message: "the model '\(configuration.rootModel.modelName)' failed: \(sink.redact(String(describing: error)))", cause: error)
+            }
+            fallback = "the direct call failed: \(sink.redact(String(describing: error)))"
+        }
+        sink.emit(info, .strategyChosen(strategy: .rlm, reason: fallback))
+        return nil
+    }
+
     /// The answer in the reply to the final-answer request, or `nil` when it holds none (the run
     /// then ends at its limit, with its best answer as the partial one).
     ///

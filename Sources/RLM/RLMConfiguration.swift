@@ -49,6 +49,10 @@ public struct RLMConfiguration: Sendable {
     /// When a limit is reached, ask the root model once more for a final answer instead of
     /// failing. Does not apply to the deadline or to cancellation. Defaults to `false`.
     public var finalAnswerOnLimit: Bool
+    /// How runs answer (``Strategy``): by default `.auto`, one direct call when the whole
+    /// context fits well inside the root model's window and no refinement or tools are set, the
+    /// RLM loop otherwise. Sessions always use the loop.
+    public var strategy: Strategy = .auto
     /// Swift functions offered to the model as Python functions. Defaults to none.
     public var tools: [RLMTool]
     /// Extra instructions appended to the system prompt. Defaults to `nil`.
@@ -97,7 +101,8 @@ public struct RLMConfiguration: Sendable {
         budget: Budget = .unlimited,
         finalAnswerOnLimit: Bool = false,
         tools: [RLMTool] = [],
-        extraInstructions: String? = nil
+        extraInstructions: String? = nil,
+        strategy: Strategy = .auto
     ) {
         self.rootModel = rootModel
         self.subModel = subModel
@@ -111,6 +116,7 @@ public struct RLMConfiguration: Sendable {
         self.finalAnswerOnLimit = finalAnswerOnLimit
         self.tools = tools
         self.extraInstructions = extraInstructions
+        self.strategy = strategy
     }
 
     /// Checks that the numbers make sense.

@@ -53,6 +53,10 @@ public struct RLMEvent: Sendable, Hashable, Codable {
         /// The ``SubcallRouter`` (or an explicit `depth`) sent a sub-call to a child RLM
         /// (`recurse`) or to a plain call; `prompt` is its first 200 characters.
         case subcallRouted(prompt: String, recurse: Bool, reason: String, score: Double?)
+        /// How the run answers (``Strategy``): `.direct` when the whole context goes to the root
+        /// model in one call, `.rlm` for the REPL loop; `reason` says why, for ``Strategy/auto``
+        /// also why the direct answer was not kept.
+        case strategyChosen(strategy: Strategy, reason: String)
     }
 
     /// How a code cell ended.

@@ -16,11 +16,14 @@ public struct RLMResult: Sendable, Hashable, Codable {
     /// Set when a limit was reached and the answer came from the one extra call that
     /// ``RLMConfiguration/finalAnswerOnLimit`` allows.
     public var answeredAfterLimit: Limit?
+    /// How the answer was found: `.direct` (one call with the whole context; ``iterations`` is
+    /// then 0) or `.rlm`. `nil` in results stored before strategies existed.
+    public var strategy: Strategy?
 
     /// Creates a result (for tests, replays and stores).
     public init(
         answer: String, usage: UsageSummary, iterations: Int, elapsed: Duration, events: [RLMEvent] = [],
-        answeredAfterLimit: Limit? = nil
+        answeredAfterLimit: Limit? = nil, strategy: Strategy? = nil
     ) {
         self.answer = answer
         self.usage = usage
@@ -28,5 +31,6 @@ public struct RLMResult: Sendable, Hashable, Codable {
         self.elapsed = elapsed
         self.events = events
         self.answeredAfterLimit = answeredAfterLimit
+        self.strategy = strategy
     }
 }

@@ -21,6 +21,11 @@ enum ReplyParser {
         return all.filter { ($0.info == "python" || $0.info == "py") && $0.closed }.map(\.body)
     }
 
+    /// Whether the reply has a ```repl block: code for the REPL, never an answer in itself.
+    static func hasREPLBlock(_ reply: String) -> Bool {
+        fences(in: reply).contains { $0.info == "repl" }
+    }
+
     /// The first `FINAL(...)` or `FINAL_VAR(...)` outside any fenced block.
     ///
     /// The paper's form starts a line, and its answer may run over several lines: it ends at the

@@ -149,6 +149,10 @@ public final class TrajectoryWriter: Sendable {
             object["route"] = recurse ? "child" : "plain"
             object["reason"] = reason
             object["score"] = score ?? NSNull()
+        case .strategyChosen(let strategy, let reason):
+            object["type"] = "strategy"
+            object["strategy"] = strategy.rawValue
+            object["reason"] = reason
         case .runFinished(let usageSummary, let elapsed, let error):
             object["type"] = "run_finished"
             object["elapsed"] = seconds(elapsed)

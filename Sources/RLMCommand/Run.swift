@@ -92,11 +92,14 @@ struct Run: AsyncParsableCommand {
     @Option(help: "A session file: when it exists, the run continues that conversation (its REPL variables, contexts and history); afterwards the session is saved to it. Holds the contexts and answers: keep it private.")
     var session: String?
 
-    @Flag(help: "Print one JSON object (answer, usage, iterations, elapsed_seconds) instead of the answer text.")
+    @Flag(help: "Print one JSON object (answer, usage, iterations, elapsed_seconds, strategy) instead of the answer text.")
     var json = false
 
     @Flag(help: "When a limit is reached, ask the model for a final answer instead of failing.")
     var finalAnswerOnLimit = false
+
+    @Option(help: "auto: one direct call with the whole context when it fits in half of the main model's window (see --context-window), the RLM loop otherwise or when that call gives nothing usable; rlm: always the loop; direct: always one call.")
+    var strategy: Strategy = .auto
 
     @Flag(help: "No progress line on stderr.")
     var quiet = false
@@ -239,6 +242,7 @@ struct Run: AsyncParsableCommand {
             readablePaths: allowRead.map { URL(fileURLWithPath: $0).standardizedFileURL.path })
         configuration.isolation.requiresAllLayers = requireAllLayers
         if let refineSteps { configuration.refinement = Refinement(maxSteps: refineSteps) }
+        configuration.strategy = strategy
         if isolation == .process { try await Self.checkWorker(requireAllLayers: requireAllLayers) }
         let writer = try trajectory.map { try TrajectoryWriter(url: URL(fileURLWithPath: $0)) }
         defer { writer?.close() }
@@ -259,7 +263,7 @@ struct Run: AsyncParsableCommand {
         switch outcome {
         case .success(let result):
             try Output.printResult(answer: result.answer, usage: result.usage, iterations: result.iterations,
-                                   elapsed: result.elapsed, json: json, limit: result.answeredAfterLimit, to: output)
+                                   elapsed: result.elapsed, json: json, limit: result.answeredAfterLimit, strategy: result.strategy, to: output)
             if let limit = result.answeredAfterLimit {
                 printError("rlm: the \(limit) was reached; the model gave this final answer when asked")
             }
@@ -357,3 +361,5 @@ struct SessionFile {
         await session.close()
     }
 }
+
+extension Strategy: ExpressibleByArgument {}

@@ -63,7 +63,7 @@ enum Output {
 
     static func printResult(
         answer: String?, usage: UsageSummary, iterations: Int?, elapsed: Duration, json: Bool, limit: Limit?, complete: Bool = true,
-        to output: SecuredOutput
+        strategy: Strategy? = nil, to output: SecuredOutput
     ) throws {
         guard json else {
             if let answer { try output.writeLine(answer) }
@@ -77,6 +77,7 @@ enum Output {
             "limit": limit?.rawValue ?? NSNull(),
         ]
         object["iterations"] = iterations ?? NSNull()
+        object["strategy"] = strategy?.rawValue ?? NSNull()
         let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
         try output.writeLine(String(decoding: data, as: UTF8.self))
     }

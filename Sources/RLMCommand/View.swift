@@ -105,6 +105,9 @@ struct TrajectoryPage {
             case "subcall_routed":
                 let route = event["route"] as? String == "child" ? "a child RLM" : "a plain call"
                 append(.note("Routed to \(route): \(event["reason"] as? String ?? "") (\(event["prompt"] as? String ?? ""))"))
+            case "strategy":
+                let how = event["strategy"] as? String == "direct" ? "one direct call with the whole context" : "the RLM loop"
+                append(.note("Answered by \(how): \(event["reason"] as? String ?? "")"))
             case "refinement_finished":
                 append(.note("Refinement ended after \(event["steps"] as? Int ?? 0) steps (\(event["reason"] as? String ?? "?"))."))
             case "run_finished": finished = event

@@ -94,6 +94,7 @@ struct CommandTests {
         (["--context-file", "CONTEXT", "--query", "q", "--max-output-tokens", "0"], "--max-output-tokens must be at least 1"),
         (["--context-file", "CONTEXT", "--query", "q", "--context-mode", "lazy"], "--context-mode"),
         (["--context-file", "CONTEXT", "--query", "q", "--refine-steps", "0"], "--refine-steps must be from 1 to 16"),
+        (["--context-file", "CONTEXT", "--query", "q", "--strategy", "fast"], "--strategy"),
     ])
     func badInput(arguments: [String], message: String) async throws {
         let context = try temporaryFile(Data("some text".utf8))
@@ -110,6 +111,28 @@ struct CommandTests {
         #expect(result.stdout.isEmpty)
         #expect(result.stderr.contains(message), "stderr: \(result.stderr)")
         #expect(!result.stderr.contains("Fatal error") && !result.stderr.contains("Backtrace"))
+    }
+
+    @Test("--strategy direct answers in one call with the whole file; --json says how it answered")
+    func directStrategy() async throws {
+        let prompts = Mutex<[String]>([])
+        let server = try await ModelServers.openAI { request in
+            prompts.withLock { $0.append(request.prompt) }
+            return "48213"
+        }
+        let context = try temporaryFile(Data("noise\nThe secret code is 48213.\nnoise\n".utf8))
+        defer { try? FileManager.default.removeItem(at: context) }
+        let result = try await rlm(["run", "--base-url", server.baseURL + "/v1", "--model", "root", "--context-file", context.path,
+                                    "--query", "What is the secret code?", "--quiet", "--json", "--strategy", "direct"])
+        try await server.shutdown()
+        #expect(result.status == 0, "\(result.stderr)")
+        let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        #expect(object?["answer"] as? String == "48213")
+        #expect(object?["strategy"] as? String == "direct")
+        #expect(object?["iterations"] as? Int == 0)
+        let sent = prompts.withLock { $0 }
+        #expect(sent.count == 1)
+        #expect(sent.first?.contains("The secret code is 48213.") == true)
     }
 
     @Test("rlm run answers over HTTP; --json reports usage; stdout carries only the result")

@@ -39,7 +39,9 @@ struct PromptCachingTests {
         let log = Log()
         let server = try await Self.server(log)
         let root = try AnthropicModel(configuration: .init(baseURL: server.baseURL, model: "claude-test", retry: ProviderTests.fast))
-        let result = try await RLM(configuration: RLMConfiguration(rootModel: root, budget: Budget(prices: ["claude-test": Self.price])))
+        // The loop's turns are under test: `claude-` models have a known window, and a context this
+        // small would otherwise go direct.
+        let result = try await RLM(configuration: RLMConfiguration(rootModel: root, budget: Budget(prices: ["claude-test": Self.price]), strategy: .rlm))
             .complete(query: "shout it", context: .text("hello world"))
         #expect(result.answer == "HELLO")
         let entries = log.entries.withLock { $0 }
@@ -76,7 +78,7 @@ struct PromptCachingTests {
         let server = try await Self.server(log)
         var configuration = AnthropicModel.Configuration(baseURL: server.baseURL, model: "claude-test", retry: ProviderTests.fast)
         configuration.promptCaching = false
-        let result = try await RLM(configuration: RLMConfiguration(rootModel: try AnthropicModel(configuration: configuration)))
+        let result = try await RLM(configuration: RLMConfiguration(rootModel: try AnthropicModel(configuration: configuration), strategy: .rlm))
             .complete(query: "shout it", context: .text("hello world"))
         #expect(result.answer == "HELLO")
         #expect(log.entries.withLock { $0.allSatisfy { $0.request.cacheMarks.isEmpty && $0.read == 0 } })

@@ -74,7 +74,8 @@ struct ContextWindowTests {
                 ? repl("print('turn \(request.index) ' + 'y' * 2000)\nanswer['content'] = 'draft \(request.index)'")
                 : "FINAL(finished)"
         }
-        let rlm = RLM(configuration: RLMConfiguration(rootModel: root))
+        // The loop's compaction is under test: a context this small would otherwise go direct.
+        let rlm = RLM(configuration: RLMConfiguration(rootModel: root, strategy: .rlm))
         let result = try await rlm.complete(query: "find the needle", context: .text("c"))
         #expect(result.answer == "finished")
         for request in root.requests {

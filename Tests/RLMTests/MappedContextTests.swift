@@ -177,7 +177,7 @@ struct MappedContextTests {
         #expect(empty["find"] as? Int == -1)
     }
 
-    @Test("in a worker process, the worker maps the descriptor the host opened")
+    @Test("in a worker process, the worker maps the descriptor the host opened", .enabled(if: workersRun))
     func inWorker() async throws {
         let (out, _) = try await Self.probe("""
             out = {'len': len(context), 'needle': context.find('NEEDLE-42'), 'errors': context.count('ERROR'),

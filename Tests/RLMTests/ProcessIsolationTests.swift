@@ -5,7 +5,7 @@ import RLMTesting
 import Testing
 
 /// Runs whose REPLs live in confined worker processes (``Isolation/Level/process``).
-@Suite("Process isolation in runs")
+@Suite("Process isolation in runs", .enabled(if: workersRun))
 struct ProcessIsolationTests {
     static func configuration(_ root: ScriptedModel, sub: ScriptedModel? = nil, models: [String: ScriptedModel] = [:], maxDepth: Int = 1) -> RLMConfiguration {
         var configuration = RLMConfiguration(rootModel: root, subModel: sub, models: models, maxDepth: maxDepth)

@@ -67,7 +67,8 @@ struct RealTranscriptTests {
     func smolAfter() async throws {
         let transcript = try Self.load("smollm2-count-after")
         let root = ScriptedModel.sequence(transcript.root_replies, name: transcript.model, contextWindow: ContextWindow(tokens: 8_192))
-        let rlm = RLM(configuration: RLMConfiguration(rootModel: root, maxIterations: transcript.root_replies.count))
+        // The recorded turns are the loop's; a context this small would otherwise go direct.
+        let rlm = RLM(configuration: RLMConfiguration(rootModel: root, maxIterations: transcript.root_replies.count, strategy: .rlm))
         let run = rlm.run(query: transcript.query, context: .text("2026-11-25 10:00:00 ERROR step 0\n"))
         var outputs: [String] = []
         for await event in run.events {

@@ -21,7 +21,7 @@ struct SessionSnapshotTests {
                 answer['content'] = 'counted'; answer['ready'] = True
                 """)
 
-    @Test("a snapshot round-trips through JSON into a new session that goes on where the first stopped", arguments: ["in-process", "process"])
+    @Test("a snapshot round-trips through JSON into a new session that goes on where the first stopped", arguments: isolationNames)
     func roundTrip(isolationName: String) async throws {
         let isolation = isolationName == "process" ? Self.process : Isolation.inProcess
         let first = ScriptedModel(name: "root") { request in

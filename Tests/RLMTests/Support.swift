@@ -1,5 +1,14 @@
+import Foundation
 import RLM
 import RLMTesting
+
+/// Worker processes run under a memory limit (RLIMIT_AS) and a seccomp filter that a sanitizer's
+/// shadow memory does not survive: scripts/sanitize.sh sets `RLM_TESTS_SKIP_WORKERS` and the
+/// tests that start workers are left out there (their C code runs in-process in the others).
+let workersRun = ProcessInfo.processInfo.environment["RLM_TESTS_SKIP_WORKERS"] == nil
+
+/// The isolation levels a test runs under: `process` only where workers run.
+let isolationNames = workersRun ? ["in-process", "process"] : ["in-process"]
 
 /// A ```repl block.
 func repl(_ code: String) -> String { "```repl\n\(code)\n```" }
