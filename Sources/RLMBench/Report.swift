@@ -1,4 +1,5 @@
 import Foundation
+import RLM
 
 /// What a set of results says, per family and mode, and per context size.
 public struct BenchReport: Sendable, Codable {
@@ -24,6 +25,11 @@ public struct BenchReport: Sendable, Codable {
         public var sizeTokens: Int
         public var score: Double
         public var tasks: Int
+        /// Median wall time and calls of the runs at this size (`nil` in reports from before).
+        public var medianSeconds: Double?
+        public var medianCalls: Double?
+        /// RLM runs at this size that one direct call answered (``Strategy/auto``).
+        public var direct: Int?
     }
 
     public var rows: [Row]
@@ -46,7 +52,10 @@ public struct BenchReport: Sendable, Codable {
                     seconds: mine.map(\.seconds).reduce(0, +), failures: failures))
                 for size in Set(mine.map(\.sizeTokens)).sorted() {
                     let sized = mine.filter { $0.sizeTokens == size }
-                    points.append(Point(family: family, mode: mode, sizeTokens: size, score: sized.map(\.score).reduce(0, +) / Double(sized.count), tasks: sized.count))
+                    points.append(Point(
+                        family: family, mode: mode, sizeTokens: size, score: sized.map(\.score).reduce(0, +) / Double(sized.count), tasks: sized.count,
+                        medianSeconds: Self.median(sized.map(\.seconds)), medianCalls: Self.median(sized.map { Double($0.calls) }),
+                        direct: sized.filter { $0.strategy == .direct }.count))
                 }
             }
         }
@@ -55,6 +64,12 @@ public struct BenchReport: Sendable, Codable {
     }
 
     static func percent(_ value: Double) -> String { String(format: "%.0f%%", value * 100) }
+
+    static func median(_ values: [Double]) -> Double? {
+        guard !values.isEmpty else { return nil }
+        let sorted = values.sorted()
+        return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+    }
 
     static func size(_ tokens: Int) -> String {
         tokens >= 1_000_000 ? String(format: "%gM", Double(tokens) / 1e6) : tokens >= 1_000 ? String(format: "%gK", Double(tokens) / 1e3) : "\(tokens)"
@@ -73,12 +88,20 @@ public struct BenchReport: Sendable, Codable {
                     + String(format: "%.4f", row.costUSD).leftPadded(11) + String(format: "%.1f", row.seconds).leftPadded(10) + "  " + failures)
         }
         lines.append("")
-        lines.append("score by context size (tokens):")
+        lines.append("by context size (medians per run; direct: RLM runs one direct call answered):")
+        lines.append("family   size   mode  tasks  score  median s  median calls  direct")
         for family in BenchTask.Family.allCases {
-            for mode in BenchResult.Mode.allCases {
-                let mine = points.filter { $0.family == family && $0.mode == mode }
-                guard !mine.isEmpty else { continue }
-                lines.append("  \(family.rawValue) \(mode.rawValue): " + mine.map { "\(Self.size($0.sizeTokens)) \(Self.percent($0.score))" }.joined(separator: ", "))
+            for size in Set(points.filter { $0.family == family }.map(\.sizeTokens)).sorted() {
+                for point in points where point.family == family && point.sizeTokens == size {
+                    lines.append(
+                        family.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)
+                            + Self.size(size).padding(toLength: 7, withPad: " ", startingAt: 0)
+                            + point.mode.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0)
+                            + String(point.tasks).leftPadded(5) + Self.percent(point.score).leftPadded(7)
+                            + (point.medianSeconds.map { String(format: "%.1f", $0) } ?? "-").leftPadded(10)
+                            + (point.medianCalls.map { String(format: "%g", $0) } ?? "-").leftPadded(14)
+                            + (point.mode == .rlm ? point.direct.map(String.init) ?? "-" : "-").leftPadded(8))
+                }
             }
         }
         return lines.joined(separator: "\n")

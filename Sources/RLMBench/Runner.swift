@@ -24,6 +24,8 @@ public struct BenchResult: Sendable, Hashable, Codable {
     public var outputTokens: Int
     public var costUSD: Double
     public var seconds: Double
+    /// How an RLM run answered (``Strategy``); `nil` for the base model and older results.
+    public var strategy: Strategy?
 }
 
 /// Runs tasks as RLMs and against the base model, appending each result to a JSON Lines file so
@@ -108,6 +110,7 @@ public struct BenchRunner: Sendable {
             case .rlm:
                 let outcome = try await RLM(configuration: configuration).complete(query: task.question, context: .text(task.context))
                 result.answer = outcome.answer
+                result.strategy = outcome.strategy
                 record(outcome.usage)
                 if let limit = outcome.answeredAfterLimit { result.failure = "limit:\(limit.rawValue) (answered)" }
             case .base:

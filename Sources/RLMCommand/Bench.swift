@@ -69,6 +69,12 @@ struct Bench: AsyncParsableCommand {
     @Flag(help: "Run only the RLM, not the base model alone.")
     var noBase = false
 
+    @Option(help: "How the RLM runs answer: auto (one direct call when the context fits in half the window, else the loop), rlm or direct.")
+    var strategy: Strategy = .auto
+
+    @Flag(help: "When an RLM run reaches a limit, ask the model for a final answer instead of failing.")
+    var finalAnswerOnLimit = false
+
     mutating func validate() throws {
         if tasks < 1 { throw ValidationError("--tasks must be at least 1") }
         if concurrency < 1 { throw ValidationError("--concurrency must be at least 1") }
@@ -129,7 +135,8 @@ struct Bench: AsyncParsableCommand {
         }
         let configuration = RLMConfiguration(
             rootModel: root, subModel: sub, maxIterations: maxIterations,
-            budget: Budget(maxModelCalls: maxCalls, deadline: .milliseconds(Int64(deadline * 1000)), prices: try Run.parsePrices(price)))
+            budget: Budget(maxModelCalls: maxCalls, deadline: .milliseconds(Int64(deadline * 1000)), prices: try Run.parsePrices(price)),
+            finalAnswerOnLimit: finalAnswerOnLimit, strategy: strategy)
         var all: [BenchTask] = []
         for family in try parsedFamilies() {
             for size in try parsedSizes() {
