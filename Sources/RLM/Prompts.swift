@@ -164,6 +164,11 @@ enum Prompts {
         [your reply had no ```repl block and no FINAL(...) answer: write code to make progress, or submit your answer]
         """
 
+    static func ungroundedAnswer(_ answer: String, missing: [String]) -> String {
+        let names = missing.prefix(5).map { "`\($0)`" }.joined(separator: ", ")
+        return "[check before answering: \(names) from your answer appears in no REPL output you have seen and not in `context`. Print the evidence for your answer with code, then submit it again (the next submission is taken as it is)]"
+    }
+
     static func refusedAnswer(_ problem: String) -> String {
         "[answer refused: \(problem). Put the real answer, found with the REPL, in answer[\"content\"] and set answer[\"ready\"] = True, or write FINAL(the answer)]"
     }

@@ -243,6 +243,14 @@ final class REPLEnvironment: Sendable {
         return (.init(ready: ready, content: content), restored)
     }
 
+    /// For each of `texts`, whether `context` holds it (a `str` or mapped file by substring, a
+    /// list by any of its `str` items; other contexts hold nothing).
+    func contextContains(_ texts: [String]) async throws -> [Bool] {
+        let literal = PythonValue.list(texts.map(PythonValue.string)).description
+        let found = try await namespace.evaluatePrivately("context_contains(\(literal))").listValue ?? []
+        return texts.indices.map { found.indices.contains($0) && found[$0] == .bool(true) }
+    }
+
     /// The `str()` of a variable, for `FINAL_VAR(name)`; `nil` when it does not exist.
     func variable(named name: String) async throws -> String? {
         guard name.isPythonIdentifier else { return nil }

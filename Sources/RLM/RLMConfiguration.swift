@@ -53,6 +53,12 @@ public struct RLMConfiguration: Sendable {
     /// context fits well inside the root model's window and no refinement or tools are set, the
     /// RLM loop otherwise. Sessions always use the loop.
     public var strategy: Strategy = .auto
+    /// Questions an answer once when it is not grounded: when some of its numbers (or, without
+    /// numbers, its longer words) appear neither in any REPL output the model has seen nor in
+    /// `context`, the model is asked to print the evidence and submit again; the next
+    /// submission is taken as it is. Small models submit values they made up; large ones rarely
+    /// do, and a computed answer they did not print costs them a turn. Off by default.
+    public var groundAnswers: Bool = false
     /// Swift functions offered to the model as Python functions. Defaults to none.
     public var tools: [RLMTool]
     /// Extra instructions appended to the system prompt. Defaults to `nil`.

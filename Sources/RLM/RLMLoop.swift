@@ -129,6 +129,15 @@ struct RLMLoop: Sendable {
         "variable name", "variable_name",
     ]
 
+    /// Feedback not yet taken for a user message: the outputs of the reply's cells so far.
+    var pendingFeedback: [String] { feedback }
+
+    /// Does not take an answer yet: tells the model `note` and asks for another turn.
+    mutating func question(_ note: String) -> Action {
+        feedback.append(note)
+        return nextTurn()
+    }
+
     /// Takes the feedback for the next user message.
     mutating func takeFeedback() -> [String] {
         defer { feedback = [] }

@@ -90,6 +90,7 @@ final class RLMNode: Sendable {
         var loop = RLMLoop(maxIterations: configuration.maxIterations, maxConsecutiveErrors: configuration.budget.maxConsecutiveErrors)
         var action = loop.start()
         var cell = 0
+        var questionedAnswer = false
 
         func remember() {
             let best = loop.bestAnswer
@@ -288,6 +289,16 @@ final class RLMNode: Sendable {
                 action = loop.variableResolved(name: name, value: try await repl.variable(named: name))
 
             case .finish(let unredacted):
+                if configuration.groundAnswers, refining == nil, !questionedAnswer, loop.iteration < configuration.maxIterations {
+                    let seen = messages.dropFirst(2).filter { $0.role == .user }.map(\.content) + loop.pendingFeedback
+                    let missing = try await Grounding.missing(from: unredacted, seen: seen, repl: repl)
+                    if !missing.isEmpty {
+                        questionedAnswer = true
+                        logger.debug("answer questioned as ungrounded", metadata: ["rlm.missing": "\(missing.count)"])
+                        action = loop.question(Prompts.ungroundedAnswer(unredacted, missing: missing))
+                        continue
+                    }
+                }
                 var answer = events.redact(unredacted)
                 if let plan = refinementPlan {
                     if var state = refining {

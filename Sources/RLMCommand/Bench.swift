@@ -75,6 +75,9 @@ struct Bench: AsyncParsableCommand {
     @Flag(help: "When an RLM run reaches a limit, ask the model for a final answer instead of failing.")
     var finalAnswerOnLimit = false
 
+    @Flag(help: "Question an answer once when its numbers (or words) appear in no REPL output and not in the context: the model is asked to print the evidence and submit again. Helps small models that make values up.")
+    var groundAnswers = false
+
     mutating func validate() throws {
         if tasks < 1 { throw ValidationError("--tasks must be at least 1") }
         if concurrency < 1 { throw ValidationError("--concurrency must be at least 1") }
@@ -133,10 +136,11 @@ struct Bench: AsyncParsableCommand {
             sub = try await Run.makeModel(
                 provider: provider, baseURL: baseURL, name: subModel, apiKeyEnv: apiKeyEnv, maxOutputTokens: maxOutputTokens, window: nil)
         }
-        let configuration = RLMConfiguration(
+        var configuration = RLMConfiguration(
             rootModel: root, subModel: sub, maxIterations: maxIterations,
             budget: Budget(maxModelCalls: maxCalls, deadline: .milliseconds(Int64(deadline * 1000)), prices: try Run.parsePrices(price)),
             finalAnswerOnLimit: finalAnswerOnLimit, strategy: strategy)
+        configuration.groundAnswers = groundAnswers
         var all: [BenchTask] = []
         for family in try parsedFamilies() {
             for size in try parsedSizes() {

@@ -101,6 +101,9 @@ struct Run: AsyncParsableCommand {
     @Option(help: "auto: one direct call with the whole context when it fits in half of the main model's window (see --context-window), the RLM loop otherwise or when that call gives nothing usable; rlm: always the loop; direct: always one call.")
     var strategy: Strategy = .auto
 
+    @Flag(help: "Question an answer once when its numbers (or words) appear in no REPL output and not in the context: the model is asked to print the evidence and submit again. Helps small models that make values up.")
+    var groundAnswers = false
+
     @Flag(help: "No progress line on stderr.")
     var quiet = false
 
@@ -243,6 +246,7 @@ struct Run: AsyncParsableCommand {
         configuration.isolation.requiresAllLayers = requireAllLayers
         if let refineSteps { configuration.refinement = Refinement(maxSteps: refineSteps) }
         configuration.strategy = strategy
+        configuration.groundAnswers = groundAnswers
         if isolation == .process { try await Self.checkWorker(requireAllLayers: requireAllLayers) }
         let writer = try trajectory.map { try TrajectoryWriter(url: URL(fileURLWithPath: $0)) }
         defer { writer?.close() }

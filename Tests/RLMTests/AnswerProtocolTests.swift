@@ -115,4 +115,27 @@ struct AnswerProtocolTests {
         let usage = try #require(finished)
         #expect(usage.inputTokens >= 250)
     }
+
+    @Test("with groundAnswers, a value in no output and not in the context is questioned once, then taken")
+    func grounding() async throws {
+        func grounded(_ replies: [String], context: String = "alpha\nThe secret code is 48213.\nbeta\n", on: Bool = true) async throws -> (RLMResult, ScriptedModel) {
+            let root = ScriptedModel.sequence(replies, name: "root")
+            var configuration = RLMConfiguration(rootModel: root, maxIterations: 4)
+            configuration.groundAnswers = on
+            return (try await RLM(configuration: configuration).complete(query: "What is the secret code?", context: .text(context)), root)
+        }
+        // Made up: questioned, then taken when submitted again.
+        let (madeUp, asked) = try await grounded([repl("print(len(context))"), "FINAL(12345)", "FINAL(12345)"])
+        #expect(madeUp.answer == "12345")
+        #expect(asked.callCount == 3)
+        #expect(asked.requests[2].prompt.contains("[check before answering: `12345` from your answer appears in no REPL output"))
+        // In the context, or printed by a cell: taken at once.
+        #expect(try await grounded(["The code is FINAL(48213)."]).1.callCount == 1)
+        #expect(try await grounded([repl("n = len(context.splitlines())\nprint(n)"), "FINAL(3 lines)"]).1.callCount == 2)
+        #expect(try await grounded([repl("FINAL(str(len(context.splitlines())) + ' lines')\nprint('3 lines')")]).1.callCount == 1)
+        // Off (the default): the made-up value ends the run.
+        let (plain, once) = try await grounded(["FINAL(12345)"], on: false)
+        #expect(plain.answer == "12345")
+        #expect(once.callCount == 1)
+    }
 }

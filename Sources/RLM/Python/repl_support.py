@@ -146,6 +146,17 @@ def restore_variables(saved):
     for name, data in saved.items():
         g[name] = pickle.loads(data)
 
+def context_contains(texts):
+    context = g.get("context")
+    def holds(text):
+        if isinstance(context, list):
+            return any(isinstance(item, str) and text in item for item in context)
+        try:
+            return isinstance(text, str) and text in context
+        except Exception:
+            return False
+    return [holds(text) for text in texts]
+
 def final_var(name):
     if name not in g:
         return [False, None]
