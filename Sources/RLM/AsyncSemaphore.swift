@@ -1,4 +1,7 @@
 import Synchronization
+#if RLM_TSAN_LOCKS
+import PythonRuntime  // its SanitizerMutex is this module's Mutex under ThreadSanitizer
+#endif
 
 /// A counting semaphore for async code: `acquire` suspends (never blocks a thread) and honours
 /// cancellation; waiters are served first come, first served.

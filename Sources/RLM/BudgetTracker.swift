@@ -1,4 +1,7 @@
 import Synchronization
+#if RLM_TSAN_LOCKS
+import PythonRuntime  // its SanitizerMutex is this module's Mutex under ThreadSanitizer
+#endif
 
 /// The live budget of one recursion tree, shared by every node and call in it.
 ///

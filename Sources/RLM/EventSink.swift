@@ -1,4 +1,7 @@
 import Synchronization
+#if RLM_TSAN_LOCKS
+import PythonRuntime  // its SanitizerMutex is this module's Mutex under ThreadSanitizer
+#endif
 
 /// Where a run's events go: the run's `AsyncStream`, an optional trajectory file, an optional
 /// observer, and the in-memory list returned with the result.

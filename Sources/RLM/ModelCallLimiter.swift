@@ -1,4 +1,7 @@
 import Synchronization
+#if RLM_TSAN_LOCKS
+import PythonRuntime  // its SanitizerMutex is this module's Mutex under ThreadSanitizer
+#endif
 
 /// Limits model calls across every run that shares it: how many are in flight at once and,
 /// optionally, how many tokens start per unit of time. A server creates one per provider and

@@ -236,7 +236,7 @@ public struct RLM: Sendable {
                     finish(nil)
                     return RLMResult(
                         answer: answer, usage: tracker.usage, iterations: root.iterations, elapsed: .now - start,
-                        events: sink.events, answeredAfterLimit: limit)
+                        events: sink.events, answeredAfterLimit: limit, strategy: .rlm)
                 }
             } catch {
                 // Fall through to the limit error.

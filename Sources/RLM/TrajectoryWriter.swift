@@ -1,5 +1,8 @@
 import Foundation
 import Synchronization
+#if RLM_TSAN_LOCKS
+import PythonRuntime  // its SanitizerMutex is this module's Mutex under ThreadSanitizer
+#endif
 
 /// Writes a run's events as JSON Lines, one event per line, as they happen.
 ///

@@ -1,5 +1,8 @@
 import RLM
 import Synchronization
+#if RLM_TSAN_LOCKS
+import PythonRuntime  // its SanitizerMutex is this module's Mutex under ThreadSanitizer
+#endif
 
 /// A deterministic ``LanguageModel`` for tests, examples and offline demos.
 ///

@@ -3,6 +3,9 @@ import RLM
 import RLMTesting
 import Synchronization
 import Testing
+#if RLM_TSAN_LOCKS
+import PythonRuntime  // its SanitizerMutex is this module's Mutex under ThreadSanitizer
+#endif
 
 @Suite("Cancellation, events and trajectories")
 struct CancellationTests {

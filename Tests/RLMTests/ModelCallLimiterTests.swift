@@ -2,6 +2,9 @@ import RLM
 import RLMTesting
 import Synchronization
 import Testing
+#if RLM_TSAN_LOCKS
+import PythonRuntime  // its SanitizerMutex is this module's Mutex under ThreadSanitizer
+#endif
 
 @Suite("A model-call limiter shared by runs")
 struct ModelCallLimiterTests {
