@@ -35,7 +35,12 @@ for kind in "${kinds[@]}"; do
     # Under ThreadSanitizer our `Mutex` is a pthread lock it can see (Sources/PythonRuntime/SanitizerMutex.swift).
     flags=()
     if [ "$kind" = thread ]; then flags=(-Xswiftc -DRLM_TSAN_LOCKS); fi
-    swift build --build-tests --sanitize="$kind" --scratch-path "$scratch" "${flags[@]}" >/dev/null
+    mkdir -p "$scratch"
+    if ! swift build --build-tests --sanitize="$kind" --scratch-path "$scratch" "${flags[@]}" >"$scratch/build.log" 2>&1; then
+        grep -E "error:" "$scratch/build.log" | sort -u | head -20 >&2 || true
+        echo "== $kind sanitizer: the build failed (log: $scratch/build.log)" >&2
+        exit 1
+    fi
     echo "== $kind sanitizer: running $filter (log: $log)" >&2
     set +e
     RLM_TESTS_SKIP_WORKERS=1 \
