@@ -85,4 +85,45 @@ struct RealTranscriptTests {
             #expect(!output.contains("compile_cell") && !output.contains("ast.py"), "\(output)")
         }
     }
+
+    @Test("Qwen2.5-Coder-1.5B: empty submissions are refused every time, and its made-up forced answer is taken only without grounding")
+    func qwenNeedle() async throws {
+        let transcript = try Self.load("qwen-needle-rlm")
+        func replay(groundAnswers: Bool) async throws -> (Result<RLMResult, any Error>, ScriptedModel) {
+            let root = ScriptedModel.sequence(transcript.root_replies, name: transcript.model, contextWindow: ContextWindow(tokens: 32_768))
+            var configuration = RLMConfiguration(rootModel: root, maxIterations: 5, finalAnswerOnLimit: true, strategy: .rlm)
+            configuration.groundAnswers = groundAnswers
+            let rlm = RLM(configuration: configuration)
+            do {
+                // The replies do not depend on the filler, only on the needle line (which their
+                // first cell searches for) and on no "123" being in it.
+                return (.success(try await rlm.complete(query: transcript.query, context: .text(Self.needleContext))), root)
+            } catch {
+                return (.failure(error), root)
+            }
+        }
+        let (plain, root) = try await replay(groundAnswers: false)
+        // Turns 2 to 5 each set answer["ready"] = True with nothing in answer["content"]: refused,
+        // never an empty answer.
+        #expect(root.requests.count == 6)
+        for request in root.requests[2...4] {
+            #expect(request.prompt.contains("[answer refused: the answer is empty"), "\(request.prompt.suffix(300))")
+        }
+        // The fifth refusal is the message before the final-answer request.
+        #expect(root.requests[5].messages.dropLast().last?.content.contains("[answer refused: the answer is empty") == true)
+        // Asked for a final answer, it ran FINAL(123) in a code block: a value it made up.
+        let result = try plain.get()
+        #expect(result.answer == "123")
+        #expect(result.answeredAfterLimit == .iterations)
+        // Grounded, 123 is in no output and not in the context: the run ends at its limit, with
+        // no answer rather than a made-up one.
+        let (grounded, _) = try await replay(groundAnswers: true)
+        switch grounded {
+        case .success(let result): Issue.record("a made-up answer was taken: \(result.answer)")
+        case .failure(let error as RLMError):
+            #expect(error.limit == .iterations)
+            #expect(error.partialAnswer == nil)
+        case .failure(let error): Issue.record("unexpected \(error)")
+        }
+    }
 }
