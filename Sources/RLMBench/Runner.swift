@@ -63,8 +63,8 @@ public struct BenchRunner: Sendable {
         let finished = Set(done.map { "\($0.id)/\($0.mode.rawValue)" })
         let modes: [BenchResult.Mode] = includeBase ? [.rlm, .base] : [.rlm]
         let work = tasks.flatMap { task in modes.map { (task, $0) } }.filter { !finished.contains("\($0.0.id)/\($0.1.rawValue)") }
-        if !FileManager.default.fileExists(atPath: file.path) {
-            FileManager.default.createFile(atPath: file.path, contents: nil)
+        if !FileManager.default.fileExists(atPath: file.path), !FileManager.default.createFile(atPath: file.path, contents: nil) {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: file.path, NSLocalizedDescriptionKey: "cannot create the results file \(file.path)"])
         }
         let handle = try FileHandle(forWritingTo: file)
         defer { try? handle.close() }
