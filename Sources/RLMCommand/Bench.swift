@@ -69,14 +69,7 @@ struct Bench: AsyncParsableCommand {
     @Flag(help: "Run only the RLM, not the base model alone.")
     var noBase = false
 
-    @Option(help: "How the RLM runs answer: auto (one direct call when the context fits in half the window, else the loop), rlm or direct.")
-    var strategy: Strategy = .auto
-
-    @Flag(help: "When an RLM run reaches a limit, ask the model for a final answer instead of failing.")
-    var finalAnswerOnLimit = false
-
-    @Flag(help: "Question an answer once when its numbers (or words) appear in no REPL output and not in the context: the model is asked to print the evidence and submit again. Helps small models that make values up.")
-    var groundAnswers = false
+    @OptionGroup var answering: AnswerOptions
 
     mutating func validate() throws {
         if tasks < 1 { throw ValidationError("--tasks must be at least 1") }
@@ -138,9 +131,8 @@ struct Bench: AsyncParsableCommand {
         }
         var configuration = RLMConfiguration(
             rootModel: root, subModel: sub, maxIterations: maxIterations,
-            budget: Budget(maxModelCalls: maxCalls, deadline: .milliseconds(Int64(deadline * 1000)), prices: try Run.parsePrices(price)),
-            finalAnswerOnLimit: finalAnswerOnLimit, strategy: strategy)
-        configuration.groundAnswers = groundAnswers
+            budget: Budget(maxModelCalls: maxCalls, deadline: .milliseconds(Int64(deadline * 1000)), prices: try Run.parsePrices(price)))
+        answering.apply(to: &configuration)
         var all: [BenchTask] = []
         for family in try parsedFamilies() {
             for size in try parsedSizes() {

@@ -95,14 +95,7 @@ struct Run: AsyncParsableCommand {
     @Flag(help: "Print one JSON object (answer, usage, iterations, elapsed_seconds, strategy) instead of the answer text.")
     var json = false
 
-    @Flag(help: "When a limit is reached, ask the model for a final answer instead of failing.")
-    var finalAnswerOnLimit = false
-
-    @Option(help: "auto: one direct call with the whole context when it fits in half of the main model's window (see --context-window), the RLM loop otherwise or when that call gives nothing usable; rlm: always the loop; direct: always one call.")
-    var strategy: Strategy = .auto
-
-    @Flag(help: "Question an answer once when its numbers (or words) appear in no REPL output and not in the context: the model is asked to print the evidence and submit again. Helps small models that make values up.")
-    var groundAnswers = false
+    @OptionGroup var answering: AnswerOptions
 
     @Flag(help: "No progress line on stderr.")
     var quiet = false
@@ -238,15 +231,13 @@ struct Run: AsyncParsableCommand {
             execTimeout: .milliseconds(Int64(execTimeout * 1000)), maxConcurrentSubcalls: maxConcurrency,
             budget: Budget(
                 maxModelCalls: maxCalls, maxTokens: maxTokens, maxCostUSD: maxCost,
-                deadline: deadline.map { .milliseconds(Int64($0 * 1000)) }, prices: prices),
-            finalAnswerOnLimit: finalAnswerOnLimit)
+                deadline: deadline.map { .milliseconds(Int64($0 * 1000)) }, prices: prices))
         configuration.isolation = Isolation(
             level: isolation == .unrestricted ? .unrestricted : isolation == .process ? .process : .inProcess,
             readablePaths: allowRead.map { URL(fileURLWithPath: $0).standardizedFileURL.path })
         configuration.isolation.requiresAllLayers = requireAllLayers
         if let refineSteps { configuration.refinement = Refinement(maxSteps: refineSteps) }
-        configuration.strategy = strategy
-        configuration.groundAnswers = groundAnswers
+        answering.apply(to: &configuration)
         if isolation == .process { try await Self.checkWorker(requireAllLayers: requireAllLayers) }
         let writer = try trajectory.map { try TrajectoryWriter(url: URL(fileURLWithPath: $0)) }
         defer { writer?.close() }
@@ -365,5 +356,3 @@ struct SessionFile {
         await session.close()
     }
 }
-
-extension Strategy: ExpressibleByArgument {}

@@ -192,3 +192,23 @@ enum TenantsFile {
         return tenants
     }
 }
+
+/// How runs answer, for `rlm run` and `rlm bench`.
+struct AnswerOptions: ParsableArguments {
+    @Option(help: "auto: one direct call with the whole context when it fits in half of the main model's window (see --context-window), the RLM loop otherwise or when that call gives nothing usable; rlm: always the loop; direct: always one call.")
+    var strategy: Strategy = .auto
+
+    @Flag(help: "When a limit is reached, ask the model for a final answer instead of failing.")
+    var finalAnswerOnLimit = false
+
+    @Flag(help: "Question an answer once when its numbers (or words) appear in no REPL output and not in the context: the model is asked to print the evidence and submit again. Helps small models that make values up.")
+    var groundAnswers = false
+
+    func apply(to configuration: inout RLMConfiguration) {
+        configuration.strategy = strategy
+        configuration.finalAnswerOnLimit = finalAnswerOnLimit
+        configuration.groundAnswers = groundAnswers
+    }
+}
+
+extension Strategy: ExpressibleByArgument {}
