@@ -125,9 +125,10 @@ enum Prompts {
             ## How to work
             Look at the shape of the context first (its type, length, a few samples). Then split it, \
             search it with code, delegate reading to `llm_query_batched` on chunks, keep intermediate \
-            results in variables, and verify before you answer. Every reply should contain a ```repl \
-            block until you submit; an answer you did not get from the REPL is a guess. A first turn \
-            could be:
+            results in variables, and verify before you answer. When you search, print the whole lines \
+            that match, not only the match; print the value you are about to submit, and submit exactly \
+            that. Every reply should contain a ```repl block until you submit; an answer you did not get \
+            from the REPL is a guess. A first turn could be:
             ```repl
             print(type(context), len(context))
             print(context[:500])

@@ -79,6 +79,8 @@ struct RunOptions: ParsableArguments {
     @Option(help: "A directory whose files requests may name as contexts (repeatable); model code may read them too.")
     var allowFiles: [String] = []
 
+    @OptionGroup var answering: AnswerOptions
+
     func validate() throws {
         if maxDepth < 1 { throw ValidationError("--max-depth must be at least 1") }
         if maxIterations < 1 { throw ValidationError("--max-iterations must be at least 1") }
@@ -108,6 +110,7 @@ struct RunOptions: ParsableArguments {
         configuration.isolation = Isolation(
             level: level == .unrestricted ? .unrestricted : level == .process ? .process : .inProcess, readablePaths: allowedRoots)
         if level == .process { try await Run.checkWorker(requireAllLayers: false) }
+        answering.apply(to: &configuration)
         return configuration
     }
 }

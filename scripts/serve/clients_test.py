@@ -32,7 +32,9 @@ class Server:
 
     def __init__(self, model_port, store, tenants=None, extra=()):
         args = [RLM, "serve", "--base-url", f"http://127.0.0.1:{model_port}/v1", "--model", "fake",
-                "--port", "0", "--store", store, "--max-body-mib", "1", "--max-iterations", "4", *extra]
+                "--port", "0", "--store", store, "--max-body-mib", "1", "--max-iterations", "4",
+                # The fake model reports a 32K window: these tests drive the RLM loop, not the direct call.
+                "--strategy", "rlm", *extra]
         if tenants:
             args += ["--tenants", tenants]
         env = dict(os.environ, ALICE_TOKEN=ALICE, BOB_TOKEN=BOB)
@@ -306,7 +308,7 @@ class MCPTests(unittest.TestCase):
             file.write("falcon notes")
         parameters = StdioServerParameters(command=RLM, args=[
             "mcp", "--base-url", f"http://127.0.0.1:{model.server_address[1]}/v1", "--model", "fake",
-            "--allow-files", directory, "--max-iterations", "4"])
+            "--allow-files", directory, "--max-iterations", "4", "--strategy", "rlm"])
 
         async def scenario():
             async with stdio_client(parameters) as (read, write):
