@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 @testable import PythonRuntime
@@ -154,6 +155,10 @@ extension ExecutionControlTests {
         // CPython 3.11 keeps the AST converter's recursion depth per interpreter: a conversion
         // interleaved with another thread's failed with "AST constructor recursion depth
         // mismatch", and the cell with it.
+        try await CollectorTurns.exclusively { try await compilesBesideYieldingFinalizers() }
+    }
+
+    private func compilesBesideYieldingFinalizers() async throws {
         let collector = try await PythonNamespace()
         let collecting = Task {
             try await collector.execute("""
@@ -192,5 +197,31 @@ extension ExecutionControlTests {
         _ = try? await collecting.value
         await collector.close()
         #expect(failures.isEmpty, "\(failures.count) of 600 cells failed: \(failures.prefix(3))")
+    }
+}
+
+/// The interpreter has one cyclic collector, and `gc.collect()` does nothing while a collection
+/// is under way on another thread. A test that keeps collections open (finalizers that hand the
+/// GIL over) and a test that needs `gc.collect()` to collect take turns through this.
+enum CollectorTurns {
+    private static let state = Mutex((busy: false, waiters: [CheckedContinuation<Void, Never>]()))
+
+    static func exclusively<T>(_ body: () async throws -> T) async rethrows -> T {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let granted = state.withLock { state -> Bool in
+                guard state.busy else { state.busy = true; return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if granted { continuation.resume() }
+        }
+        defer {
+            let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+                guard !state.waiters.isEmpty else { state.busy = false; return nil }
+                return state.waiters.removeFirst()
+            }
+            next?.resume()
+        }
+        return try await body()
     }
 }

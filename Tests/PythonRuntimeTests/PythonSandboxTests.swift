@@ -279,13 +279,10 @@ struct PythonSandboxTests {
             """)
         #expect(made.status == .completed, "\(made.error?.traceback ?? "")")
         let trusted = try await PythonNamespace()
-        // gc.collect() does nothing while another thread's collection is under way (CPython keeps
-        // one per interpreter, and a finalizer elsewhere in the suite may hold it open across a
-        // GIL hand-over): ask again until these cycles have gone, a bounded number of times.
-        var result = try await trusted.execute("import gc, sys\ngc.collect()\nprint(sorted(set(sys.modules['\(probe)'])))")
-        for _ in 0..<200 where result.stdout == "[]\n" {
-            try await Task.sleep(for: .milliseconds(10))
-            result = try await trusted.execute("gc.collect()\nprint(sorted(set(sys.modules['\(probe)'])))")
+        // gc.collect() does nothing while another thread's collection is under way; the test that
+        // keeps collections open (compilationBesideYieldingFinalizers) waits for this one.
+        let result = try await CollectorTurns.exclusively {
+            try await trusted.execute("import gc, sys\ngc.collect()\nprint(sorted(set(sys.modules['\(probe)'])))")
         }
         #expect(result.stdout == "['denied']\n", "\(result.error?.traceback ?? "")")
         // Model code cannot reach the collector's callbacks to take the guard out.
