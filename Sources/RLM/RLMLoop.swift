@@ -88,19 +88,21 @@ struct RLMLoop: Sendable {
         let fallback = literalFallback
         literalFallback = nil
         if value == nil, let text = fallback {
-            guard let problem = Self.problem(with: text) else { return .finish(text) }
-            feedback.append(Prompts.refusedAnswer("FINAL(\(text)): " + problem))
-            return nextTurn()
+            return finishOrRefuse(text, as: "FINAL(\(text))")
         }
         guard let value else {
             feedback.append(Prompts.missingFinalVariable(name))
             return nextTurn()
         }
-        if let problem = Self.problem(with: value) {
-            feedback.append(Prompts.refusedAnswer("FINAL_VAR(\(name)): " + problem))
-            return nextTurn()
-        }
-        return .finish(value)
+        return finishOrRefuse(value, as: "FINAL_VAR(\(name))")
+    }
+
+    /// Finishes with `answer`, or refuses it back to the model (saying which `submission` it
+    /// was) when ``problem(with:)`` finds it unusable.
+    private mutating func finishOrRefuse(_ answer: String, as submission: String) -> Action {
+        guard let problem = Self.problem(with: answer) else { return .finish(answer) }
+        feedback.append(Prompts.refusedAnswer("\(submission): " + problem))
+        return nextTurn()
     }
 
     /// Why `answer` cannot be the run's answer, or `nil` when it can: an empty answer, or a
@@ -156,9 +158,7 @@ struct RLMLoop: Sendable {
             literalFallback = text
             return .resolveVariable(text)
         case .text(let text)?:
-            guard let problem = Self.problem(with: text) else { return .finish(text) }
-            feedback.append(Prompts.refusedAnswer("FINAL(\(text)): " + problem))
-            return nextTurn()
+            return finishOrRefuse(text, as: "FINAL(\(text))")
         case .variable(let name)?:
             return .resolveVariable(name)
         case nil:
