@@ -25,7 +25,7 @@ public struct Isolation: Sendable, Hashable {
         /// against a determined attacker.
         public static let inProcess = Level(.inProcess)
         /// Each RLM node's REPL runs in a worker process (`rlm-worker`, a product of this
-        /// package) that confines itself with the kernel before any Python runs: an empty
+        /// package, or the host executable itself when it carries the worker, as `rlm` does) that confines itself with the kernel before any Python runs: an empty
         /// environment, new user, network, mount and PID namespaces, no_new_privs, Landlock (read-only
         /// access to what Python needs and ``Isolation/readablePaths``, write access only to its
         /// scratch directory), seccomp (no sockets, execve, new processes, ptrace or signals to
@@ -58,8 +58,9 @@ public struct Isolation: Sendable, Hashable {
     /// namespaces, Landlock ABI 6, seccomp) instead of running with the layers it has. Defaults
     /// to `false`.
     public var requiresAllLayers = false
-    /// The `rlm-worker` executable for ``Level/process``. Defaults to `nil`: the one next to
-    /// this process's executable.
+    /// The `rlm-worker` executable for ``Level/process``. Defaults to `nil`: this executable
+    /// when it carries the worker (it called `WorkerProcess.hostIfRequested()`, as `rlm` does),
+    /// otherwise `rlm-worker` next to it.
     public var workerExecutable: String?
 
     /// Creates an isolation setting.

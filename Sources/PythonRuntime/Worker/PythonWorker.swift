@@ -51,7 +51,7 @@ public final class PythonWorker: PythonREPL {
         /// Fail to start when the kernel lacks a confinement layer (see ``PythonWorker/missingLayers``)
         /// instead of starting with the layers it has. Defaults to `false`.
         public var requireAllLayers: Bool
-        /// The `rlm-worker` executable. Defaults to `nil`: the one next to this process's executable.
+        /// The worker executable. Defaults to `nil`: ``PythonWorker/defaultExecutable``.
         public var executable: String?
         /// Also run the in-process sandbox (the audit hook and guards) inside the worker.
         /// Defaults to `true`. Turning it off leaves the kernel's confinement alone, which is
@@ -136,9 +136,11 @@ public final class PythonWorker: PythonREPL {
         (UInt32(RLM_LAYER_SECCOMP), "seccomp"), (UInt32(RLM_LAYER_RESOURCE_LIMITS), "resource limits"),
     ]
 
-    /// The default executable: `rlm-worker` next to this process's executable.
+    /// The default worker: this executable itself when it hosts workers (see
+    /// ``WorkerProcess/hostIfRequested(arguments:)``), otherwise `rlm-worker` next to it.
     public static var defaultExecutable: String {
         let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        if WorkerProcess.hostsWorkers { return me }
         return URL(fileURLWithPath: me).deletingLastPathComponent().appendingPathComponent("rlm-worker").path
     }
 
@@ -147,8 +149,10 @@ public final class PythonWorker: PythonREPL {
         try Interpreter.ensureStarted()
         let executable = configuration.executable ?? defaultExecutable
         guard FileManager.default.isExecutableFile(atPath: executable) else {
-            throw PythonError(code: .initialization, message: "the worker executable \(executable) does not exist: build the rlm-worker product (swift build) or set its path")
+            throw PythonError(code: .initialization, message: "the worker executable \(executable) does not exist: build the rlm-worker product (swift build), call WorkerProcess.hostIfRequested() first in your main, or set its path")
         }
+        // A hosting executable is told to be the worker; `rlm-worker` (or a configured one) is one.
+        let hosted = configuration.executable == nil && WorkerProcess.hostsWorkers
         var pair: (Int32, Int32) = (-1, -1)
         let pairError = withUnsafeMutablePointer(to: &pair) { pointer in
             pointer.withMemoryRebound(to: Int32.self, capacity: 2) { rlm_socket_pair($0) }
@@ -157,7 +161,7 @@ public final class PythonWorker: PythonREPL {
         guard pairError == 0 else {
             throw PythonError(code: .initialization, message: "could not create the worker channel: \(String(cString: strerror(pairError)))")
         }
-        var arguments = [executable, "--parent", String(getpid()), "--name", configuration.name,
+        var arguments = [executable] + (hosted ? [WorkerProcess.argument] : []) + ["--parent", String(getpid()), "--name", configuration.name,
                          "--memory", String(configuration.memoryLimitBytes), "--write", configuration.scratch]
         if let limit = configuration.maxOutputCharacters { arguments += ["--max-output", String(limit)] }
         for path in Interpreter.standardPaths.readable + configuration.readablePaths { arguments += ["--read", path] }
