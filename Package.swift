@@ -14,10 +14,11 @@ let package = Package(
         .library(name: "RLMServer", targets: ["RLMServer"]),
         .executable(name: "rlm", targets: ["RLMCommand"]),
         .executable(name: "rlm-worker", targets: ["RLMWorker"]),
+        .executable(name: "rlm-demo", targets: ["RLMDemo"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.1.0"),
@@ -101,14 +102,24 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
-        // Layer 4: the `rlm` command.
+        // Layer 4: the `rlm` command. Its offline parts (the demo, the viewer, output and
+        // progress) are a target of their own, so that `rlm-demo` builds without HTTP or servers.
+        .target(
+            name: "RLMCommandCore",
+            dependencies: ["RLM", "RLMTesting", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .executableTarget(
             name: "RLMCommand",
             dependencies: [
-                "RLM", "RLMTesting", "RLMProviders", "PythonRuntime", "RLMBench", "RLMServer",
+                "RLM", "RLMTesting", "RLMProviders", "PythonRuntime", "RLMBench", "RLMServer", "RLMCommandCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        // `rlm-demo`: the README's first command builds only this (and what it needs).
+        .executableTarget(
+            name: "RLMDemo",
+            dependencies: ["RLMCommandCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "PythonRuntimeTests", dependencies: ["PythonRuntime"]),
         .testTarget(

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RLMCommandCore
 import Logging
 import RLM
 import RLMServer

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RLMCommandCore
 import RLM
 import RLMServer
 

@@ -4,8 +4,8 @@ import RLM
 import RLMTesting
 
 /// `rlm demo`: a needle in a generated haystack, solved offline by a scripted model.
-struct Demo: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+package struct Demo: AsyncParsableCommand {
+    package static let configuration = CommandConfiguration(
         abstract: "Run an offline needle-in-a-haystack through the real engine with a scripted model (no network, no API key).")
 
     @Option(help: "Size of the generated context in megabytes.")
@@ -23,12 +23,14 @@ struct Demo: AsyncParsableCommand {
     @Flag(help: "No progress line on stderr.")
     var quiet = false
 
-    mutating func validate() throws {
+    package init() {}
+
+    package mutating func validate() throws {
         guard (1...512).contains(megabytes) else { throw ValidationError("--megabytes must be between 1 and 512") }
         guard latency >= 0 else { throw ValidationError("--latency cannot be negative") }
     }
 
-    func run() async throws {
+    package func run() async throws {
         let output: SecuredOutput
         do {
             output = try SecuredOutput.take()
@@ -68,10 +70,11 @@ struct Demo: AsyncParsableCommand {
                 throw ExitStatus.failure
             }
             printError(String(
-                format: "rlm demo: %@ in %d iterations, %d model calls (%d sub-calls), %d tokens, %.2f s. Trajectory: %@ (try `rlm view %@ --output demo.html`)",
+                format: "rlm demo: %@ in %d iterations, %d model calls (%d sub-calls), %d tokens, %.2f s. Trajectory: %@ (try `%@ view %@ --output demo.html`)",
                 result.answer == code ? "found the right code" : "WRONG ANSWER (expected \(code))",
                 result.iterations, result.usage.total.calls, result.usage.byModel["scripted-reader"]?.calls ?? 0,
-                result.usage.total.tokens.totalTokens, result.elapsed.seconds, trajectory, trajectory))
+                result.usage.total.tokens.totalTokens, result.elapsed.seconds, trajectory,
+                URL(fileURLWithPath: CommandLine.arguments[0]).lastPathComponent, trajectory))
             if result.answer != code { throw ExitStatus.failure }
         case .failure(let error as RLMError):
             printError("rlm demo: \(error.message)")

@@ -4,7 +4,7 @@ import Synchronization
 
 /// A one-line live status on standard error: depth, root iteration, sub-calls in flight and
 /// done, tokens, cost and elapsed time. Silent unless stderr is a terminal.
-final class ProgressDisplay: Sendable {
+package final class ProgressDisplay: Sendable {
     private struct State {
         var depth = 0
         var iteration = 0
@@ -22,12 +22,12 @@ final class ProgressDisplay: Sendable {
     private let start = ContinuousClock.now
     private let state = Mutex(State())
 
-    init(enabled: Bool, prices: [String: ModelPrice]) {
+    package init(enabled: Bool, prices: [String: ModelPrice]) {
         self.enabled = enabled && isatty(STDERR_FILENO) == 1
         self.prices = prices
     }
 
-    func observe(_ event: RLMEvent, rootModel: String) {
+    package func observe(_ event: RLMEvent, rootModel: String) {
         guard enabled else { return }
         state.withLock { state in
             state.depth = max(state.depth, event.depth)
@@ -71,7 +71,7 @@ final class ProgressDisplay: Sendable {
     }
 
     /// Ends the status line.
-    func finish() {
+    package func finish() {
         guard enabled else { return }
         state.withLock { state in
             draw(&state, force: true)

@@ -10,7 +10,7 @@ import Glibc
 /// descriptor 1 at standard error: whatever else writes to "stdout" afterwards (model code, a
 /// library, a child process) lands on stderr, where a user still sees it, and the result written
 /// through ``write(_:)`` is the only thing a pipe or `$(rlm run …)` receives.
-final class SecuredOutput: Sendable {
+package final class SecuredOutput: Sendable {
     private let descriptor: Int32
 
     private init(descriptor: Int32) {
@@ -19,7 +19,7 @@ final class SecuredOutput: Sendable {
 
     /// Secures descriptor 1. Also ignores SIGPIPE, so that a closed reader is a write error
     /// (reported, exit 1) rather than a silent death.
-    static func take() throws -> SecuredOutput {
+    package static func take() throws -> SecuredOutput {
         signal(SIGPIPE, SIG_IGN)
         let descriptor = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3)
         guard descriptor >= 0 else {
@@ -33,7 +33,7 @@ final class SecuredOutput: Sendable {
     }
 
     /// Writes `text` and a newline, all of it, or throws.
-    func writeLine(_ text: String) throws {
+    package func writeLine(_ text: String) throws {
         let bytes = Array((text + "\n").utf8)
         var offset = 0
         while offset < bytes.count {
@@ -48,8 +48,8 @@ final class SecuredOutput: Sendable {
         }
     }
 
-    struct OutputError: Error, CustomStringConvertible {
-        var message: String
-        var description: String { message }
+    package struct OutputError: Error, CustomStringConvertible {
+        package var message: String
+        package var description: String { message }
     }
 }

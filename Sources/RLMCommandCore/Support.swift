@@ -4,8 +4,8 @@ import Foundation
 import RLM
 
 /// Checks a context file before a run, with errors that say what is wrong.
-enum ContextFile {
-    static func check(_ path: String) throws -> URL {
+package enum ContextFile {
+    package static func check(_ path: String) throws -> URL {
         let url = URL(fileURLWithPath: path)
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
@@ -25,8 +25,8 @@ enum ContextFile {
 }
 
 /// Runs work that Ctrl-C cancels.
-enum Interruptible {
-    static func run<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async -> Result<T, any Error> {
+package enum Interruptible {
+    package static func run<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async -> Result<T, any Error> {
         let task = Task { try await body() }
         signal(SIGINT, SIG_IGN)
         let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
@@ -49,19 +49,19 @@ enum Interruptible {
 
 extension Duration {
     /// The duration in seconds, for printing.
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+    package var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
 
 /// What `rlm` prints on stdout.
-enum Output {
-    static func usageObject(_ usage: ModelUsage) -> [String: Any] {
+package enum Output {
+    package static func usageObject(_ usage: ModelUsage) -> [String: Any] {
         [
             "calls": usage.calls, "input_tokens": usage.tokens.inputTokens, "output_tokens": usage.tokens.outputTokens,
             "cached_input_tokens": usage.tokens.cachedInputTokens, "cache_write_input_tokens": usage.tokens.cacheWriteInputTokens, "cost_usd": usage.costUSD,
         ]
     }
 
-    static func printResult(
+    package static func printResult(
         answer: String?, usage: UsageSummary, iterations: Int?, elapsed: Duration, json: Bool, limit: Limit?, complete: Bool = true,
         strategy: Strategy? = nil, to output: SecuredOutput
     ) throws {
@@ -81,4 +81,19 @@ enum Output {
         let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
         try output.writeLine(String(decoding: data, as: UTF8.self))
     }
+}
+
+/// Writes a line to standard error.
+package func printError(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+/// Exit statuses of `rlm`.
+package enum ExitStatus {
+    /// Bad input, a provider error, a Python failure.
+    package static let failure = ExitCode(1)
+    /// A limit ended the run before the model answered.
+    package static let limitReached = ExitCode(2)
+    /// Interrupted (Ctrl-C).
+    package static let interrupted = ExitCode(130)
 }

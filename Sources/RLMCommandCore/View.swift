@@ -2,8 +2,8 @@ import ArgumentParser
 import Foundation
 
 /// `rlm view`: turns a trajectory into one self-contained HTML page.
-struct View: ParsableCommand {
-    static let configuration = CommandConfiguration(
+package struct View: ParsableCommand {
+    package static let configuration = CommandConfiguration(
         abstract: "Render a trajectory (JSON Lines from --trajectory) as a self-contained HTML page of the recursion tree.")
 
     @Argument(help: "The trajectory file.")
@@ -12,7 +12,9 @@ struct View: ParsableCommand {
     @Option(help: "The HTML file to write.")
     var output: String
 
-    func run() throws {
+    package init() {}
+
+    package func run() throws {
         let data: Data
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: trajectory))

@@ -31,7 +31,7 @@ struct ReferenceTests {
                     _ = (back, object, number)
                 }
                 growth += try Int(try allocated.call([], gil), gil) - blocksBefore
-                gil.allowThreads { usleep(500) }
+                _ = gil.allowThreads { usleep(500) }
             }
             return (before, probe.referenceCount(gil), 0, growth)
         }

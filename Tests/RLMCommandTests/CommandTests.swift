@@ -16,18 +16,24 @@ struct MissingBinary: Error, CustomStringConvertible {
     var description: String { "\(path) does not exist: run `swift build` before `swift test` (scripts/test.sh does)" }
 }
 
+/// A product `swift build` put next to the test bundle.
+func builtProduct(_ name: String) -> URL {
+    URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name)
+}
+
 /// Waits for the process without blocking a cooperative thread (the in-process test servers
 /// answer on those threads).
-func rlm(_ arguments: [String], environment: [String: String] = [:], standardOutput: String? = nil) async throws -> CommandResult {
-    let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("rlm")
+func rlm(
+    _ arguments: [String], environment: [String: String] = [:], standardOutput: String? = nil, binary: URL = builtProduct("rlm")
+) async throws -> CommandResult {
     guard FileManager.default.isExecutableFile(atPath: binary.path) else { throw MissingBinary(path: binary.path) }
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rlm-cli-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: directory) }
     let out = directory.appendingPathComponent("out")
     let err = directory.appendingPathComponent("err")
-    FileManager.default.createFile(atPath: out.path, contents: nil)
-    FileManager.default.createFile(atPath: err.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: err.path, contents: nil)
     let process = Process()
     process.executableURL = binary
     process.arguments = arguments
@@ -71,10 +77,13 @@ func scriptedServer(_ turns: [String]) async throws -> ScriptedHTTPServer {
 
 @Suite("The rlm command")
 struct CommandTests {
-    @Test("rlm demo solves its haystack offline and says the model is scripted")
-    func demo() async throws {
-        let result = try await rlm(["demo", "--megabytes", "3", "--trajectory", "demo.jsonl", "--quiet"])
+    @Test("rlm demo and rlm-demo solve their haystack offline, say the model is scripted, and name themselves in their hint",
+          arguments: ["rlm", "rlm-demo"])
+    func demo(tool: String) async throws {
+        let result = try await rlm((tool == "rlm" ? ["demo"] : []) + ["--megabytes", "3", "--trajectory", "demo.jsonl", "--quiet"],
+                                   binary: builtProduct(tool))
         #expect(result.status == 0)
+        #expect(result.stderr.contains("try `\(tool) view demo.jsonl"))
         #expect(result.stdout.split(separator: "\n").count == 1)
         #expect(result.stdout.range(of: #"^[A-Z2-9]{4}-[A-Z2-9]{4}\n$"#, options: .regularExpression) != nil)
         #expect(result.stderr.contains("SCRIPTED"))
@@ -397,6 +406,51 @@ struct CommandTests {
         } else {
             #expect(!result.stderr.contains("NOISE-WRITE"))
         }
+    }
+
+    @Test("rlm carries its worker: --isolation process works from a copy of rlm with no rlm-worker beside it")
+    func carriedWorker() async throws {
+        let alone = FileManager.default.temporaryDirectory.appendingPathComponent("rlm-alone-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: alone, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: alone) }
+        try FileManager.default.copyItem(at: builtProduct("rlm"), to: alone.appendingPathComponent("rlm"))
+        let server = try await scriptedServer([
+            "```repl\nimport os\nanswer['content'] = f'pid {os.getpid()}'\nanswer['ready'] = True\n```",
+        ])
+        let context = try temporaryFile(Data("text".utf8))
+        defer { try? FileManager.default.removeItem(at: context) }
+        let result = try await rlm(["run", "--base-url", server.baseURL + "/v1", "--model", "root", "--context-file", context.path,
+                                    "--query", "q", "--quiet", "--isolation", "process"], binary: alone.appendingPathComponent("rlm"))
+        try await server.shutdown()
+        #expect(result.status == 0, "\(result.stderr)")
+        // The REPL is the first process of the worker's own PID namespace.
+        #expect(result.stdout == "pid 1\n")
+
+        let byHand = try await rlm(["--rlm-worker"], binary: alone.appendingPathComponent("rlm"))
+        #expect(byHand.status == 64)
+        #expect(byHand.stderr.contains("not by hand"))
+    }
+
+    @Test("rlm doctor names what each isolation level and optional feature has, and checks a model server")
+    func doctor() async throws {
+        let server = try await scriptedServer([])
+        let report = try await rlm(["doctor", "--base-url", server.baseURL + "/v1"])
+        try await server.shutdown()
+        #expect(report.status == 0, "\(report.stderr)")
+        let lines = report.stdout.split(separator: "\n").map(String.init)
+        func line(_ topic: String) -> String { lines.first { $0.hasPrefix(topic + " ") } ?? "" }
+        #expect(line("python").contains(" ok "))
+        #expect(line("in-process").contains(" ok "))
+        #expect(line("process").contains("carried by rlm"))
+        #expect(!line("process").contains("MISSING"))
+        #expect(line("model server").contains(" ok "))
+        #expect(line("API keys").contains("neither"))
+
+        let unreachable = try await rlm(["doctor", "--base-url", "http://127.0.0.1:9/v1"], environment: ["OPENAI_API_KEY": "sk-doctor-secret"])
+        #expect(unreachable.status == 0)
+        #expect(unreachable.stdout.contains("MISSING"))
+        #expect(unreachable.stdout.contains("OPENAI_API_KEY set"))
+        #expect(!(unreachable.stdout + unreachable.stderr).contains("sk-doctor-secret"))
     }
 
     @Test("an answer that cannot be written is an error with a non-zero exit")

@@ -94,9 +94,9 @@ struct TelemetryTests {
             get { metadata[key] }
             set { metadata[key] = newValue }
         }
-        func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
-            let merged = self.metadata.merging(explicit ?? [:]) { $1 }
-            store.records.withLock { $0.append(Record(level: level, message: message.description, metadata: merged)) }
+        func log(event: LogEvent) {
+            let merged = self.metadata.merging(event.metadata ?? [:]) { $1 }
+            store.records.withLock { $0.append(Record(level: event.level, message: event.message.description, metadata: merged)) }
         }
     }
 
