@@ -44,14 +44,14 @@ unsigned rlm_confine_early(pid_t parent, rlm_limits limits);
 /// or abstract sockets outside the domain) and a seccomp filter (no execve, no new processes,
 /// no ptrace, no sockets, no signals to other processes, no namespace or mount changes).
 /// Returns the layers applied; `*landlock_abi` receives the kernel's Landlock ABI (0: none).
-unsigned rlm_confine(const char *const *_Nullable read_paths, size_t read_count,
-                     const char *const *_Nullable write_paths, size_t write_count, int *landlock_abi);
+unsigned rlm_confine(const char *_Null_unspecified const *_Nullable read_paths, size_t read_count,
+                     const char *_Null_unspecified const *_Nullable write_paths, size_t write_count, int *landlock_abi);
 
 /// Starts `path` with `arguments` (NULL-terminated), an empty environment (but for switching off
 /// the Swift runtime's crash reporter), standard input and
 /// output on /dev/null, standard error inherited, and `channel` as descriptor 3; no other
 /// descriptor is inherited. Returns 0 and sets `*pid`, or an errno value.
-int rlm_spawn(const char *path, char *_Nullable const *arguments, int channel, pid_t *pid);
+int rlm_spawn(const char *path, char *_Nullable const *_Nonnull arguments, int channel, pid_t *pid);
 
 /// A connected AF_UNIX stream socket pair, close-on-exec. Returns 0 or an errno value.
 int rlm_socket_pair(int pair[_Nonnull 2]);
