@@ -62,6 +62,12 @@ public struct Isolation: Sendable, Hashable {
     /// when it carries the worker (it called `WorkerProcess.hostIfRequested()`, as `rlm` does),
     /// otherwise `rlm-worker` next to it.
     public var workerExecutable: String?
+    /// How many confined workers to keep started and idle for ``Level/process``, so that a new
+    /// REPL (a run, an `rlm_query` child) takes one in a handoff instead of waiting for a process
+    /// to start. Defaults to 0: each REPL starts its own. Workers are shared by every run of this
+    /// process whose isolation settings match, each used once and replaced in the background;
+    /// they live until the process ends or ``shutDownWarmWorkers()``.
+    public var warmWorkers = 0
 
     /// Creates an isolation setting.
     public init(level: Level = .inProcess, readablePaths: [String] = [], nativeModules: [String] = [], allowsNetwork: Bool = false) {

@@ -54,7 +54,9 @@ final class REPLEnvironment: Sendable {
     init(name: String, configuration: RLMConfiguration, binding: REPLBinding) async throws {
         execTimeout = configuration.execTimeout
         let isolation = configuration.isolation
-        let scratch = isolation.level == .unrestricted ? nil : try Self.makeScratchDirectory()
+        // A warm worker comes with the scratch directory it was confined to.
+        let warm = try await WarmWorkers.pool(for: isolation, maxOutputCharacters: configuration.maxOutputCharacters)?.acquire()
+        let scratch = try warm.map { URL(fileURLWithPath: $0.scratch) } ?? (isolation.level == .unrestricted ? nil : Self.makeScratchDirectory())
         setup = Setup(
             name: name, maxOutputCharacters: configuration.maxOutputCharacters,
             functions: binding.functions(
@@ -63,7 +65,12 @@ final class REPLEnvironment: Sendable {
             stopGracePeriod: configuration.stopGracePeriod, isolation: isolation, scratch: scratch,
             depth: binding.node.depth)
         do {
-            state = Mutex(State(namespace: try await Self.makeNamespace(setup)))
+            if let warm {
+                try await Self.prepare(warm.worker, setup)
+                state = Mutex(State(namespace: warm.worker))
+            } else {
+                state = Mutex(State(namespace: try await Self.makeNamespace(setup)))
+            }
         } catch {
             if let scratch { Self.removeScratch(scratch) }
             throw error
@@ -73,11 +80,8 @@ final class REPLEnvironment: Sendable {
     private static func makeNamespace(_ setup: Setup) async throws -> any PythonREPL {
         let namespace: any PythonREPL
         if setup.isolation.level == .process, let scratch = setup.scratch {
-            namespace = try await PythonWorker.start(configuration: .init(
-                name: setup.name, scratch: scratch.path, readablePaths: setup.isolation.readablePaths,
-                nativeModules: setup.isolation.nativeModules, maxOutputCharacters: setup.maxOutputCharacters,
-                memoryLimitBytes: setup.isolation.memoryLimitBytes, requireAllLayers: setup.isolation.requiresAllLayers,
-                executable: setup.isolation.workerExecutable))
+            namespace = try await PythonWorker.start(configuration: WarmWorkers.configuration(
+                for: WarmWorkers.Key(setup.isolation, maxOutputCharacters: setup.maxOutputCharacters), scratch: scratch.path, name: setup.name))
         } else {
             let isolation = setup.isolation
             let sandbox = setup.scratch.map {
@@ -89,11 +93,16 @@ final class REPLEnvironment: Sendable {
                 name: setup.name, maxOutputCharacters: setup.maxOutputCharacters, stopGracePeriod: setup.stopGracePeriod,
                 sandbox: sandbox, level: setup.depth))
         }
+        try await prepare(namespace, setup)
+        return namespace
+    }
+
+    /// Installs the protocol's functions and helpers in a started namespace; closes it if that fails.
+    private static func prepare(_ namespace: any PythonREPL, _ setup: Setup) async throws {
         do {
             try await namespace.install(setup.functions)
             let reserved = setup.reserved.map { "\"\($0)\"" }.joined(separator: ", ")
             try await namespace.executePrivately("RESERVED = (\(reserved),)\n" + Self.support)
-            return namespace
         } catch {
             await namespace.close()
             throw error

@@ -80,6 +80,9 @@ struct RunOptions: ParsableArguments {
     @Option(help: "A directory whose files requests may name as contexts (repeatable); model code may read them too.")
     var allowFiles: [String] = []
 
+    @Option(help: "With --isolation process: confined workers kept started and idle, so that a new REPL takes one at once instead of starting a process.")
+    var warmWorkers: Int = 2
+
     @OptionGroup var answering: AnswerOptions
 
     func validate() throws {
@@ -88,6 +91,7 @@ struct RunOptions: ParsableArguments {
         if maxConcurrency < 1 { throw ValidationError("--max-concurrency must be at least 1") }
         if execTimeout <= 0 { throw ValidationError("--exec-timeout must be positive") }
         if deadline <= 0 { throw ValidationError("--deadline must be positive") }
+        if !(0...64).contains(warmWorkers) { throw ValidationError("--warm-workers must be from 0 to 64") }
         for directory in allowFiles {
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
@@ -110,8 +114,12 @@ struct RunOptions: ParsableArguments {
         let level = isolation ?? defaultIsolation
         configuration.isolation = Isolation(
             level: level == .unrestricted ? .unrestricted : level == .process ? .process : .inProcess, readablePaths: allowedRoots)
-        if level == .process { try await Run.checkWorker(requireAllLayers: false) }
+        if level == .process {
+            try await Run.checkWorker(requireAllLayers: false)
+            configuration.isolation.warmWorkers = warmWorkers
+        }
         answering.apply(to: &configuration)
+        configuration.startWarmWorkers()
         return configuration
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
 import PythonRuntime
-import RLM
+@testable import RLM
 import RLMTesting
 import Testing
 
@@ -28,6 +28,33 @@ struct ProcessIsolationTests {
         #expect(result.answer == "['ZX-81']")
         #expect(result.usage.byModel["reader"]?.calls == sub.callCount)
         #expect(sub.callCount > 1)
+    }
+
+    @Test("with warm workers, a run and its rlm_query child take started workers, each confined to a scratch directory of its own")
+    func warmWorkers() async throws {
+        // Settings of this test's own, so that its pool is not shared with other tests.
+        let readable = FileManager.default.temporaryDirectory.appendingPathComponent("rlm-warm-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: readable, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: readable) }
+        let write = "import tempfile, os\nopen(os.path.join(tempfile.gettempdir(), 'mine.txt'), 'w').write('x')\n"
+        let root = ScriptedModel.sequence([
+            repl(write + "child = rlm_query('inner', model='inner')\nprint(child)"),
+            "FINAL_VAR(child)",
+        ])
+        let inner = ScriptedModel.sequence([repl(write + "answer['content'] = str(len(os.listdir(tempfile.gettempdir())))\nanswer['ready'] = True")])
+        var configuration = Self.configuration(root, models: ["inner": inner], maxDepth: 2)
+        configuration.isolation.readablePaths = [readable.path]
+        configuration.isolation.warmWorkers = 2
+        let pool = try #require(WarmWorkers.pool(for: configuration.isolation, maxOutputCharacters: configuration.maxOutputCharacters))
+        let clock = ContinuousClock()
+        let limit = clock.now + .seconds(60)
+        while pool.statistics.ready < 2 && clock.now < limit { try await Task.sleep(for: .milliseconds(5)) }
+        let result = try await RLM(configuration: configuration).complete(query: "q", context: .text("text"))
+        // The child sees only its own file in its scratch directory, not its parent's.
+        #expect(result.answer == "1")
+        #expect(pool.statistics.warm == 2)
+        #expect(pool.statistics.cold == 0)
+        await Isolation.shutDownWarmWorkers()
     }
 
     @Test("a worker that dies (killed from outside, as the OOM killer would) is reported and the run goes on in a fresh one")

@@ -104,6 +104,22 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    // Acquiring from a pool of started workers (Isolation.warmWorkers): only the handoff and the
+    // first cell are measured; the pool refills while the sample waits for a ready worker.
+    Benchmark("warm worker acquire to first cell", configuration: .init(metrics: [.wallClock], maxDuration: .seconds(5))) { benchmark in
+        let pool = await Fixtures.shared.pool()
+        for _ in benchmark.scaledIterations {
+            while pool.statistics.ready < pool.configuration.size { try await Task.sleep(for: .milliseconds(1)) }
+            benchmark.startMeasurement()
+            let (worker, scratch) = try await pool.acquire()
+            let result = try await worker.execute("pass", timeout: .seconds(5))
+            benchmark.stopMeasurement()
+            precondition(result.status == .completed)
+            await worker.close()
+            try? FileManager.default.removeItem(atPath: scratch)
+        }
+    }
+
     Benchmark("Python→Swift→Python round trip through a worker (×1000)") { benchmark in
         let worker = try await Fixtures.shared.worker()
         benchmark.startMeasurement()
@@ -137,6 +153,7 @@ actor Fixtures {
     private var cached: PythonNamespace?
     private var cachedSandboxed: PythonNamespace?
     private var cachedWorker: PythonWorker?
+    private var cachedPool: PythonWorkerPool?
     static let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("rlm-bench-scratch").path
     static var workerConfiguration: PythonWorker.Configuration {
         try? FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
@@ -161,6 +178,13 @@ actor Fixtures {
         try await worker.install(NativeFunction(name: "echo_async", async: { arguments in arguments.positional.first ?? .none }))
         cachedWorker = worker
         return worker
+    }
+
+    func pool() -> PythonWorkerPool {
+        if let cachedPool { return cachedPool }
+        let pool = PythonWorkerPool(configuration: .init(worker: Self.workerConfiguration, size: 2))
+        cachedPool = pool
+        return pool
     }
 
     func namespace() async throws -> PythonNamespace {
