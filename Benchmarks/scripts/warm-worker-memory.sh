@@ -9,9 +9,11 @@ set -euo pipefail
 rlm="${1:-.build/release/rlm}"
 count="${2:-4}"
 port=$(( 20000 + RANDOM % 20000 ))
-"$rlm" serve --base-url http://127.0.0.1:9/v1 --model idle --isolation process --warm-workers "$count" --port "$port" 2>/dev/null &
+store="$(mktemp -d)"
+"$rlm" serve --base-url http://127.0.0.1:9/v1 --model idle --isolation process --warm-workers "$count" --port "$port" \
+    --store "$store/sessions.sqlite" 2>/dev/null &
 server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
+trap 'kill $server 2>/dev/null || true; rm -rf "$store"' EXIT
 descendants() {
     local pid=$1 child
     for child in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
