@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "RLMTestServers", targets: ["RLMTestServers"]),
         .library(name: "RLMBench", targets: ["RLMBench"]),
         .library(name: "RLMServer", targets: ["RLMServer"]),
+        .library(name: "RLMCache", targets: ["RLMCache"]),
         .executable(name: "rlm", targets: ["RLMCommand"]),
         .executable(name: "rlm-worker", targets: ["RLMWorker"]),
         .executable(name: "rlm-demo", targets: ["RLMDemo"]),
@@ -83,6 +84,16 @@ let package = Package(
         ),
         // The confined worker process that runs one REPL for `Isolation.Level.process`.
         .executableTarget(name: "RLMWorker", dependencies: ["PythonRuntime", "CRLMProcess"]),
+        // Model replies kept across runs: a ModelCacheStorage in SQLite.
+        .target(
+            name: "RLMCache",
+            dependencies: [
+                "RLM",
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Long-context tasks from a seed, their scores and reports (`rlm bench`).
         .target(name: "RLMBench", dependencies: ["RLM"]),
         // RLMs as a service: an OpenAI-compatible HTTP server with sessions, tenants and a live
@@ -111,7 +122,7 @@ let package = Package(
         .executableTarget(
             name: "RLMCommand",
             dependencies: [
-                "RLM", "RLMTesting", "RLMProviders", "PythonRuntime", "RLMBench", "RLMServer", "RLMCommandCore",
+                "RLM", "RLMTesting", "RLMProviders", "PythonRuntime", "RLMBench", "RLMServer", "RLMCommandCore", "RLMCache",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

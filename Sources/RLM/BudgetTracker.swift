@@ -73,6 +73,12 @@ final class BudgetTracker: Sendable {
     }
 
     /// Records a finished call and trips a token or cost limit it crossed.
+    /// Records a cache lookup for `model`: a hit that saved `saved` tokens, or a miss (`nil`).
+    func recordLookup(model: String, depth: Int, saved: TokenUsage?) {
+        let cost = saved.map { budget.prices[model]?.cost(of: $0) ?? 0 } ?? 0
+        state.withLock { $0.usage.recordLookup(model: model, depth: depth, saved: saved, cost: cost) }
+    }
+
     func record(model: String, depth: Int, tokens: TokenUsage) -> Double {
         let cost = budget.prices[model]?.cost(of: tokens) ?? 0
         let crossed = state.withLock { state -> Limit? in

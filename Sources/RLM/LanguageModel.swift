@@ -123,6 +123,11 @@ public protocol LanguageModel: Sendable {
     /// How much the model reads in one call. Defaults to ``ContextWindow/known(forModel:)`` for
     /// ``modelName``; `nil` (unknown) turns the engine's checks off, leaving the server to refuse.
     var contextWindow: ContextWindow? { get }
+
+    /// What besides the messages decides this model's reply, for ``ModelCache`` keys. Defaults
+    /// to no settings and not sampled: a model whose replies vary (a temperature above 0) should
+    /// say so, so that caches pass its replies over.
+    var cacheIdentity: CacheIdentity { get }
 }
 
 extension LanguageModel {
@@ -134,6 +139,9 @@ extension LanguageModel {
 
     /// The published window of a well-known model name, else `nil`.
     public var contextWindow: ContextWindow? { ContextWindow.known(forModel: modelName) }
+
+    /// No settings, not sampled.
+    public var cacheIdentity: CacheIdentity { CacheIdentity(settings: "", isSampled: false) }
 
     /// Calls ``complete(_:)`` and passes the whole reply to `onText` once.
     public func complete(_ messages: [ChatMessage], onText: @escaping @Sendable (String) -> Void) async throws -> ModelResponse {

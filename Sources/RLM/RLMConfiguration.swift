@@ -73,6 +73,9 @@ public struct RLMConfiguration: Sendable {
     /// How model-written code is confined. Defaults to ``Isolation/inProcess``: the REPL runs
     /// sandboxed in this process, with a scratch directory of its own.
     public var isolation: Isolation = .inProcess
+    /// Replies to repeated sub-calls (and, if it says so, root turns) answered from a cache
+    /// instead of the model; see ``ModelCache``. Defaults to `nil`: every call goes to the model.
+    public var cache: ModelCache?
     /// Strings that must never appear in what the run produces: they are replaced with
     /// `[redacted]` in cell output shown to the model, sub-call prompts, events, trajectories and
     /// answers. The API keys of the configured models (``LanguageModel/secrets``) are added

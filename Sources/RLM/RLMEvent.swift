@@ -27,6 +27,9 @@ public struct RLMEvent: Sendable, Hashable, Codable {
         case subcallStarted(callID: Int, model: String, prompt: String)
         /// A sub-call finished; ``error`` is set when it failed.
         case subcallFinished(callID: Int, model: String, response: String, usage: TokenUsage, latency: Duration, error: String?)
+        /// The sub-call's reply came from the ``ModelCache``: no model was called, and `saved` are
+        /// the tokens the first call cost. Its `subcallFinished` follows, with no usage.
+        case subcallCached(callID: Int, model: String, saved: TokenUsage)
         /// A child RLM started, as node `childID`.
         case childStarted(childID: Int, prompt: String)
         /// A child RLM finished.

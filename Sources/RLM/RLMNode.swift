@@ -154,7 +154,9 @@ final class RLMNode: Sendable {
                 do {
                     let span = iterationSpan ?? nodeSpan
                     return try await ServiceContext.withValue(span.context) {
-                        try await tree.call(model, messages, depth: info.depth, limited: info.depth > 0, span: span, onText: stream)
+                        try await tree.call(
+                            model, messages, depth: info.depth, limited: info.depth > 0, cached: configuration.cache?.includesRootTurns == true,
+                            span: span, onText: stream)
                     }
                 } catch let refusal as ContextWindowExceeded {
                     logger.notice("the server refused the conversation as too long; compacting", metadata: ["rlm.model": "\(model.modelName)"])

@@ -62,7 +62,7 @@ extension RLMEvent.Kind {
             return .runFinished(usage: usage, elapsed: elapsed, error: redact(error))
         case .refinementStep(let step, let answer, let changed, let score):
             return .refinementStep(step: step, answer: redact(answer), changed: changed, judgeScore: score)
-        case .refinementFinished, .strategyChosen:
+        case .refinementFinished, .strategyChosen, .subcallCached:
             return self
         case .subcallRouted(let prompt, let recurse, let reason, let score):
             return .subcallRouted(prompt: redact(prompt), recurse: recurse, reason: reason, score: score)

@@ -46,10 +46,38 @@ final class RunTree: Sendable {
     /// server has read the prompt and may have written part of a reply, which providers bill.
     /// It counts the prompt's estimated tokens and those of the text streamed so far, and
     /// `onCancelled` gets that estimate (for the sub-call's event).
+    ///
+    /// A `cached` call is first looked up in the configuration's ``ModelCache``: a hit returns
+    /// the stored reply with no usage (and calls `onCacheHit` with what the first call cost)
+    /// without a permit, a budget reservation or the model; a successful reply is stored.
     func call(
         _ model: any LanguageModel, _ messages: [ChatMessage], depth: Int, limited: Bool, force: Bool = false,
-        span: (any Span)? = nil, onText: (@Sendable (String) -> Void)? = nil, onStart: () -> Void = {},
-        onCancelled: (TokenUsage) -> Void = { _ in }
+        cached: Bool = false, span: (any Span)? = nil, onText: (@Sendable (String) -> Void)? = nil, onStart: () -> Void = {},
+        onCancelled: (TokenUsage) -> Void = { _ in }, onCacheHit: (TokenUsage) -> Void = { _ in }
+    ) async throws -> ModelResponse {
+        let cache = cached ? configuration.cache : nil
+        let key = cache?.key(for: model, messages)
+        if let cache, let key {
+            // A storage that fails is passed over: the model answers instead.
+            let hit = try? await cache.storage.reply(for: key)
+            tracker.recordLookup(model: model.modelName, depth: depth, saved: hit?.usage)
+            telemetry.cacheLookup(model: model.modelName, hit: hit != nil)
+            if let hit {
+                onCacheHit(hit.usage)
+                onText?(hit.text)
+                return ModelResponse(text: hit.text, usage: TokenUsage())
+            }
+        }
+        let response = try await callModel(
+            model, messages, depth: depth, limited: limited, force: force, span: span, onText: onText, onStart: onStart,
+            onCancelled: onCancelled)
+        if let cache, let key { try? await cache.storage.store(response, for: key) }
+        return response
+    }
+
+    private func callModel(
+        _ model: any LanguageModel, _ messages: [ChatMessage], depth: Int, limited: Bool, force: Bool,
+        span: (any Span)?, onText: (@Sendable (String) -> Void)?, onStart: () -> Void, onCancelled: (TokenUsage) -> Void
     ) async throws -> ModelResponse {
         var began: ContinuousClock.Instant?
         let streamed = StreamedTokens()
@@ -127,11 +155,16 @@ final class RunTree: Sendable {
         var started = false
         var spent = TokenUsage()
         do {
-            let response = try await call(model, messages, depth: node.depth + 1, limited: true, span: span, onStart: {
+            let response = try await call(model, messages, depth: node.depth + 1, limited: true, cached: true, span: span, onStart: {
                 started = true
                 start = .now
                 events.emit(node, .subcallStarted(callID: callID, model: model.modelName, prompt: promptText))
-            }, onCancelled: { spent = $0 })
+            }, onCancelled: { spent = $0 }, onCacheHit: { saved in
+                started = true
+                start = .now
+                events.emit(node, .subcallStarted(callID: callID, model: model.modelName, prompt: promptText))
+                events.emit(node, .subcallCached(callID: callID, model: model.modelName, saved: saved))
+            })
             events.emit(node, .subcallFinished(
                 callID: callID, model: model.modelName, response: response.text, usage: response.usage,
                 latency: .now - start, error: nil))

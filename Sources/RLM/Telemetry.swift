@@ -77,6 +77,12 @@ struct Telemetry: Sendable {
         }
     }
 
+    /// Counts one cache lookup.
+    func cacheLookup(model: String, hit: Bool) {
+        guard measures else { return }
+        Counter(label: "rlm_cache_lookups_total", dimensions: [("model", model), ("result", hit ? "hit" : "miss")], factory: metrics).increment()
+    }
+
     /// Counts one cell.
     func cell(status: RLMEvent.CellStatus, duration: Duration) {
         guard measures else { return }

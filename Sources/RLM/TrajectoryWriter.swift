@@ -60,7 +60,14 @@ public final class TrajectoryWriter: Sendable {
     }
 
     static func summary(_ usage: ModelUsage) -> [String: Any] {
-        ["calls": usage.calls, "tokens": Self.usage(usage.tokens), "cost_usd": usage.costUSD]
+        var object: [String: Any] = ["calls": usage.calls, "tokens": Self.usage(usage.tokens), "cost_usd": usage.costUSD]
+        if usage.cacheHits + usage.cacheMisses > 0 {
+            object["cache"] = [
+                "hits": usage.cacheHits, "misses": usage.cacheMisses, "saved_tokens": Self.usage(usage.savedTokens),
+                "saved_cost_usd": usage.savedCostUSD,
+            ]
+        }
+        return object
     }
 
     /// The JSON object of one event.
@@ -108,6 +115,11 @@ public final class TrajectoryWriter: Sendable {
             object["usage"] = usage(tokens)
             object["latency"] = seconds(latency)
             object["error"] = error ?? NSNull()
+        case .subcallCached(let callID, let model, let saved):
+            object["type"] = "subcall_cached"
+            object["call"] = callID
+            object["model"] = model
+            object["saved"] = usage(saved)
         case .childStarted(let childID, let prompt):
             object["type"] = "child_started"
             object["child"] = childID

@@ -6,12 +6,43 @@ public struct ModelUsage: Sendable, Hashable, Codable {
     public var tokens: TokenUsage
     /// Their cost in US dollars, from the budget's price table.
     public var costUSD: Double
+    /// Calls answered from the ``ModelCache`` instead of the model (not in ``calls``).
+    public var cacheHits: Int
+    /// Calls looked up in the cache and not found there (they are in ``calls``).
+    public var cacheMisses: Int
+    /// Tokens the cache hits would have cost, as the model first reported them.
+    public var savedTokens: TokenUsage
+    /// What those tokens would have cost in US dollars.
+    public var savedCostUSD: Double
 
     /// Creates a record.
-    public init(calls: Int = 0, tokens: TokenUsage = TokenUsage(), costUSD: Double = 0) {
+    public init(
+        calls: Int = 0, tokens: TokenUsage = TokenUsage(), costUSD: Double = 0, cacheHits: Int = 0, cacheMisses: Int = 0,
+        savedTokens: TokenUsage = TokenUsage(), savedCostUSD: Double = 0
+    ) {
         self.calls = calls
         self.tokens = tokens
         self.costUSD = costUSD
+        self.cacheHits = cacheHits
+        self.cacheMisses = cacheMisses
+        self.savedTokens = savedTokens
+        self.savedCostUSD = savedCostUSD
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case calls, tokens, costUSD, cacheHits, cacheMisses, savedTokens, savedCostUSD
+    }
+
+    /// Decodes a record; ones written before the cache fields existed decode with zeros.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        calls = try container.decode(Int.self, forKey: .calls)
+        tokens = try container.decode(TokenUsage.self, forKey: .tokens)
+        costUSD = try container.decode(Double.self, forKey: .costUSD)
+        cacheHits = try container.decodeIfPresent(Int.self, forKey: .cacheHits) ?? 0
+        cacheMisses = try container.decodeIfPresent(Int.self, forKey: .cacheMisses) ?? 0
+        savedTokens = try container.decodeIfPresent(TokenUsage.self, forKey: .savedTokens) ?? TokenUsage()
+        savedCostUSD = try container.decodeIfPresent(Double.self, forKey: .savedCostUSD) ?? 0
     }
 
     mutating func add(_ tokens: TokenUsage, cost: Double) {
@@ -42,5 +73,21 @@ public struct UsageSummary: Sendable, Hashable, Codable {
         total.add(tokens, cost: cost)
         byModel[model, default: ModelUsage()].add(tokens, cost: cost)
         byDepth[depth, default: ModelUsage()].add(tokens, cost: cost)
+    }
+
+    /// A cache lookup: a hit saved `saved` tokens worth `cost`; a miss (`saved == nil`) goes on to the model.
+    mutating func recordLookup(model: String, depth: Int, saved: TokenUsage?, cost: Double) {
+        func add(_ usage: inout ModelUsage) {
+            guard let saved else {
+                usage.cacheMisses += 1
+                return
+            }
+            usage.cacheHits += 1
+            usage.savedTokens += saved
+            usage.savedCostUSD += cost
+        }
+        add(&total)
+        add(&byModel[model, default: ModelUsage()])
+        add(&byDepth[depth, default: ModelUsage()])
     }
 }

@@ -6,7 +6,9 @@ import Glibc
 #endif
 import RLM
 import PythonRuntime
+import RLMCache
 import RLMProviders
+import RLMTesting
 
 /// `rlm run`: one query over one context file, against a real model server.
 struct Run: AsyncParsableCommand {
@@ -22,8 +24,8 @@ struct Run: AsyncParsableCommand {
         case openai, anthropic
     }
 
-    @Option(help: "The API root, for example https://api.openai.com/v1 or http://127.0.0.1:8000/v1.")
-    var baseURL: String
+    @Option(help: "The API root, for example https://api.openai.com/v1 or http://127.0.0.1:8000/v1 (not needed with --replay).")
+    var baseURL: String?
 
     @Option(help: "The model name the server knows.")
     var model: String
@@ -50,6 +52,9 @@ struct Run: AsyncParsableCommand {
 
     @Option(help: "The model behind llm_query (default: the main model).")
     var subModel: String?
+
+    @Option(help: "Sampling temperature for every model (default: the server's). 0 makes replies repeatable, which --cache needs.")
+    var temperature: Double?
 
     @Option(help: "The main model's context window in tokens (default: what the server's model list reports, else the published window of a well-known model name, else unchecked).")
     var contextWindow: Int?
@@ -110,6 +115,21 @@ struct Run: AsyncParsableCommand {
     @Flag(help: "With --isolation process: refuse to run when the kernel lacks a confinement layer (instead of a warning).")
     var requireAllLayers = false
 
+    @Option(help: "Keep sub-call replies in this SQLite file and answer repeated sub-calls from it (only deterministic ones: temperature 0, unless --cache-sampled).")
+    var cache: String?
+
+    @Flag(help: "With --cache: also answer the root model's turns from the cache.")
+    var cacheRootTurns = false
+
+    @Flag(help: "With --cache: also keep replies sampled at a temperature above 0 (or the server's default).")
+    var cacheSampled = false
+
+    @Option(help: "Record every model call (requests, replies, usage, windows) into this file, to replay the run offline with --replay.")
+    var record: String?
+
+    @Option(help: "Answer every model call from a file written by --record: no server is contacted, and a request the recording does not hold fails the run.")
+    var replay: String?
+
     /// Files this large or larger are mapped under `--context-mode auto`: reading one into a str
     /// takes its size in memory, and more while the model's code slices it.
     static let mappedThresholdMiB = 256
@@ -150,6 +170,10 @@ struct Run: AsyncParsableCommand {
         if subContextWindow != nil && subModel == nil { throw ValidationError("--sub-context-window needs --sub-model (without it, sub-calls use the main model and --context-window)") }
         if maxCost != nil && price.isEmpty { throw ValidationError("--max-cost needs prices: add --price \(model)=INPUT:OUTPUT (USD per million tokens)") }
         _ = try Self.parsePrices(price)
+        if let temperature, !(0...2).contains(temperature) { throw ValidationError("--temperature must be from 0 to 2") }
+        if baseURL == nil && replay == nil { throw ValidationError("--base-url is needed (the API root of the models), unless --replay answers from a recording") }
+        if record != nil && replay != nil { throw ValidationError("--record and --replay cannot be used together") }
+        if cache == nil && (cacheRootTurns || cacheSampled) { throw ValidationError("--cache-root-turns and --cache-sampled need --cache PATH") }
     }
 
     static func parsePrices(_ specs: [String]) throws -> [String: ModelPrice] {
@@ -193,19 +217,39 @@ struct Run: AsyncParsableCommand {
 
     private func makeModel(_ name: String, window: Int?) async throws -> any LanguageModel {
         try await Self.makeModel(
-            provider: provider, baseURL: baseURL, name: name, apiKeyEnv: apiKeyEnv, maxOutputTokens: maxOutputTokens, window: window)
+            provider: provider, baseURL: baseURL ?? "", name: name, apiKeyEnv: apiKeyEnv, maxOutputTokens: maxOutputTokens, window: window,
+            temperature: temperature)
+    }
+
+    /// The root and sub-models: replayed from `--replay`, else over HTTP, recorded under `--record`.
+    private func makeModels(recording cassette: Cassette?) async throws -> (root: any LanguageModel, sub: (any LanguageModel)?) {
+        var root: any LanguageModel
+        var sub: (any LanguageModel)?
+        if let replay {
+            let tape = try Cassette.load(from: URL(fileURLWithPath: replay))
+            root = try ReplayModel(name: model, cassette: tape)
+            sub = try subModel.map { try ReplayModel(name: $0, cassette: tape) }
+        } else {
+            root = try await makeModel(model, window: contextWindow)
+            if let subModel { sub = try await makeModel(subModel, window: subContextWindow) }
+        }
+        if let cassette {
+            root = RecordingModel(root, into: cassette)
+            sub = sub.map { RecordingModel($0, into: cassette) }
+        }
+        return (root, sub)
     }
 
     /// A model with its context window: `window` tokens when given; else, for an
     /// OpenAI-compatible server, the window its model list reports (asked once, briefly); else
     /// the published window of a well-known name. Shared with `rlm bench`.
     static func makeModel(
-        provider: Provider, baseURL: String, name: String, apiKeyEnv: String?, maxOutputTokens: Int?, window: Int?
+        provider: Provider, baseURL: String, name: String, apiKeyEnv: String?, maxOutputTokens: Int?, window: Int?, temperature: Double? = nil
     ) async throws -> any LanguageModel {
         switch provider {
         case .openai:
             var configuration = OpenAICompatibleModel.Configuration(
-                baseURL: baseURL, model: name, apiKeyVariable: apiKeyEnv ?? "OPENAI_API_KEY", maxTokens: maxOutputTokens)
+                baseURL: baseURL, model: name, apiKeyVariable: apiKeyEnv ?? "OPENAI_API_KEY", temperature: temperature, maxTokens: maxOutputTokens)
             configuration.contextWindow = window.map { ContextWindow(tokens: $0) }
             let model = try OpenAICompatibleModel(configuration: configuration)
             guard window == nil, let reported = try? await model.discoverContextWindow(timeout: .seconds(3)) else { return model }
@@ -213,6 +257,7 @@ struct Run: AsyncParsableCommand {
             return try OpenAICompatibleModel(configuration: configuration)
         case .anthropic:
             var configuration = AnthropicModel.Configuration(baseURL: baseURL, model: name, apiKeyVariable: apiKeyEnv ?? "ANTHROPIC_API_KEY")
+            configuration.temperature = temperature
             if let maxOutputTokens { configuration.maxTokens = maxOutputTokens }
             configuration.contextWindow = window.map { ContextWindow(tokens: $0, reservedForReply: min(configuration.maxTokens, $0 / 2)) }
             return try AnthropicModel(configuration: configuration)
@@ -224,9 +269,8 @@ struct Run: AsyncParsableCommand {
         let url = try ContextFile.check(contextFile)
         let context = try contextMode.context(for: url)
         let prices = try Self.parsePrices(price)
-        let root = try await makeModel(model, window: contextWindow)
-        var sub: (any LanguageModel)?
-        if let subModel { sub = try await makeModel(subModel, window: subContextWindow) }
+        let cassette = record.map { _ in Cassette() }
+        let (root, sub) = try await makeModels(recording: cassette)
         var configuration = RLMConfiguration(
             rootModel: root, subModel: sub, maxDepth: maxDepth, maxIterations: maxIterations,
             execTimeout: .milliseconds(Int64(execTimeout * 1000)), maxConcurrentSubcalls: maxConcurrency,
@@ -240,6 +284,17 @@ struct Run: AsyncParsableCommand {
         if let refineSteps { configuration.refinement = Refinement(maxSteps: refineSteps) }
         answering.apply(to: &configuration)
         if isolation == .process { try await Self.checkWorker(requireAllLayers: requireAllLayers) }
+        var cacheStorage: SQLiteModelCacheStorage?
+        if let cache {
+            do {
+                cacheStorage = try await SQLiteModelCacheStorage.open(path: cache)
+            } catch let error as ModelCacheError {
+                throw ValidationError("--cache: \(error.message)")
+            }
+        }
+        if let cacheStorage {
+            configuration.cache = ModelCache(storage: cacheStorage, includesRootTurns: cacheRootTurns, cachesSampledReplies: cacheSampled)
+        }
         let writer = try trajectory.map { try TrajectoryWriter(url: URL(fileURLWithPath: $0)) }
         defer { writer?.close() }
         let progress = ProgressDisplay(enabled: !quiet, prices: prices)
@@ -256,6 +311,15 @@ struct Run: AsyncParsableCommand {
             return try await rlm.complete(query: query, context: context, trajectory: writer) { progress.observe($0, rootModel: rootName) }
         }
         progress.finish()
+        await cacheStorage?.close()
+        // Whatever the outcome: a run that failed or hit a limit is worth replaying too.
+        if let cassette, let record {
+            do {
+                try cassette.save(to: URL(fileURLWithPath: record))
+            } catch {
+                printError("rlm: cannot write the recording \(record): \(error.localizedDescription)")
+            }
+        }
         switch outcome {
         case .success(let result):
             try Output.printResult(answer: result.answer, usage: result.usage, iterations: result.iterations,

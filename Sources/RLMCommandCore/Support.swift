@@ -55,10 +55,17 @@ extension Duration {
 /// What `rlm` prints on stdout.
 package enum Output {
     package static func usageObject(_ usage: ModelUsage) -> [String: Any] {
-        [
+        var object: [String: Any] = [
             "calls": usage.calls, "input_tokens": usage.tokens.inputTokens, "output_tokens": usage.tokens.outputTokens,
             "cached_input_tokens": usage.tokens.cachedInputTokens, "cache_write_input_tokens": usage.tokens.cacheWriteInputTokens, "cost_usd": usage.costUSD,
         ]
+        if usage.cacheHits + usage.cacheMisses > 0 {
+            object["cache_hits"] = usage.cacheHits
+            object["cache_misses"] = usage.cacheMisses
+            object["saved_tokens"] = usage.savedTokens.totalTokens
+            object["saved_cost_usd"] = usage.savedCostUSD
+        }
+        return object
     }
 
     package static func printResult(

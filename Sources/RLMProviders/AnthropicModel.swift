@@ -68,6 +68,15 @@ public struct AnthropicModel: LanguageModel {
 
     public var modelName: String { configuration.model }
 
+    /// The server and the settings that shape the reply; sampled unless the temperature is 0
+    /// (the server's default temperature samples).
+    public var cacheIdentity: CacheIdentity {
+        let c = configuration
+        return CacheIdentity(
+            settings: "anthropic;\(c.baseURL);\(c.version);temperature=\(c.temperature.map { "\($0)" } ?? "default");max_tokens=\(c.maxTokens)",
+            isSampled: c.temperature != 0)
+    }
+
     /// The configured window, else the published window of a well-known model name (looked up
     /// once, when the model is made).
     public let contextWindow: ContextWindow?

@@ -73,6 +73,15 @@ public struct OpenAICompatibleModel: LanguageModel {
 
     public var modelName: String { configuration.model }
 
+    /// The server and the settings that shape the reply; sampled unless the temperature is 0
+    /// (the server's default temperature samples).
+    public var cacheIdentity: CacheIdentity {
+        let c = configuration
+        return CacheIdentity(
+            settings: "openai;\(c.baseURL);temperature=\(c.temperature.map { "\($0)" } ?? "default");max_tokens=\(c.maxTokens.map { "\($0)" } ?? "-");seed=\(c.seed.map { "\($0)" } ?? "-");reasoning=\(c.reasoningEffort ?? "-")",
+            isSampled: c.temperature != 0)
+    }
+
     /// The configured window, else the published window of a well-known model name (looked up
     /// once, when the model is made).
     public let contextWindow: ContextWindow?

@@ -453,6 +453,82 @@ struct CommandTests {
         #expect(!(unreachable.stdout + unreachable.stderr).contains("sk-doctor-secret"))
     }
 
+    @Test("--cache answers repeated sub-calls from its file: the same run twice sends no sub-call the second time")
+    func cache() async throws {
+        let subCalls = Mutex(0)
+        let turns = [
+            "```repl\nparts = llm_query_batched(context.split())\nprint(parts)\n```",
+            "```repl\nanswer['content'] = '-'.join(parts); answer['ready'] = True\n```",
+        ]
+        let server = try await ModelServers.openAI { request in
+            guard request.model == "root" else {
+                subCalls.withLock { $0 += 1 }
+                return request.prompt.uppercased()
+            }
+            return turns[min(request.messages.filter { $0.role == "assistant" }.count, turns.count - 1)]
+        }
+        let context = try temporaryFile(Data("alpha beta gamma".utf8))
+        let cacheFile = FileManager.default.temporaryDirectory.appendingPathComponent("rlm-cache-\(UUID().uuidString).sqlite")
+        defer {
+            try? FileManager.default.removeItem(at: context)
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: cacheFile.path + suffix) }
+        }
+        let arguments = ["run", "--base-url", server.baseURL + "/v1", "--model", "root", "--sub-model", "sub", "--context-file", context.path,
+                         "--query", "shout", "--temperature", "0", "--cache", cacheFile.path, "--json", "--strategy", "rlm"]
+        let first = try await rlm(arguments)
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(subCalls.withLock { $0 } == 3)
+        let second = try await rlm(arguments)
+        #expect(second.status == 0, "\(second.stderr)")
+        #expect(subCalls.withLock { $0 } == 3, "the second run sent sub-calls")
+        let object = try JSONSerialization.jsonObject(with: Data(second.stdout.utf8)) as? [String: Any]
+        #expect(object?["answer"] as? String == "ALPHA-BETA-GAMMA")
+        let sub = ((object?["usage"] as? [String: Any])?["by_model"] as? [String: [String: Any]])?["sub"]
+        #expect(sub?["cache_hits"] as? Int == 3)
+        #expect(sub?["calls"] as? Int == 0)
+        #expect((sub?["saved_tokens"] as? Int ?? 0) > 0)
+
+        // Without --temperature 0 the server samples: nothing is kept.
+        let sampled = try await rlm(Array(arguments.filter { $0 != "--temperature" && $0 != "0" }))
+        #expect(sampled.status == 0)
+        #expect(subCalls.withLock { $0 } == 6)
+        let unusable = try await rlm(["run", "--base-url", server.baseURL + "/v1", "--model", "root", "--context-file", context.path,
+                                      "--query", "q", "--cache", "/nonexistent/dir/cache.sqlite"])
+        #expect(unusable.status != 0)
+        #expect(unusable.stderr.contains("--cache"))
+        try await server.shutdown()
+    }
+
+    @Test("--record writes the run's model calls; --replay answers from them with no server, and fails clearly on a request it does not hold")
+    func recordAndReplay() async throws {
+        let server = try await scriptedServer([
+            "```repl\nparts = llm_query_batched(context.split())\nprint(parts)\n```",
+            "```repl\nanswer['content'] = '-'.join(parts); answer['ready'] = True\n```",
+        ])
+        let context = try temporaryFile(Data("alpha beta".utf8))
+        let tape = FileManager.default.temporaryDirectory.appendingPathComponent("rlm-tape-\(UUID().uuidString).json")
+        defer {
+            try? FileManager.default.removeItem(at: context)
+            try? FileManager.default.removeItem(at: tape)
+        }
+        let common = ["run", "--model", "root", "--sub-model", "sub", "--context-file", context.path, "--quiet", "--strategy", "rlm"]
+        let recorded = try await rlm(common + ["--base-url", server.baseURL + "/v1", "--query", "shout", "--record", tape.path])
+        #expect(recorded.status == 0, "\(recorded.stderr)")
+        #expect(recorded.stdout == "ALPHA-BETA\n")
+        try await server.shutdown()
+
+        let replayed = try await rlm(common + ["--query", "shout", "--replay", tape.path])
+        #expect(replayed.status == 0, "\(replayed.stderr)")
+        #expect(replayed.stdout == "ALPHA-BETA\n")
+
+        let other = try await rlm(common + ["--query", "whisper", "--replay", tape.path])
+        #expect(other.status == 1)
+        #expect(other.stderr.contains("the recording holds no reply to this request to 'root'"), "\(other.stderr)")
+        let noURL = try await rlm(common + ["--query", "shout"])
+        #expect(noURL.status != 0)
+        #expect(noURL.stderr.contains("--base-url is needed"))
+    }
+
     @Test("an answer that cannot be written is an error with a non-zero exit")
     func unwritableAnswer() async throws {
         let server = try await scriptedServer(["FINAL(an answer nobody can read)"])
