@@ -102,7 +102,7 @@ let package = Package(
         .target(
             name: "RLMServer",
             dependencies: [
-                "RLM",
+                "RLM", "RLMCache",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

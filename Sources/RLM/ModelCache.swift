@@ -100,6 +100,28 @@ public struct ModelCache: Sendable {
         self.cachesSampledReplies = cachesSampledReplies
     }
 
+    /// The same cache with its keys kept apart from every other scope's: a server gives each
+    /// tenant its own scope, so that one tenant never gets (or learns of) another's replies.
+    public func scoped(to scope: String) -> ModelCache {
+        var scoped = self
+        scoped.storage = ScopedStorage(base: storage, scope: scope)
+        return scoped
+    }
+
+    private struct ScopedStorage: ModelCacheStorage {
+        let base: any ModelCacheStorage
+        let scope: String
+
+        func scopedKey(_ key: ModelCallKey) -> ModelCallKey {
+            var key = key
+            key.settings = "scope=\(scope);" + key.settings
+            return key
+        }
+
+        func reply(for key: ModelCallKey) async throws -> ModelResponse? { try await base.reply(for: scopedKey(key)) }
+        func store(_ response: ModelResponse, for key: ModelCallKey) async throws { try await base.store(response, for: scopedKey(key)) }
+    }
+
     /// The key for a call to `model`, or `nil` when its replies are not to be cached.
     func key(for model: any LanguageModel, _ messages: [ChatMessage]) -> ModelCallKey? {
         let identity = model.cacheIdentity

@@ -94,4 +94,9 @@ public struct ModelCacheError: Error, CustomStringConvertible {
     /// What went wrong.
     public var message: String
     public var description: String { message }
+
+    /// Creates an error with `message`.
+    public init(message: String) {
+        self.message = message
+    }
 }

@@ -34,6 +34,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Where sessions and what tenants spent are kept: an SQLite file (made if missing; servers on this machine may share it) or postgres://USER:PASSWORD@HOST:PORT/DB (servers anywhere may share it).")
     var store: String = "rlm-serve.sqlite"
 
+    @Option(help: "Keep sub-call replies and answer repeated sub-calls from them, per tenant: an SQLite file or postgres://USER:PASSWORD@HOST:PORT/DB (servers anywhere may share it). Only deterministic replies (--temperature 0) unless --cache-sampled.")
+    var cache: String?
+
+    @Flag(help: "With --cache: also keep replies sampled at a temperature above 0 (or the server's default).")
+    var cacheSampled = false
+
     @Option(help: "Seconds runs in progress may take to finish after SIGTERM before they are cancelled.")
     var shutdownGrace: Double = 30
 
@@ -56,6 +62,7 @@ struct Serve: AsyncParsableCommand {
         if maxRuns < 1 { throw ValidationError("--max-runs must be at least 1") }
         if maxCallsInFlight < 1 { throw ValidationError("--max-calls-in-flight must be at least 1") }
         if maxLiveSessions < 1 { throw ValidationError("--max-live-sessions must be at least 1") }
+        if cacheSampled && cache == nil { throw ValidationError("--cache-sampled needs --cache LOCATION") }
         let loopback = ["127.0.0.1", "localhost", "::1"].contains(host)
         if !loopback && tenants == nil {
             throw ValidationError("--host \(host) without --tenants would let anyone who reaches it spend your model budget: add --tenants FILE")
@@ -80,6 +87,7 @@ struct Serve: AsyncParsableCommand {
         let tenantList = try tenants.map { try TenantsFile.load($0) } ?? []
         var rlm = try await runs.configuration(models: models, defaultIsolation: tenantList.isEmpty ? .inProcess : .process)
         rlm.callLimiter = ModelCallLimiter(maxConcurrentCalls: maxCallsInFlight)
+        if let cache { rlm.cache = ModelCache(storage: try await openModelCacheStorage(cache), cachesSampledReplies: cacheSampled) }
         let store = try await openSessionStore(store)
         var logger = Logger(label: "rlm.serve")
         logger.logLevel = .notice

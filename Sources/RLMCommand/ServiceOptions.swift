@@ -21,6 +21,9 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "The environment variable with the API key (default OPENAI_API_KEY or ANTHROPIC_API_KEY; not needed for a server on this machine).")
     var apiKeyEnv: String?
 
+    @Option(help: "Sampling temperature for every model (default: the server's). 0 makes replies repeatable, which --cache needs.")
+    var temperature: Double?
+
     @Option(help: "The root model's context window in tokens (default: what the server reports, else a well-known model's).")
     var contextWindow: Int?
 
@@ -33,16 +36,19 @@ struct ModelOptions: ParsableArguments {
     func validate() throws {
         if let contextWindow, contextWindow < 256 { throw ValidationError("--context-window must be at least 256 tokens") }
         if let maxOutputTokens, maxOutputTokens < 1 { throw ValidationError("--max-output-tokens must be at least 1") }
+        if let temperature, !(0...2).contains(temperature) { throw ValidationError("--temperature must be from 0 to 2") }
         _ = try Run.parsePrices(price)
     }
 
     func makeModels() async throws -> (root: any LanguageModel, sub: (any LanguageModel)?) {
         let root = try await Run.makeModel(
-            provider: provider, baseURL: baseURL, name: model, apiKeyEnv: apiKeyEnv, maxOutputTokens: maxOutputTokens, window: contextWindow)
+            provider: provider, baseURL: baseURL, name: model, apiKeyEnv: apiKeyEnv, maxOutputTokens: maxOutputTokens, window: contextWindow,
+            temperature: temperature)
         var sub: (any LanguageModel)?
         if let subModel {
             sub = try await Run.makeModel(
-                provider: provider, baseURL: baseURL, name: subModel, apiKeyEnv: apiKeyEnv, maxOutputTokens: maxOutputTokens, window: nil)
+                provider: provider, baseURL: baseURL, name: subModel, apiKeyEnv: apiKeyEnv, maxOutputTokens: maxOutputTokens, window: nil,
+                temperature: temperature)
         }
         return (root, sub)
     }

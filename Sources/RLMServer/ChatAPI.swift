@@ -202,7 +202,12 @@ enum ChatAPI {
         var iterations: Int?
         var limit: String?
         var costUSD: Double
-        enum CodingKeys: String, CodingKey { case runID = "run_id", session, iterations, limit, costUSD = "cost_usd" }
+        /// Calls answered from the reply cache (`--cache`), and the tokens they saved.
+        var cacheHits: Int
+        var savedTokens: Int
+        enum CodingKeys: String, CodingKey {
+            case runID = "run_id", session, iterations, limit, costUSD = "cost_usd", cacheHits = "cache_hits", savedTokens = "saved_tokens"
+        }
     }
 
     struct Usage: Encodable {
@@ -287,7 +292,9 @@ enum ChatAPI {
         }
 
         func extensionFields(runID: String, session: String?) -> Extension {
-            Extension(runID: runID, session: session, iterations: iterations, limit: limit, costUSD: usage.total.costUSD)
+            Extension(
+                runID: runID, session: session, iterations: iterations, limit: limit, costUSD: usage.total.costUSD,
+                cacheHits: usage.total.cacheHits, savedTokens: usage.total.savedTokens.totalTokens)
         }
     }
 

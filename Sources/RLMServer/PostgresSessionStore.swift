@@ -19,20 +19,8 @@ public final class PostgresSessionStore: SessionStore {
     public static func open(
         url: String, environment: [String: String] = ProcessInfo.processInfo.environment, logger: Logger = Logger(label: "rlm.store")
     ) async throws -> PostgresSessionStore {
-        guard let parts = URLComponents(string: url), ["postgres", "postgresql"].contains(parts.scheme ?? ""),
-              let host = parts.host, !host.isEmpty, let user = parts.user, !user.isEmpty else {
-            throw SessionStoreError(message: "the store URL should look like postgres://USER:PASSWORD@HOST:PORT/DATABASE (got a URL without a user or host)")
-        }
-        let database = parts.path.hasPrefix("/") ? String(parts.path.dropFirst()) : parts.path
-        let sslMode = parts.queryItems?.first { $0.name == "sslmode" }?.value ?? "prefer"
-        let tls: PostgresClient.Configuration.TLS = sslMode == "disable" ? .disable
-            : sslMode == "require" ? .require(.makeClientConfiguration()) : .prefer(.makeClientConfiguration())
-        var configuration = PostgresClient.Configuration(
-            host: host, port: parts.port ?? 5432, username: user, password: parts.password ?? environment["PGPASSWORD"],
-            database: database.isEmpty ? nil : database, tls: tls)
-        configuration.options.maximumConnections = 8
+        let (configuration, location) = try clientConfiguration(url: url, environment: environment)
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
-        let location = "postgres://\(user)@\(host):\(parts.port ?? 5432)/\(database)"
         let store = PostgresSessionStore(client: client, location: location)
         do {
             try await store.client.withTransaction(logger: logger) { connection in
@@ -53,6 +41,24 @@ public final class PostgresSessionStore: SessionStore {
             throw SessionStoreError(message: "cannot prepare the session store \(location): \(String(reflecting: error))")
         }
         return store
+    }
+
+    /// The client configuration for `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=…]`,
+    /// the password else from `$PGPASSWORD`) and where it points, without the password.
+    static func clientConfiguration(url: String, environment: [String: String]) throws -> (PostgresClient.Configuration, String) {
+        guard let parts = URLComponents(string: url), ["postgres", "postgresql"].contains(parts.scheme ?? ""),
+              let host = parts.host, !host.isEmpty, let user = parts.user, !user.isEmpty else {
+            throw SessionStoreError(message: "the PostgreSQL URL should look like postgres://USER:PASSWORD@HOST:PORT/DATABASE (got a URL without a user or host)")
+        }
+        let database = parts.path.hasPrefix("/") ? String(parts.path.dropFirst()) : parts.path
+        let sslMode = parts.queryItems?.first { $0.name == "sslmode" }?.value ?? "prefer"
+        let tls: PostgresClient.Configuration.TLS = sslMode == "disable" ? .disable
+            : sslMode == "require" ? .require(.makeClientConfiguration()) : .prefer(.makeClientConfiguration())
+        var configuration = PostgresClient.Configuration(
+            host: host, port: parts.port ?? 5432, username: user, password: parts.password ?? environment["PGPASSWORD"],
+            database: database.isEmpty ? nil : database, tls: tls)
+        configuration.options.maximumConnections = 8
+        return (configuration, "postgres://\(user)@\(host):\(parts.port ?? 5432)/\(database)")
     }
 
     private init(client: PostgresClient, location: String) {

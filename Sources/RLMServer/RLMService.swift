@@ -60,6 +60,8 @@ public final class RLMService: Sendable {
         var rlm = configuration.rlm
         // Tenants take turns at the shared call limiter, if the server has one.
         rlm.limiterKey = tenant.name
+        // Each tenant's replies are its own: a shared cache would tell one tenant what another asked.
+        rlm.cache = rlm.cache?.scoped(to: tenant.name)
         if var budget = tenant.budget {
             if budget.prices.isEmpty { budget.prices = rlm.budget.prices }
             rlm.budget = budget

@@ -95,6 +95,31 @@ import Testing
         }
     }
 
+    /// The reply cache answers a tenant's repeated sub-calls, and never another tenant's.
+    @Test func theReplyCacheIsKeptPerTenant() async throws {
+        let root = scriptedRoot()
+        var server = configuration(root: root, tenants: [Self.alice, Self.bob])
+        server.rlm.cache = ModelCache(storage: MemoryModelCacheStorage(), includesRootTurns: true)
+        try await TestServer.with(server) { server in
+            func ask(_ token: String) async throws -> [String: Any] {
+                let reply = try await fetch(.POST, server.baseURL + "/v1/chat/completions", json: chat("x\n\nsubcalls"), token: token)
+                #expect(reply.status == 200)
+                #expect(content(reply) == "echo: part 0 | echo: part 1 | echo: part 2")
+                return reply.json["rlm"] as? [String: Any] ?? [:]
+            }
+            let first = try await ask(Self.alice.token)
+            #expect(first["cache_hits"] as? Int == 0)
+            let calls = root.callCount
+            let again = try await ask(Self.alice.token)
+            #expect(again["cache_hits"] as? Int == 4)
+            #expect((again["saved_tokens"] as? Int ?? 0) > 0)
+            #expect(root.callCount == calls, "Alice's repeated run called the model")
+            let bob = try await ask(Self.bob.token)
+            #expect(bob["cache_hits"] as? Int == 0)
+            #expect(root.callCount == calls + 4)
+        }
+    }
+
     @Test func badRequestsGetErrorsThatSayWhatToFix() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rlm-allowed-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)

@@ -106,7 +106,9 @@ class ServeTests(unittest.TestCase):
                 {"name": "bob", "token_env": "BOB_TOKEN"}]}, file)
         os.chmod(cls.tenants, 0o600)
         # With tenants, runs are confined in worker processes by default.
-        cls.server = Server(cls.model_port, cls.store, cls.tenants)
+        # No warm workers: a test counts this server's worker processes, which a pool refilling
+        # in the background would change under it.
+        cls.server = Server(cls.model_port, cls.store, cls.tenants, extra=["--warm-workers", "0"])
 
     @classmethod
     def tearDownClass(cls):
@@ -252,6 +254,27 @@ class LifecycleTests(unittest.TestCase):
                              ["choices"][0]["message"]["content"], "recalled tern")
             self.assertEqual(a.get(f"/v1/sessions/{session}")["turns"], 4)
             self.assertIn(session, [s["id"] for s in b.get("/v1/sessions")["data"]])
+        finally:
+            self.assertEqual(a.stop(), 0)
+            self.assertEqual(b.stop(), 0)
+        self.assertFalse(any(os.environ["PGPASSWORD"] in line for line in a.stderr + b.stderr))
+
+    @unittest.skipUnless(os.environ.get("RLM_TEST_POSTGRES_URL"), "needs PostgreSQL (scripts/test-clients.sh starts one)")
+    def test_two_servers_share_a_postgres_reply_cache(self):
+        url = os.environ["RLM_TEST_POSTGRES_URL"]
+        stores = tempfile.mkdtemp(prefix="rlm-cache-")
+        # scripts/test-clients.sh starts an empty database, so the first server's run misses.
+        ask = {"model": "rlm", "messages": [{"role": "user", "content": "x\n\nsubcalls"}]}
+        a = Server(self.model_port, os.path.join(stores, "a.sqlite"), extra=["--cache", url, "--temperature", "0"])
+        b = Server(self.model_port, os.path.join(stores, "b.sqlite"), extra=["--cache", url, "--temperature", "0"])
+        try:
+            first = a.post("/v1/chat/completions", ask)
+            self.assertEqual(first["choices"][0]["message"]["content"], "echo: part 0 | echo: part 1 | echo: part 2")
+            self.assertEqual(first["rlm"]["cache_hits"], 0)
+            second = b.post("/v1/chat/completions", ask)
+            self.assertEqual(second["choices"][0]["message"]["content"], first["choices"][0]["message"]["content"])
+            self.assertEqual(second["rlm"]["cache_hits"], 3)
+            self.assertGreater(second["rlm"]["saved_tokens"], 0)
         finally:
             self.assertEqual(a.stop(), 0)
             self.assertEqual(b.stop(), 0)
