@@ -124,6 +124,11 @@ public struct RLM: Sendable {
                             direct, query: query, contextDescription: contextDescription, tree: tree, sink: sink, info: info) {
                             return .answered(outcome, direct: true)
                         }
+                    } else if let direct, let parts = direct.parts {
+                        if let outcome = try await answerByScanning(
+                            parts, direct, query: query, contextDescription: contextDescription, tree: tree, sink: sink, info: info) {
+                            return .answered(outcome, direct: true)
+                        }
                     } else if let direct {
                         sink.emit(info, .strategyChosen(strategy: .rlm, reason: direct.reason))
                     }
@@ -255,6 +260,8 @@ public struct RLM: Sendable {
 /// loop), whether ``Strategy/direct`` forces it, and why.
 struct DirectInput: Sendable {
     var text: String?
+    /// The parts a scan reads (``ScanPlan``), when the context needs a few direct calls.
+    var parts: [String]?
     var forced: Bool
     var reason: String
 
@@ -274,10 +281,16 @@ struct DirectInput: Sendable {
                 self.init(text: nil, forced: false, reason: "refinement works in the RLM loop")
             } else if !configuration.tools.isEmpty {
                 self.init(text: nil, forced: false, reason: "tools are called from the RLM loop")
-            } else if let text = DirectPlan.text(of: context, maxBytes: window.promptTokens * 2),
-                      case let tokens = TokenEstimate.tokens(in: DirectPlan.messages(query: query, context: text)),
-                      DirectPlan.fits(tokens: tokens, window: window) {
-                self.init(text: text, forced: false, reason: "the whole context (about \(tokens) tokens) fits in the root model's window of \(window.tokens)")
+            } else if let text = DirectPlan.text(of: context, maxBytes: window.promptTokens * 2 * ScanPlan.maxParts),
+                      case let tokens = TokenEstimate.tokens(in: DirectPlan.messages(query: query, context: text)) {
+                if DirectPlan.fits(tokens: tokens, window: window) {
+                    self.init(text: text, forced: false, reason: "the whole context (about \(tokens) tokens) fits in the root model's window of \(window.tokens)")
+                } else if let parts = ScanPlan.parts(of: text, query: query, window: window) {
+                    self.init(text: nil, forced: false, reason: "the context (about \(tokens) tokens) does not fit in half of the root model's window of \(window.tokens) tokens; it is read in \(parts.count) parts")
+                    self.parts = parts
+                } else {
+                    self.init(text: nil, forced: false, reason: "the context (about \(tokens) tokens) needs more than \(ScanPlan.maxParts) calls of half the root model's window of \(window.tokens) tokens")
+                }
             } else {
                 self.init(text: nil, forced: false, reason: "the context does not fit in half of the root model's window of \(window.tokens) tokens, or cannot be read whole")
             }
@@ -286,6 +299,7 @@ struct DirectInput: Sendable {
 
     private init(text: String?, forced: Bool, reason: String) {
         self.text = text
+        self.parts = nil
         self.forced = forced
         self.reason = reason
     }
@@ -329,6 +343,55 @@ extension RLM {
                 throw RLMError(code: .modelFailed, message: "the model '\(configuration.rootModel.modelName)' failed: \(sink.redact(String(describing: error)))", cause: error)
             }
             fallback = "the direct call failed: \(sink.redact(String(describing: error)))"
+        }
+        sink.emit(info, .strategyChosen(strategy: .rlm, reason: fallback))
+        return nil
+    }
+
+    /// The scan (``ScanPlan``): each part read by one direct call. Returns the answer when exactly
+    /// one part answered with what it holds, or `nil` when the run should go on with the RLM loop.
+    /// Limits and cancellation end the run as in the loop.
+    static func answerByScanning(
+        _ parts: [String], _ direct: DirectInput, query: String, contextDescription: String, tree: RunTree, sink: EventSink,
+        info: NodeInfo
+    ) async throws -> NodeOutcome? {
+        let model = tree.configuration.rootModel
+        sink.emit(info, .nodeStarted(query: query, context: contextDescription))
+        sink.emit(info, .strategyChosen(strategy: .direct, reason: direct.reason))
+        let fallback: String
+        do {
+            let findings = try await withThrowingTaskGroup(of: (Int, (answer: String, grounded: Bool)?).self) { group in
+                for (index, part) in parts.enumerated() {
+                    group.addTask {
+                        let asked = ContinuousClock.now
+                        let response = try await tree.call(
+                            model, ScanPlan.messages(query: query, part: part, index: index, count: parts.count), depth: 0, limited: true)
+                        sink.emit(info, .modelReplied(iteration: 0, text: response.text, usage: response.usage, latency: .now - asked))
+                        return (index, ScanPlan.finding(in: response.text, part: part))
+                    }
+                }
+                var findings: [(index: Int, answer: String, grounded: Bool)] = []
+                for try await (index, finding) in group {
+                    if let finding { findings.append((index, finding.answer, finding.grounded)) }
+                }
+                return findings
+            }
+            if findings.count == 1, let (index, answer, grounded) = findings.first, grounded {
+                let redacted = sink.redact(answer)
+                tree.telemetry.logger.debug("the scan's part \(index + 1) of \(parts.count) answered")
+                sink.emit(info, .answer(text: redacted, iterations: 0))
+                return NodeOutcome(answer: redacted, iterations: 0)
+            }
+            fallback = findings.isEmpty ? "no part of the scan answered"
+                : findings.count == 1 ? "the one part of the scan that answered does not hold its answer"
+                : "\(findings.count) parts of the scan answered (parts \(findings.map { "\($0.index + 1)" }.joined(separator: ", "))): the loop combines or checks them"
+        } catch let error as RLMError {
+            throw error
+        } catch is ContextWindowExceeded {
+            fallback = "the server refused a part of the scan as too long"
+        } catch {
+            if Task.isCancelled || error is CancellationError { throw CancellationError() }
+            fallback = "a call of the scan failed: \(sink.redact(String(describing: error)))"
         }
         sink.emit(info, .strategyChosen(strategy: .rlm, reason: fallback))
         return nil

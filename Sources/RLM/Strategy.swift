@@ -9,9 +9,12 @@ import PythonRuntime
 /// run never answers worse than the bare model because it was an RLM.
 public enum Strategy: String, Sendable, Hashable, Codable, CaseIterable {
     /// One call with the whole context when it fits in the root model's window with room to
-    /// spare (``DirectPlan/fits(tokens:window:)``), the RLM loop otherwise. A root model
-    /// whose window is unknown gets the loop. If the direct call is refused as too long, fails,
-    /// or answers nothing usable (empty, a placeholder), the run goes on with the loop.
+    /// spare (``DirectPlan/fits(tokens:window:)``); for a context of up to four such calls, a
+    /// scan that reads it part by part and answers when exactly one part answers with what it
+    /// holds (``ScanPlan``); the RLM loop otherwise. A root model whose window is unknown gets
+    /// the loop. If a direct call is refused as too long, fails, or answers nothing usable
+    /// (empty, a placeholder), or the scan's parts answer none or several, the run goes on with
+    /// the loop.
     case auto
     /// Always the RLM loop.
     case rlm
@@ -60,5 +63,71 @@ enum DirectPlan {
     static func answer(in reply: String) -> String {
         if case .text(let text)? = ReplyParser.finalMarker(in: reply) { return text }
         return reply.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
+
+/// The scan: a context too large for one direct call but small enough for a few, read part by
+/// part with the direct prompt. A needle sits in one place, so the scan's answer is taken only
+/// when exactly one part answers, with words or numbers that part holds; anything else (no part,
+/// several parts, an answer the part does not contain) leaves the question to the RLM loop, which
+/// also handles what must be combined across parts (counts, comparisons).
+/// A part that answers at all counts: two parts that both claim an answer are ambiguous even if
+/// only one of them holds its own (a count that happens to appear in one part).
+enum ScanPlan {
+    /// The most parts a scan reads: beyond it the context is the loop's.
+    static let maxParts = 4
+
+    static let system = """
+        You answer a query about a long text. The user's message holds one part of it, between \
+        <part> and </part>; other parts are read separately. If this part contains what the query \
+        asks for, reply with the answer itself, as briefly as the query allows, taken from the text: \
+        no preamble, no code. If it does not, reply exactly NONE.
+        """
+
+    static func messages(query: String, part: String, index: Int, count: Int) -> [ChatMessage] {
+        [.system(system), .user("<part \(index + 1) of \(count)>\n\(part)\n</part>\n\nQuery: \(query)")]
+    }
+
+    /// `text` in parts (split at line ends) that each fit a direct call in `window`, or `nil`
+    /// when that takes more than ``maxParts`` parts, or one part would do (the direct path's case).
+    static func parts(of text: String, query: String, window: ContextWindow) -> [String]? {
+        let overhead = TokenEstimate.tokens(in: messages(query: query, part: "", index: 0, count: maxParts))
+        let budget = window.promptTokens / 2 - overhead
+        guard budget > 64, TokenEstimate.tokens(in: text) <= budget * maxParts else { return nil }
+        var parts: [String] = []
+        var lines: [Substring] = []
+        var tokens = 0
+        func flush() {
+            if !lines.isEmpty { parts.append(lines.joined(separator: "\n")) }
+            lines = []
+            tokens = 0
+        }
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            var rest = line
+            // A line longer than a part is cut into pieces of a part's size.
+            while TokenEstimate.tokens(in: String(rest)) > budget {
+                flush()
+                let cut = rest.index(rest.startIndex, offsetBy: budget * 3, limitedBy: rest.endIndex) ?? rest.endIndex
+                parts.append(String(rest[..<cut]))
+                rest = rest[cut...]
+            }
+            let lineTokens = TokenEstimate.tokens(in: String(rest)) + 1
+            if tokens + lineTokens > budget { flush() }
+            lines.append(rest)
+            tokens += lineTokens
+        }
+        flush()
+        return (2...maxParts).contains(parts.count) ? parts : nil
+    }
+
+    /// What one part's reply found: `nil` for NONE or an unusable reply; otherwise the answer and
+    /// whether the part holds its numbers (or, without numbers, its longer words).
+    static func finding(in reply: String, part: String) -> (answer: String, grounded: Bool)? {
+        let answer = DirectPlan.answer(in: reply)
+        let bare = answer.uppercased().trimmingCharacters(in: CharacterSet(charactersIn: " .\"'`*"))
+        if bare.hasPrefix("NONE") || RLMLoop.problem(with: answer) != nil || ReplyParser.hasREPLBlock(reply) { return nil }
+        let haystack = part.lowercased()
+        let tokens = Grounding.significantTokens(in: answer)
+        return (answer, !tokens.isEmpty && tokens.allSatisfy { haystack.contains($0.lowercased()) })
     }
 }

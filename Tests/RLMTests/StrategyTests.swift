@@ -34,9 +34,9 @@ struct StrategyTests {
         #expect(strategies(result) == [.direct])
     }
 
-    @Test("auto takes the loop when the context does not fit in half the window, or the window is unknown")
+    @Test("auto takes the loop when the context needs more than a few calls of half the window, or the window is unknown")
     func autoLoop() async throws {
-        let large = String(repeating: "filler words that pad the context out\n", count: 1_000) // about 9,500 tokens
+        let large = String(repeating: "filler words that pad the context out\n", count: 4_000) // about 38,000 tokens
         let model = ScriptedModel.sequence([repl("FINAL(len(context))")], name: "root", contextWindow: Self.window)
         let result = try await RLM(configuration: RLMConfiguration(rootModel: model)).complete(query: "How long?", context: .text(large))
         #expect(result.answer == "\(large.count)")
@@ -47,6 +47,57 @@ struct StrategyTests {
         let plain = try await RLM(configuration: RLMConfiguration(rootModel: unknown)).complete(query: "How long?", context: .text(Self.small))
         #expect(plain.strategy == .rlm)
         #expect(strategies(plain).isEmpty)
+    }
+
+    /// 700 lines, a few times half an 8K window, with a needle in one line.
+    static func haystack(needleAt needle: Int?) -> String {
+        (0..<700).map { (line: Int) -> String in
+            line == needle ? "The vault code is 7Q-19." : "filler words that pad the context out \(line)"
+        }.joined(separator: "\n")
+    }
+
+    /// A root that answers a scan part with the code only when the part holds it.
+    static func scanner(answer: @escaping @Sendable (String) -> String = { part in part.contains("7Q-19") ? "7Q-19" : "NONE" }) -> ScriptedModel {
+        ScriptedModel(name: "root", contextWindow: window) { request in
+            let prompt = request.prompt
+            if prompt.hasPrefix("<part ") { return answer(prompt) }
+            return repl("FINAL('from the loop')")
+        }
+    }
+
+    @Test("auto reads a context of a few windows part by part, and takes the one part's answer that part holds")
+    func autoScan() async throws {
+        let model = Self.scanner()
+        let text = Self.haystack(needleAt: 500)
+        let result = try await RLM(configuration: RLMConfiguration(rootModel: model)).complete(query: "What is the vault code?", context: .text(text))
+        #expect(result.answer == "7Q-19")
+        #expect(result.strategy == .direct)
+        #expect(strategies(result) == [.direct])
+        let parts = model.requests.map(\.prompt)
+        #expect((2...4).contains(parts.count))
+        #expect(parts.allSatisfy { $0.hasPrefix("<part ") && $0.hasSuffix("Query: What is the vault code?") })
+        // Every line is in exactly one part, whole.
+        let lines = parts.flatMap { $0.split(separator: "\n").filter { !$0.hasPrefix("<part") && !$0.hasPrefix("</part") && !$0.hasPrefix("Query:") && !$0.isEmpty } }
+        #expect(lines.count == 700)
+        #expect(result.usage.total.calls == parts.count)
+    }
+
+    @Test("the scan leaves the question to the loop when no part, several parts, or an ungrounded answer comes back")
+    func scanFallsBack() async throws {
+        // No needle: every part says NONE.
+        let none = Self.scanner()
+        let empty = try await RLM(configuration: RLMConfiguration(rootModel: none)).complete(query: "What is the vault code?", context: .text(Self.haystack(needleAt: nil)))
+        #expect(empty.answer == "from the loop")
+        #expect(strategies(empty) == [.direct, .rlm])
+        // Every part claims a count: the loop must combine them.
+        let counting = Self.scanner { _ in "250" }
+        let counted = try await RLM(configuration: RLMConfiguration(rootModel: counting)).complete(query: "How many lines?", context: .text(Self.haystack(needleAt: nil)))
+        #expect(counted.answer == "from the loop")
+        // One part answers with a value it does not hold.
+        let inventing = Self.scanner { part in part.contains("filler words that pad the context out 0\n") ? "9X-99" : "NONE" }
+        let invented = try await RLM(configuration: RLMConfiguration(rootModel: inventing)).complete(query: "What is the vault code?", context: .text(Self.haystack(needleAt: 500)))
+        #expect(invented.answer == "from the loop")
+        #expect(invented.strategy == .rlm)
     }
 
     @Test("auto goes on with the loop when the direct answer is empty or the server refuses the context")
