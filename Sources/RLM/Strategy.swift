@@ -9,7 +9,7 @@ import PythonRuntime
 /// run never answers worse than the bare model because it was an RLM.
 public enum Strategy: String, Sendable, Hashable, Codable, CaseIterable {
     /// One call with the whole context when it fits in the root model's window with room to
-    /// spare (``DirectPlan/fits(tokens:window:)``); for a context of up to four such calls, a
+    /// spare (``DirectPlan/fits(tokens:window:)``); for a context of up to six such calls (three windows), a
     /// scan that reads it part by part and answers when exactly one part answers with what it
     /// holds (``ScanPlan``); the RLM loop otherwise. A root model whose window is unknown gets
     /// the loop. If a direct call is refused as too long, fails, or answers nothing usable
@@ -75,7 +75,7 @@ enum DirectPlan {
 /// only one of them holds its own (a count that happens to appear in one part).
 enum ScanPlan {
     /// The most parts a scan reads: beyond it the context is the loop's.
-    static let maxParts = 4
+    static let maxParts = 6
 
     static let system = """
         You answer a query about a long text. The user's message holds one part of it, between \
