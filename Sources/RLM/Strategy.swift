@@ -120,12 +120,25 @@ enum ScanPlan {
         return (2...maxParts).contains(parts.count) ? parts : nil
     }
 
+    /// Whether a reply says the part lacks the answer: NONE, or, as small models put it, that
+    /// the text does not mention, contain or provide it.
+    static func saysNone(_ answer: String) -> Bool {
+        let text = answer.lowercased()
+        let bare = text.trimmingCharacters(in: CharacterSet(charactersIn: " .\"'`*"))
+        if bare.hasPrefix("none") || bare == "n/a" || bare == "unknown" { return true }
+        let phrases = [
+            "not mentioned", "no mention", "does not mention", "doesn't mention", "not contain", "doesn't contain",
+            "not provided", "not provide", "not found", "not present", "not specified", "not stated", "not given",
+            "no information", "cannot be determined", "can't be determined", "not in this part", "not in the text",
+        ]
+        return text.count < 400 && phrases.contains { text.contains($0) }
+    }
+
     /// What one part's reply found: `nil` for NONE or an unusable reply; otherwise the answer and
     /// whether the part holds its numbers (or, without numbers, its longer words).
     static func finding(in reply: String, part: String) -> (answer: String, grounded: Bool)? {
         let answer = DirectPlan.answer(in: reply)
-        let bare = answer.uppercased().trimmingCharacters(in: CharacterSet(charactersIn: " .\"'`*"))
-        if bare.hasPrefix("NONE") || RLMLoop.problem(with: answer) != nil || ReplyParser.hasREPLBlock(reply) { return nil }
+        if saysNone(answer) || RLMLoop.problem(with: answer) != nil || ReplyParser.hasREPLBlock(reply) { return nil }
         let haystack = part.lowercased()
         let tokens = Grounding.significantTokens(in: answer)
         return (answer, !tokens.isEmpty && tokens.allSatisfy { haystack.contains($0.lowercased()) })

@@ -80,12 +80,18 @@ struct StrategyTests {
         let lines = parts.flatMap { $0.split(separator: "\n").filter { !$0.hasPrefix("<part") && !$0.hasPrefix("</part") && !$0.hasPrefix("Query:") && !$0.isEmpty } }
         #expect(lines.count == 700)
         #expect(result.usage.total.calls == parts.count)
+
+        // Small models say "does not mention" instead of NONE: still no answer from that part.
+        let wordy = Self.scanner { part in part.contains("7Q-19") ? "7Q-19" : "This part does not mention the vault code." }
+        let found = try await RLM(configuration: RLMConfiguration(rootModel: wordy)).complete(query: "What is the vault code?", context: .text(text))
+        #expect(found.answer == "7Q-19")
+        #expect(found.strategy == .direct)
     }
 
     @Test("the scan leaves the question to the loop when no part, several parts, or an ungrounded answer comes back")
     func scanFallsBack() async throws {
-        // No needle: every part says NONE.
-        let none = Self.scanner()
+        // No needle: every part says NONE, or that it does not mention it, as small models do.
+        let none = Self.scanner { part in part.contains("out 0\n") ? "The text does not mention a vault code." : "NONE." }
         let empty = try await RLM(configuration: RLMConfiguration(rootModel: none)).complete(query: "What is the vault code?", context: .text(Self.haystack(needleAt: nil)))
         #expect(empty.answer == "from the loop")
         #expect(strategies(empty) == [.direct, .rlm])
