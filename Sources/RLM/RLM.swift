@@ -367,7 +367,7 @@ extension RLM {
                         let response = try await tree.call(
                             model, ScanPlan.messages(query: query, part: part, index: index, count: parts.count), depth: 0, limited: true)
                         sink.emit(info, .modelReplied(iteration: 0, text: response.text, usage: response.usage, latency: .now - asked))
-                        return (index, ScanPlan.finding(in: response.text, part: part))
+                        return (index, ScanPlan.finding(in: response.text, part: part, query: query))
                     }
                 }
                 var findings: [(index: Int, answer: String, grounded: Bool)] = []

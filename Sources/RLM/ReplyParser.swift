@@ -123,7 +123,7 @@ enum ReplyParser {
         var result: [Fence] = []
         var current: Fence?
         var lines: [Substring] = []
-        for line in reply.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
+        for line in restoringOpeningFence(of: reply) {
             let trimmed = line.trimmed(of: " \t\r")
             if var open = current {
                 if trimmed == "```" {
@@ -146,11 +146,24 @@ enum ReplyParser {
         return result
     }
 
+    /// The reply's lines, with the opening fence put back when the reply starts inside a block:
+    /// its first line is `repl` alone and a later line is ``` (Qwen2.5-Coder-1.5B served by
+    /// llama.cpp writes its code that way, as if it had already opened the fence).
+    private static func restoringOpeningFence(of reply: String) -> [Substring] {
+        var lines = reply.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
+        guard let first = lines.firstIndex(where: { !$0.trimmed(of: " \t\r").isEmpty }),
+              lines[first].trimmed(of: " \t\r") == "repl",
+              lines[(first + 1)...].contains(where: { $0.trimmed(of: " \t\r") == "```" })
+        else { return lines }
+        lines[first] = "```repl"
+        return lines
+    }
+
     /// The reply's lines that are not inside a fenced block.
     private static func proseLines(of reply: String) -> [String] {
         var inside = false
         var prose: [String] = []
-        for line in reply.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
+        for line in restoringOpeningFence(of: reply) {
             let trimmed = line.trimmed(of: " \t\r")
             if inside {
                 if trimmed == "```" { inside = false }

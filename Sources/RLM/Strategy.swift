@@ -136,11 +136,19 @@ enum ScanPlan {
 
     /// What one part's reply found: `nil` for NONE or an unusable reply; otherwise the answer and
     /// whether the part holds its numbers (or, without numbers, its longer words).
-    static func finding(in reply: String, part: String) -> (answer: String, grounded: Bool)? {
+    /// An answer made only of the query's own words or numbers (small models echo "480" when asked
+    /// about "quartz-480") is no answer.
+    static func finding(in reply: String, part: String, query: String) -> (answer: String, grounded: Bool)? {
         let answer = DirectPlan.answer(in: reply)
         if saysNone(answer) || RLMLoop.problem(with: answer) != nil || ReplyParser.hasREPLBlock(reply) { return nil }
+        let asked = Set(Grounding.significantTokens(in: query).map { $0.lowercased() })
+            .union(query.lowercased().split(whereSeparator: { !$0.isLetter && !$0.isNumber }).map(String.init))
+        let all = Grounding.significantTokens(in: answer)
+        // Nothing to check it by (a short word): an answer, but not one the scan can vouch for.
+        guard !all.isEmpty else { return (answer, false) }
+        let tokens = all.filter { !asked.contains($0.lowercased()) }
+        guard !tokens.isEmpty else { return nil }
         let haystack = part.lowercased()
-        let tokens = Grounding.significantTokens(in: answer)
-        return (answer, !tokens.isEmpty && tokens.allSatisfy { haystack.contains($0.lowercased()) })
+        return (answer, tokens.allSatisfy { haystack.contains($0.lowercased()) })
     }
 }

@@ -81,9 +81,12 @@ struct StrategyTests {
         #expect(lines.count == 700)
         #expect(result.usage.total.calls == parts.count)
 
-        // Small models say "does not mention" instead of NONE: still no answer from that part.
-        let wordy = Self.scanner { part in part.contains("7Q-19") ? "7Q-19" : "This part does not mention the vault code." }
-        let found = try await RLM(configuration: RLMConfiguration(rootModel: wordy)).complete(query: "What is the vault code?", context: .text(text))
+        // Small models say "does not mention" instead of NONE, or echo the query's own number:
+        // neither is an answer from that part.
+        let wordy = Self.scanner { part in
+            part.contains("7Q-19") ? "7Q-19" : part.contains("out 0\n") ? "This part does not mention the vault code." : "Vault 12"
+        }
+        let found = try await RLM(configuration: RLMConfiguration(rootModel: wordy)).complete(query: "What is the code of vault 12?", context: .text(text))
         #expect(found.answer == "7Q-19")
         #expect(found.strategy == .direct)
     }
