@@ -130,6 +130,7 @@ enum ScanPlan {
             "not mentioned", "no mention", "does not mention", "doesn't mention", "not contain", "doesn't contain",
             "not provided", "not provide", "not found", "not present", "not specified", "not stated", "not given",
             "no information", "cannot be determined", "can't be determined", "not in this part", "not in the text",
+            "cannot tell", "can't tell", "do not know", "don't know", "unable to find", "unable to determine",
         ]
         return text.count < 400 && phrases.contains { text.contains($0) }
     }

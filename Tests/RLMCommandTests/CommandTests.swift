@@ -294,7 +294,9 @@ struct CommandTests {
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("rlm-bench-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: out) }
         let arguments = ["bench", "--base-url", server.baseURL + "/v1", "--model", "root", "--families", "sniah",
-                         "--sizes", "500,1k", "--tasks", "2", "--out", out.path, "--context-window", "1000"]
+                         "--sizes", "500,1k", "--tasks", "2", "--out", out.path, "--context-window", "1000",
+                         // The loop, whose requests this test counts: auto would scan these contexts part by part first.
+                         "--strategy", "rlm"]
         let first = try await rlm(arguments)
         #expect(first.status == 0, "\(first.stderr)")
         #expect(first.stdout.contains("sniah    rlm       4   100%"), "\(first.stdout)")
