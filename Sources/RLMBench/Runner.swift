@@ -39,12 +39,18 @@ public struct BenchRunner: Sendable {
     public var baseWindowTokens: Int
     /// Tasks run at once.
     public var concurrency: Int
+    /// A directory for each RLM run's trajectory (`TASK.jsonl`, for `rlm view`). Defaults to `nil`: none kept.
+    public var trajectories: URL?
 
-    public init(configuration: RLMConfiguration, includeBase: Bool = true, baseWindowTokens: Int = 8_192, concurrency: Int = 2) {
+    public init(
+        configuration: RLMConfiguration, includeBase: Bool = true, baseWindowTokens: Int = 8_192, concurrency: Int = 2,
+        trajectories: URL? = nil
+    ) {
         self.configuration = configuration
         self.includeBase = includeBase
         self.baseWindowTokens = baseWindowTokens
         self.concurrency = concurrency
+        self.trajectories = trajectories
     }
 
     /// Results already in `file`, keyed by task id and mode.
@@ -108,7 +114,9 @@ public struct BenchRunner: Sendable {
         do {
             switch mode {
             case .rlm:
-                let outcome = try await RLM(configuration: configuration).complete(query: task.question, context: .text(task.context))
+                let writer = try trajectories.map { try TrajectoryWriter(url: $0.appendingPathComponent("\(task.id).jsonl")) }
+                defer { writer?.close() }
+                let outcome = try await RLM(configuration: configuration).complete(query: task.question, context: .text(task.context), trajectory: writer)
                 result.answer = outcome.answer
                 result.strategy = outcome.strategy
                 record(outcome.usage)

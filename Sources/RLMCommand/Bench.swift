@@ -70,6 +70,9 @@ struct Bench: AsyncParsableCommand {
     @Flag(help: "Run only the RLM, not the base model alone.")
     var noBase = false
 
+    @Flag(help: "Keep each RLM run's trajectory in OUT/trajectories/TASK.jsonl (see `rlm view`).")
+    var keepTrajectories = false
+
     @OptionGroup var answering: AnswerOptions
 
     mutating func validate() throws {
@@ -140,7 +143,11 @@ struct Bench: AsyncParsableCommand {
                 all += TaskGenerator.tasks(family, sizeTokens: size, count: tasks, seed: seed)
             }
         }
-        let runner = BenchRunner(configuration: configuration, includeBase: !noBase, baseWindowTokens: contextWindow ?? 8_192, concurrency: concurrency)
+        let trajectories = keepTrajectories ? URL(fileURLWithPath: out).appendingPathComponent("trajectories") : nil
+        if let trajectories { try FileManager.default.createDirectory(at: trajectories, withIntermediateDirectories: true) }
+        let runner = BenchRunner(
+            configuration: configuration, includeBase: !noBase, baseWindowTokens: contextWindow ?? 8_192, concurrency: concurrency,
+            trajectories: trajectories)
         let chosen = all
         let outcome = await Interruptible.run {
             try await runner.run(chosen, resultsFile: directory.appendingPathComponent("results.jsonl")) { result in

@@ -296,7 +296,7 @@ struct CommandTests {
         let arguments = ["bench", "--base-url", server.baseURL + "/v1", "--model", "root", "--families", "sniah",
                          "--sizes", "500,1k", "--tasks", "2", "--out", out.path, "--context-window", "1000",
                          // The loop, whose requests this test counts: auto would scan these contexts part by part first.
-                         "--strategy", "rlm"]
+                         "--strategy", "rlm", "--keep-trajectories"]
         let first = try await rlm(arguments)
         #expect(first.status == 0, "\(first.stderr)")
         #expect(first.stdout.contains("sniah    rlm       4   100%"), "\(first.stdout)")
@@ -309,6 +309,8 @@ struct CommandTests {
         #expect((json?["rows"] as? [Any])?.count == 2)
         let made = requests.withLock { $0 }
         #expect(made == 8)
+        let kept = try FileManager.default.contentsOfDirectory(atPath: out.appendingPathComponent("trajectories").path)
+        #expect(kept.count == 4 && kept.allSatisfy { $0.hasPrefix("sniah-") && $0.hasSuffix(".jsonl") }, "\(kept)")
         let second = try await rlm(arguments)
         #expect(second.status == 0)
         #expect(second.stdout == first.stdout)
