@@ -1,5 +1,8 @@
 import Foundation
 import Synchronization
+#if RLM_TSAN_LOCKS
+import PythonRuntime  // its SanitizerMutex is this module's Mutex under ThreadSanitizer
+#endif
 
 /// What besides the messages decides a model's reply, for ``ModelCache`` keys.
 ///
