@@ -72,7 +72,7 @@ final class REPLEnvironment: Sendable {
                 state = Mutex(State(namespace: try await Self.makeNamespace(setup)))
             }
         } catch {
-            if let scratch { Self.removeScratch(scratch) }
+            if let scratch { ScratchDirectory.remove(scratch.path) }
             throw error
         }
     }
@@ -111,14 +111,11 @@ final class REPLEnvironment: Sendable {
 
     /// A new private directory (mode 0700) under the system's temporary directory.
     private static func makeScratchDirectory() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("rlm-repl-\(UUID().uuidString)")
-        // mkdir(2) itself: FileManager's createDirectory resolves every component of the path
-        // first (a dozen system calls), which a server opening REPLs all day pays each time.
-        guard mkdir(url.path, 0o700) == 0 else {
-            let reason = String(cString: strerror(errno))
-            throw RLMError(code: .pythonFailed, message: "could not create the REPL's scratch directory \(url.path): \(reason)")
+        switch ScratchDirectory.make(in: FileManager.default.temporaryDirectory.path) {
+        case .success(let path): return URL(fileURLWithPath: path)
+        case .failure(let failure):
+            throw RLMError(code: .pythonFailed, message: "could not create the REPL's scratch directory \(failure.path): \(failure.reason)")
         }
-        return url
     }
 
     /// Replaces an abandoned namespace with a fresh one and binds the contexts (and a session's
@@ -272,14 +269,9 @@ final class REPLEnvironment: Sendable {
     /// Closes the namespace and removes the scratch directory.
     func close() async {
         await namespace.close()
-        if let scratch { Self.removeScratch(scratch) }
+        if let scratch { ScratchDirectory.remove(scratch.path) }
     }
 
-    /// Removes a scratch directory: with one rmdir(2) when the code left it empty (the usual
-    /// case), else with everything in it.
-    private static func removeScratch(_ url: URL) {
-        if rmdir(url.path) != 0 { try? FileManager.default.removeItem(at: url) }
-    }
 
     /// Host-side helpers, run in the namespace's private scope (`g` is the user's globals):
     /// Python/repl_support.py and Python/mapped_text.py (``RLMContext/mappedFile(_:)``), embedded

@@ -155,16 +155,18 @@ final class RunTree: Sendable {
         var started = false
         var spent = TokenUsage()
         do {
-            let response = try await call(model, messages, depth: node.depth + 1, limited: true, cached: true, span: span, onStart: {
+            func begin() {
                 started = true
                 start = .now
                 events.emit(node, .subcallStarted(callID: callID, model: model.modelName, prompt: promptText))
-            }, onCancelled: { spent = $0 }, onCacheHit: { saved in
-                started = true
-                start = .now
-                events.emit(node, .subcallStarted(callID: callID, model: model.modelName, prompt: promptText))
-                events.emit(node, .subcallCached(callID: callID, model: model.modelName, saved: saved))
-            })
+            }
+            let response = try await call(
+                model, messages, depth: node.depth + 1, limited: true, cached: true, span: span, onStart: begin,
+                onCancelled: { spent = $0 },
+                onCacheHit: { saved in
+                    begin()
+                    events.emit(node, .subcallCached(callID: callID, model: model.modelName, saved: saved))
+                })
             events.emit(node, .subcallFinished(
                 callID: callID, model: model.modelName, response: response.text, usage: response.usage,
                 latency: .now - start, error: nil))

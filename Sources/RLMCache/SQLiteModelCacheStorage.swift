@@ -23,26 +23,16 @@ public final class SQLiteModelCacheStorage: ModelCacheStorage {
 
     /// Opens (and if needed creates) the cache at `path`.
     public static func open(path: String, logger: Logger = Logger(label: "rlm.cache")) async throws -> SQLiteModelCacheStorage {
-        let connection: SQLiteConnection
-        do {
-            connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
-        } catch {
-            throw ModelCacheError(message: "cannot open the cache \(path): \(error)")
-        }
-        do {
-            // busy_timeout first: another process may hold the write lock while this one starts.
-            _ = try await connection.query("PRAGMA busy_timeout = 10000")
-            _ = try await connection.query("PRAGMA journal_mode = WAL")
-            _ = try await connection.query("""
+        let connection = try await SQLiteFile.open(
+            path: path, logger: logger,
+            schema: ["""
                 CREATE TABLE IF NOT EXISTS replies (
                     digest TEXT PRIMARY KEY, model TEXT NOT NULL, request TEXT NOT NULL, reply TEXT NOT NULL,
                     input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, cached_input_tokens INTEGER NOT NULL,
                     created REAL NOT NULL)
-                """)
-        } catch {
-            try? await connection.close()
-            throw ModelCacheError(message: "cannot prepare the cache \(path) (is it a file rlm wrote?): \(error)")
-        }
+                """],
+            opening: { ModelCacheError(message: "cannot open the cache \(path): \($0)") },
+            preparing: { ModelCacheError(message: "cannot prepare the cache \(path) (is it a file rlm wrote?): \($0)") })
         return SQLiteModelCacheStorage(connection: connection, path: path)
     }
 

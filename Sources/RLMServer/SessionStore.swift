@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import RLM
+import RLMCache
 import SQLiteNIO
 
 /// A session as the store keeps it.
@@ -68,31 +69,20 @@ public final class SQLiteSessionStore: SessionStore {
 
     /// Opens (and if needed creates) the store at `path`.
     public static func open(path: String, logger: Logger = Logger(label: "rlm.store")) async throws -> SQLiteSessionStore {
-        let connection: SQLiteConnection
-        do {
-            connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
-        } catch {
-            throw SessionStoreError(message: "cannot open the session store \(path): \(error)")
-        }
-        let store = SQLiteSessionStore(connection: connection, path: path)
-        do {
-            // busy_timeout first: another server may hold the write lock while this one starts.
-            _ = try await connection.query("PRAGMA busy_timeout = 10000")
-            _ = try await connection.query("PRAGMA journal_mode = WAL")
-            _ = try await connection.query("""
+        let connection = try await SQLiteFile.open(
+            path: path, logger: logger,
+            schema: [
+                """
                 CREATE TABLE IF NOT EXISTS sessions (
                     id TEXT PRIMARY KEY, tenant TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL,
                     version INTEGER NOT NULL, turns INTEGER NOT NULL, snapshot BLOB)
-                """)
-            _ = try await connection.query("CREATE INDEX IF NOT EXISTS sessions_tenant ON sessions (tenant, updated)")
-            _ = try await connection.query("""
-                CREATE TABLE IF NOT EXISTS tenant_usage (tenant TEXT PRIMARY KEY, tokens INTEGER NOT NULL, cost REAL NOT NULL)
-                """)
-        } catch {
-            try? await connection.close()
-            throw SessionStoreError(message: "cannot prepare the session store \(path) (is it an rlm store?): \(error)")
-        }
-        return store
+                """,
+                "CREATE INDEX IF NOT EXISTS sessions_tenant ON sessions (tenant, updated)",
+                "CREATE TABLE IF NOT EXISTS tenant_usage (tenant TEXT PRIMARY KEY, tokens INTEGER NOT NULL, cost REAL NOT NULL)",
+            ],
+            opening: { SessionStoreError(message: "cannot open the session store \(path): \($0)") },
+            preparing: { SessionStoreError(message: "cannot prepare the session store \(path) (is it an rlm store?): \($0)") })
+        return SQLiteSessionStore(connection: connection, path: path)
     }
 
     private init(connection: SQLiteConnection, path: String) {

@@ -65,7 +65,7 @@ public final class PythonWorkerPool: Sendable {
 
     deinit {
         // Dropping a worker kills it; its directory is removed here.
-        for lease in state.withLock({ $0.ready }) { Self.removeDirectory(lease.scratch) }
+        for lease in state.withLock({ $0.ready }) { ScratchDirectory.remove(lease.scratch) }
     }
 
     /// The counts so far.
@@ -95,7 +95,7 @@ public final class PythonWorkerPool: Sendable {
             }
             if lease.worker.hasEnded {
                 state.withLock { $0.statistics.discarded += 1 }
-                Self.removeDirectory(lease.scratch)
+                ScratchDirectory.remove(lease.scratch)
                 continue
             }
             state.withLock { $0.statistics.warm += 1 }
@@ -113,7 +113,7 @@ public final class PythonWorkerPool: Sendable {
         }
         for lease in ready {
             await lease.worker.close()
-            Self.removeDirectory(lease.scratch)
+            ScratchDirectory.remove(lease.scratch)
         }
     }
 
@@ -143,7 +143,7 @@ public final class PythonWorkerPool: Sendable {
                 }
                 if !keep {
                     await lease.worker.close()
-                    Self.removeDirectory(lease.scratch)
+                    ScratchDirectory.remove(lease.scratch)
                     self.state.withLock { $0.filling = false }
                     return
                 }
@@ -154,22 +154,19 @@ public final class PythonWorkerPool: Sendable {
 
     /// Starts one worker in a new private directory under the configured scratch directory.
     private func start() async throws -> Lease {
-        let directory = (configuration.worker.scratch as NSString).appendingPathComponent("rlm-repl-\(UUID().uuidString)")
-        guard mkdir(directory, 0o700) == 0 else {
-            let reason = String(cString: strerror(errno))
-            throw PythonError(code: .initialization, message: "could not create the worker's scratch directory \(directory): \(reason)")
+        let directory: String
+        switch ScratchDirectory.make(in: configuration.worker.scratch) {
+        case .success(let made): directory = made
+        case .failure(let failure):
+            throw PythonError(code: .initialization, message: "could not create the worker's scratch directory \(failure.path): \(failure.reason)")
         }
         var worker = configuration.worker
         worker.scratch = directory
         do {
             return (try await PythonWorker.start(configuration: worker), directory)
         } catch {
-            Self.removeDirectory(directory)
+            ScratchDirectory.remove(directory)
             throw error
         }
-    }
-
-    private static func removeDirectory(_ path: String) {
-        if rmdir(path) != 0 { try? FileManager.default.removeItem(atPath: path) }
     }
 }
