@@ -272,7 +272,6 @@ final class REPLEnvironment: Sendable {
         if let scratch { ScratchDirectory.remove(scratch.path) }
     }
 
-
     /// Host-side helpers, run in the namespace's private scope (`g` is the user's globals):
     /// Python/repl_support.py and Python/mapped_text.py (``RLMContext/mappedFile(_:)``), embedded
     /// at build time.
