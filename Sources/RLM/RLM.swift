@@ -281,15 +281,19 @@ struct DirectInput: Sendable {
                 self.init(text: nil, forced: false, reason: "refinement works in the RLM loop")
             } else if !configuration.tools.isEmpty {
                 self.init(text: nil, forced: false, reason: "tools are called from the RLM loop")
-            } else if let text = DirectPlan.text(of: context, maxBytes: window.promptTokens * 2 * ScanPlan.maxParts),
+            } else if let text = DirectPlan.text(of: context, maxBytes: window.promptTokens * 2 * max(configuration.maxScanParts, 1)),
                       case let tokens = TokenEstimate.tokens(in: DirectPlan.messages(query: query, context: text)) {
+                // The scan may use at most half the calls, so that the loop has the rest if it hands over.
+                let maxParts = min(configuration.maxScanParts, (configuration.budget.maxModelCalls ?? .max) / 2)
                 if DirectPlan.fits(tokens: tokens, window: window) {
                     self.init(text: text, forced: false, reason: "the whole context (about \(tokens) tokens) fits in the root model's window of \(window.tokens)")
-                } else if let parts = ScanPlan.parts(of: text, query: query, window: window) {
+                } else if let parts = ScanPlan.parts(of: text, query: query, window: window, maxParts: maxParts) {
                     self.init(text: nil, forced: false, reason: "the context (about \(tokens) tokens) does not fit in half of the root model's window of \(window.tokens) tokens; it is read in \(parts.count) parts")
                     self.parts = parts
+                } else if maxParts < 2 {
+                    self.init(text: nil, forced: false, reason: "the context (about \(tokens) tokens) does not fit in half of the root model's window of \(window.tokens) tokens, and the scan is off (maxScanParts \(configuration.maxScanParts), at most half of \(configuration.budget.maxModelCalls.map { "\($0) calls" } ?? "the calls"))")
                 } else {
-                    self.init(text: nil, forced: false, reason: "the context (about \(tokens) tokens) needs more than \(ScanPlan.maxParts) calls of half the root model's window of \(window.tokens) tokens")
+                    self.init(text: nil, forced: false, reason: "the context (about \(tokens) tokens) needs more than \(maxParts) calls of half the root model's window of \(window.tokens) tokens")
                 }
             } else {
                 self.init(text: nil, forced: false, reason: "the context does not fit in half of the root model's window of \(window.tokens) tokens, or cannot be read whole")
@@ -360,31 +364,33 @@ extension RLM {
         sink.emit(info, .strategyChosen(strategy: .direct, reason: direct.reason))
         let fallback: String
         do {
-            let findings = try await withThrowingTaskGroup(of: (Int, (answer: String, grounded: Bool)?).self) { group in
+            let findings = try await withThrowingTaskGroup(of: ScanPlan.Finding?.self) { group in
                 for (index, part) in parts.enumerated() {
                     group.addTask {
                         let asked = ContinuousClock.now
                         let response = try await tree.call(
                             model, ScanPlan.messages(query: query, part: part, index: index, count: parts.count), depth: 0, limited: true)
                         sink.emit(info, .modelReplied(iteration: 0, text: response.text, usage: response.usage, latency: .now - asked))
-                        return (index, ScanPlan.finding(in: response.text, part: part, query: query))
+                        return ScanPlan.finding(in: response.text, part: part, index: index, query: query)
                     }
                 }
-                var findings: [(index: Int, answer: String, grounded: Bool)] = []
-                for try await (index, finding) in group {
-                    if let finding { findings.append((index, finding.answer, finding.grounded)) }
+                var findings: [ScanPlan.Finding] = []
+                for try await finding in group {
+                    if let finding { findings.append(finding) }
                 }
-                return findings
+                return findings.sorted { $0.index < $1.index }
             }
-            if findings.count == 1, let (index, answer, grounded) = findings.first, grounded {
-                let redacted = sink.redact(answer)
-                tree.telemetry.logger.debug("the scan's part \(index + 1) of \(parts.count) answered")
+            if let chosen = ScanPlan.choice(among: findings, query: query) {
+                let redacted = sink.redact(chosen.answer)
+                tree.telemetry.logger.debug("the scan's part \(chosen.index + 1) of \(parts.count) answered")
                 sink.emit(info, .answer(text: redacted, iterations: 0))
                 return NodeOutcome(answer: redacted, iterations: 0)
             }
             fallback = findings.isEmpty ? "no part of the scan answered"
                 : findings.count == 1 ? "the one part of the scan that answered does not hold its answer"
-                : "\(findings.count) parts of the scan answered (parts \(findings.map { "\($0.index + 1)" }.joined(separator: ", "))): the loop combines or checks them"
+                : "\(findings.count) parts of the scan answered (parts \(findings.map { "\($0.index + 1)" }.joined(separator: ", "))), "
+                    + (findings.filter(\.evidenced).count > 1 ? "several with evidence for different answers" : "and no one of them alone shows where its answer comes from")
+                    + ": the loop combines or checks them"
         } catch let error as RLMError {
             throw error
         } catch is ContextWindowExceeded {

@@ -53,6 +53,12 @@ public struct RLMConfiguration: Sendable {
     /// context fits well inside the root model's window and no refinement or tools are set, the
     /// RLM loop otherwise. Sessions always use the loop.
     public var strategy: Strategy = .auto
+    /// The most parts ``Strategy/auto`` reads one direct call each before a context is the
+    /// loop's (the scan; see ``Strategy/auto``). Each part is half the root model's window, so
+    /// the default of 6 covers about three windows. `0` turns the scan off. A run whose
+    /// ``Budget/maxModelCalls`` is under twice the parts skips the scan, so that the loop keeps
+    /// calls if the scan hands over.
+    public var maxScanParts: Int = 6
     /// Questions an answer once when it is not grounded: when some of its numbers (or, without
     /// numbers, its longer words) appear neither in any REPL output the model has seen nor in
     /// `context`, the model is asked to print the evidence and submit again; the next
@@ -133,6 +139,7 @@ public struct RLMConfiguration: Sendable {
         func invalid(_ message: String) -> RLMError { RLMError(code: .invalidConfiguration, message: message) }
         if maxDepth < 1 { throw invalid("maxDepth must be at least 1 (got \(maxDepth))") }
         if maxIterations < 1 { throw invalid("maxIterations must be at least 1 (got \(maxIterations))") }
+        if maxScanParts < 0 { throw invalid("maxScanParts must be 0 (no scan) or more (got \(maxScanParts))") }
         if maxConcurrentChildren < 1 { throw invalid("maxConcurrentChildren must be at least 1 (got \(maxConcurrentChildren))") }
         if maxConcurrentSubcalls < 1 { throw invalid("maxConcurrentSubcalls must be at least 1 (got \(maxConcurrentSubcalls))") }
         if maxOutputCharacters < 100 { throw invalid("maxOutputCharacters must be at least 100 (got \(maxOutputCharacters))") }

@@ -9,9 +9,11 @@ import PythonRuntime
 /// run never answers worse than the bare model because it was an RLM.
 public enum Strategy: String, Sendable, Hashable, Codable, CaseIterable {
     /// One call with the whole context when it fits in the root model's window with room to
-    /// spare (``DirectPlan/fits(tokens:window:)``); for a context of up to six such calls (three windows), a
-    /// scan that reads it part by part and answers when exactly one part answers with what it
-    /// holds (``ScanPlan``); the RLM loop otherwise. A root model whose window is unknown gets
+    /// spare (``DirectPlan/fits(tokens:window:)``); for a context of up to
+    /// ``RLMConfiguration/maxScanParts`` such calls (by default six: three windows), a scan that
+    /// reads it part by part and answers when one part shows its answer in a sentence naming what
+    /// the query asks about, or exactly one part answers with what it holds (``ScanPlan``); the
+    /// RLM loop otherwise. A root model whose window is unknown gets
     /// the loop. If a direct call is refused as too long, fails, or answers nothing usable
     /// (empty, a placeholder), or the scan's parts answer none or several, the run goes on with
     /// the loop.
@@ -67,15 +69,23 @@ enum DirectPlan {
 }
 
 /// The scan: a context too large for one direct call but small enough for a few, read part by
-/// part with the direct prompt. A needle sits in one place, so the scan's answer is taken only
-/// when exactly one part answers, with words or numbers that part holds; anything else (no part,
-/// several parts, an answer the part does not contain) leaves the question to the RLM loop, which
-/// also handles what must be combined across parts (counts, comparisons).
-/// A part that answers at all counts: two parts that both claim an answer are ambiguous even if
-/// only one of them holds its own (a count that happens to appear in one part).
+/// part with the direct prompt. A needle sits in one place, so the scan takes an answer only
+/// when one part vouches for it (``choice(among:query:)``); anything else (no part, several
+/// parts that disagree, an answer the part does not contain) leaves the question to the RLM
+/// loop, which also handles what must be combined across parts (counts, comparisons).
 enum ScanPlan {
-    /// The most parts a scan reads: beyond it the context is the loop's.
-    static let maxParts = 6
+    /// What one part's reply found.
+    struct Finding: Sendable, Equatable {
+        /// The part's index.
+        var index: Int
+        /// The reply's answer.
+        var answer: String
+        /// The part holds the answer's numbers (or, without numbers, its longer words).
+        var grounded: Bool
+        /// One sentence of the part holds both the answer and a name the query asks about
+        /// (``names(in:)``): the part shows where its answer comes from.
+        var evidenced: Bool
+    }
 
     static let system = """
         You answer a query about a long text. The user's message holds one part of it, between \
@@ -89,9 +99,10 @@ enum ScanPlan {
     }
 
     /// `text` in parts (split at line ends) that each fit a direct call in `window`, or `nil`
-    /// when that takes more than ``maxParts`` parts, or one part would do (the direct path's case).
-    static func parts(of text: String, query: String, window: ContextWindow) -> [String]? {
-        let overhead = TokenEstimate.tokens(in: messages(query: query, part: "", index: 0, count: maxParts))
+    /// when that takes more than `maxParts` parts, or one part would do (the direct path's case).
+    static func parts(of text: String, query: String, window: ContextWindow, maxParts: Int) -> [String]? {
+        guard maxParts >= 2 else { return nil }
+        let overhead = TokenEstimate.tokens(in: messages(query: query, part: "", index: maxParts - 1, count: maxParts))
         let budget = window.promptTokens / 2 - overhead
         guard budget > 64, TokenEstimate.tokens(in: text) <= budget * maxParts else { return nil }
         var parts: [String] = []
@@ -135,21 +146,103 @@ enum ScanPlan {
         return text.count < 400 && phrases.contains { text.contains($0) }
     }
 
-    /// What one part's reply found: `nil` for NONE or an unusable reply; otherwise the answer and
-    /// whether the part holds its numbers (or, without numbers, its longer words).
+    /// What part `index`'s reply found: `nil` for NONE or an unusable reply.
     /// An answer made only of the query's own words or numbers (small models echo "480" when asked
     /// about "quartz-480") is no answer.
-    static func finding(in reply: String, part: String, query: String) -> (answer: String, grounded: Bool)? {
+    static func finding(in reply: String, part: String, index: Int, query: String) -> Finding? {
         let answer = DirectPlan.answer(in: reply)
         if saysNone(answer) || RLMLoop.problem(with: answer) != nil || ReplyParser.hasREPLBlock(reply) { return nil }
-        let asked = Set(Grounding.significantTokens(in: query).map { $0.lowercased() })
-            .union(query.lowercased().split(whereSeparator: { !$0.isLetter && !$0.isNumber }).map(String.init))
+        let asked = Set(Grounding.significantTokens(in: query).map { $0.lowercased() }).union(words(in: query))
         let all = Grounding.significantTokens(in: answer)
         // Nothing to check it by (a short word): an answer, but not one the scan can vouch for.
-        guard !all.isEmpty else { return (answer, false) }
-        let tokens = all.filter { !asked.contains($0.lowercased()) }
+        guard !all.isEmpty else { return Finding(index: index, answer: answer, grounded: false, evidenced: false) }
+        let tokens = all.map { $0.lowercased() }.filter { !asked.contains($0) }
         guard !tokens.isEmpty else { return nil }
         let haystack = part.lowercased()
-        return (answer, tokens.allSatisfy { haystack.contains($0.lowercased()) })
+        let grounded = tokens.allSatisfy { haystack.contains($0) }
+        let names = self.names(in: query)
+        let evidenced = grounded && !names.isEmpty && sentences(of: haystack).contains { sentence in
+            tokens.allSatisfy { contains(sentence, word: $0) } && names.contains { contains(sentence, word: $0) }
+        }
+        return Finding(index: index, answer: answer, grounded: grounded, evidenced: evidenced)
+    }
+
+    /// The answer the scan takes, or `nil` when the loop should decide:
+    /// - the answer of the parts with evidence (``Finding/evidenced``), when they agree and the
+    ///   query looks a thing up rather than combining parts (``combines(_:)``): the other parts'
+    ///   answers are then values a small model took from text that does not name what was asked;
+    /// - otherwise the one part's answer when exactly one part answered, with what it holds. Two
+    ///   parts that both claim an answer are ambiguous even if only one holds its own.
+    static func choice(among findings: [Finding], query: String) -> Finding? {
+        let evidenced = findings.filter(\.evidenced)
+        if !evidenced.isEmpty, !combines(query) {
+            let answers = Set(evidenced.map { Grounding.significantTokens(in: $0.answer).map { $0.lowercased() } })
+            return answers.count == 1 ? evidenced.first : nil
+        }
+        return findings.count == 1 && findings[0].grounded ? findings[0] : nil
+    }
+
+    /// The names a query asks about: words that hold a digit or join parts with `-`, `_`, `#`
+    /// or `:` (`quartz-480`, `user 4521`'s `4521`, `INV_2024`), and quoted phrases. Plain
+    /// words are too common to show where an answer comes from.
+    static func names(in query: String) -> [String] {
+        var names: [String] = []
+        for word in query.lowercased().split(whereSeparator: { $0.isWhitespace || ",;?!()[]{}".contains($0) }) {
+            let name = word.trimmingCharacters(in: CharacterSet(charactersIn: ".:'\"`"))
+            let joined = name.contains { "-_#:".contains($0) } && name.contains(where: \.isLetter)
+            if name.count >= 3, name.contains(where: \.isNumber) || joined { names.append(name) }
+        }
+        for (index, piece) in query.lowercased().split(separator: "\"", omittingEmptySubsequences: false).enumerated()
+        where index % 2 == 1 && piece.count >= 3 {
+            names.append(String(piece))
+        }
+        return names
+    }
+
+    /// Whether a query combines what several parts hold (a count, a list, a comparison, a total),
+    /// so that one part's answer is not the whole answer however well it is evidenced.
+    static func combines(_ query: String) -> Bool {
+        let text = " " + query.lowercased().split(whereSeparator: { !$0.isLetter && !$0.isNumber }).joined(separator: " ") + " "
+        let cues = [
+            " how many ", " how much ", " count ", " number of ", " total ", " sum ", " average ", " mean ", " list ",
+            " every ", " all ", " each ", " more common ", " most ", " least ", " fewest ", " pairs ", " compare ",
+        ]
+        return cues.contains { text.contains($0) }
+    }
+
+    /// Whether `text` holds `word` with no letter or digit just before or after it (`480` is not
+    /// in `4801`).
+    static func contains(_ text: Substring, word: String) -> Bool {
+        var from = text.startIndex
+        while let range = text.range(of: word, range: from..<text.endIndex) {
+            func joins(_ character: Character?) -> Bool { character.map { $0.isLetter || $0.isNumber } ?? false }
+            let before = range.lowerBound == text.startIndex ? nil : text[text.index(before: range.lowerBound)]
+            let after = range.upperBound == text.endIndex ? nil : text[range.upperBound]
+            if !joins(before), !joins(after) { return true }
+            from = text.index(after: range.lowerBound)
+        }
+        return false
+    }
+
+    /// The lower-case letter and digit runs of `text`.
+    static func words(in text: String) -> [String] {
+        text.lowercased().split(whereSeparator: { !$0.isLetter && !$0.isNumber }).map(String.init)
+    }
+
+    /// `text`'s sentences: split at line ends and at `.`, `?` or `!` followed by a space.
+    static func sentences(of text: String) -> [Substring] {
+        var sentences: [Substring] = []
+        var start = text.startIndex
+        var index = text.startIndex
+        while index < text.endIndex {
+            let next = text.index(after: index)
+            if text[index] == "\n" || ".?!".contains(text[index]) && (next == text.endIndex || text[next] == " ") {
+                sentences.append(text[start..<index])
+                start = next
+            }
+            index = next
+        }
+        sentences.append(text[start...])
+        return sentences
     }
 }

@@ -211,10 +211,13 @@ enum TenantsFile {
     }
 }
 
-/// How runs answer, for `rlm run` and `rlm bench`.
+/// How runs answer, for `rlm run`, `rlm bench`, `rlm serve` and `rlm mcp`.
 struct AnswerOptions: ParsableArguments {
-    @Option(help: "auto: one direct call with the whole context when it fits in half of the main model's window (see --context-window), the RLM loop otherwise or when that call gives nothing usable; rlm: always the loop; direct: always one call.")
+    @Option(help: "auto: one direct call with the whole context when it fits in half of the main model's window (see --context-window); a scan of up to --max-scan-parts such calls, one per part, when one part shows the answer; the RLM loop otherwise or when that gives nothing usable. rlm: always the loop; direct: always one call.")
     var strategy: Strategy = .auto
+
+    @Option(help: ArgumentHelp("The most parts of half the main model's window that auto's scan reads, one call each, before the context is the loop's; 0 turns the scan off. With --max-calls, at most half the calls.", valueName: "n"))
+    var maxScanParts = 6
 
     @Flag(help: "When a limit is reached, ask the model for a final answer instead of failing.")
     var finalAnswerOnLimit = false
@@ -222,8 +225,13 @@ struct AnswerOptions: ParsableArguments {
     @Flag(help: "Question an answer once when its numbers (or words) appear in no REPL output and not in the context: the model is asked to print the evidence and submit again. Helps small models that make values up.")
     var groundAnswers = false
 
+    func validate() throws {
+        guard maxScanParts >= 0 else { throw ValidationError("--max-scan-parts must be 0 (no scan) or more, not \(maxScanParts)") }
+    }
+
     func apply(to configuration: inout RLMConfiguration) {
         configuration.strategy = strategy
+        configuration.maxScanParts = maxScanParts
         configuration.finalAnswerOnLimit = finalAnswerOnLimit
         configuration.groundAnswers = groundAnswers
     }

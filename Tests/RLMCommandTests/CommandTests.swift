@@ -104,6 +104,7 @@ struct CommandTests {
         (["--context-file", "CONTEXT", "--query", "q", "--context-mode", "lazy"], "--context-mode"),
         (["--context-file", "CONTEXT", "--query", "q", "--refine-steps", "0"], "--refine-steps must be from 1 to 16"),
         (["--context-file", "CONTEXT", "--query", "q", "--strategy", "fast"], "--strategy"),
+        (["--context-file", "CONTEXT", "--query", "q", "--max-scan-parts=-1"], "--max-scan-parts must be 0 (no scan) or more"),
     ])
     func badInput(arguments: [String], message: String) async throws {
         let context = try temporaryFile(Data("some text".utf8))

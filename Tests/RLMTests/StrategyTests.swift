@@ -109,6 +109,95 @@ struct StrategyTests {
         #expect(invented.strategy == .rlm)
     }
 
+    /// A haystack like the bench's: filler that holds common words (which a small model may
+    /// give as an answer), and one needle naming what is asked.
+    static func needleHaystack(_ needles: [Int: String]) -> String {
+        (0..<700).map { (line: Int) -> String in
+            needles[line] ?? "Pepper and copper words pad the context out \(line)."
+        }.joined(separator: "\n")
+    }
+
+    @Test("the scan takes the one answer a part shows in a sentence naming what is asked, over other parts' made-up answers")
+    func scanEvidence() async throws {
+        let query = "What is the special magic number for quartz-480 mentioned in the context? Answer with the value only."
+        let text = Self.needleHaystack([500: "The special magic number for quartz-480 is: 4817203."])
+        // As Qwen2.5-Coder-1.5B did: a part without the needle answers a number it made up, or a
+        // filler word it holds; only the needle's part answers with the value.
+        let model = Self.scanner { part in
+            part.contains("4817203") ? "4817203" : part.contains("out 0.") ? "8" : "pepper"
+        }
+        let result = try await RLM(configuration: RLMConfiguration(rootModel: model)).complete(query: query, context: .text(text))
+        #expect(result.answer == "4817203")
+        #expect(result.strategy == .direct)
+        #expect(model.requests.allSatisfy { $0.prompt.hasPrefix("<part ") })
+
+        // The needle's part answering in a sentence is as good.
+        let wordy = Self.scanner { part in
+            part.contains("4817203") ? "The special magic number for quartz-480 is 4817203." : "NONE"
+        }
+        #expect(try await RLM(configuration: RLMConfiguration(rootModel: wordy)).complete(query: query, context: .text(text)).answer
+            == "The special magic number for quartz-480 is 4817203.")
+    }
+
+    @Test("the scan hands over when evidenced parts disagree, when the query combines parts, or when evidence names something else")
+    func scanEvidenceLimits() async throws {
+        // Two parts each show a value for the name: which one is meant is for the loop.
+        let twice = Self.needleHaystack([
+            100: "The special magic number for quartz-480 is: 4817203.", 600: "The special magic number for quartz-480 is: 5550001.",
+        ])
+        let both = Self.scanner { part in part.contains("4817203") ? "4817203" : part.contains("5550001") ? "5550001" : "NONE" }
+        let query = "What is the special magic number for quartz-480?"
+        let disagreed = try await RLM(configuration: RLMConfiguration(rootModel: both)).complete(query: query, context: .text(twice))
+        #expect(disagreed.answer == "from the loop")
+        let reasons = disagreed.events.compactMap { event -> String? in
+            guard case .strategyChosen(.rlm, let reason) = event.kind else { return nil }
+            return reason
+        }
+        #expect(reasons.count == 1 && reasons[0].contains("parts 1, 3"))
+
+        // A count is combined across parts, however well one part shows its own.
+        let records = Self.needleHaystack([100: "Record 7 of user-480: 2 tickets.", 600: "Record 9 of user-480: 2 tickets."])
+        let counting = Self.scanner { part in part.contains("user-480") ? "2" : "NONE" }
+        #expect(try await RLM(configuration: RLMConfiguration(rootModel: counting))
+            .complete(query: "How many tickets does user-480 have in total?", context: .text(records)).answer == "from the loop")
+
+        // The value sits in a sentence about another name: no evidence, and two parts answered.
+        let other = Self.needleHaystack([500: "The special magic number for quartz-481 is: 4817203."])
+        let misled = Self.scanner { part in part.contains("4817203") ? "4817203" : part.contains("out 0.") ? "8" : "NONE" }
+        #expect(try await RLM(configuration: RLMConfiguration(rootModel: misled)).complete(query: query, context: .text(other)).answer
+            == "from the loop")
+    }
+
+    @Test("maxScanParts bounds the scan, and a call budget keeps half its calls for the loop")
+    func scanBounds() async throws {
+        let text = Self.haystack(needleAt: 500)
+        var off = RLMConfiguration(rootModel: Self.scanner())
+        off.maxScanParts = 0
+        let loop = try await RLM(configuration: off).complete(query: "What is the vault code?", context: .text(text))
+        #expect(loop.answer == "from the loop")
+        #expect(strategies(loop) == [.rlm])
+
+        var budgeted = RLMConfiguration(rootModel: Self.scanner())
+        budgeted.budget.maxModelCalls = 4  // the scan needs 3 calls; at most 2 may go to it
+        #expect(try await RLM(configuration: budgeted).complete(query: "What is the vault code?", context: .text(text)).answer == "from the loop")
+
+        // About 38,000 tokens: past six parts of half an 8K window, within twelve.
+        let large = (0..<4_000).map { $0 == 3_000 ? "The vault code is 7Q-19." : "filler words that pad the context out \($0)" }
+            .joined(separator: "\n")
+        let model = Self.scanner()
+        #expect(try await RLM(configuration: RLMConfiguration(rootModel: model)).complete(query: "What is the vault code?", context: .text(large)).answer
+            == "from the loop")
+        let wide = Self.scanner()
+        var configuration = RLMConfiguration(rootModel: wide)
+        configuration.maxScanParts = 14
+        let scanned = try await RLM(configuration: configuration).complete(query: "What is the vault code?", context: .text(large))
+        #expect(scanned.answer == "7Q-19")
+        #expect((7...14).contains(wide.callCount))
+
+        off.maxScanParts = -1
+        await #expect(throws: RLMError.self) { try await RLM(configuration: off).complete(query: "q", context: .text(text)) }
+    }
+
     @Test("auto goes on with the loop when the direct answer is empty or the server refuses the context")
     func autoFallsBack() async throws {
         let empty = ScriptedModel.sequence(["  ", repl("FINAL(context.split()[-3])")], name: "root", contextWindow: Self.window)
