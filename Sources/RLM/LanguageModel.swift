@@ -87,6 +87,21 @@ public struct ModelResponse: Sendable, Hashable {
     }
 }
 
+/// A JSON schema a reply must follow, for servers that constrain replies to one (OpenAI's and
+/// vLLM's structured outputs, llama.cpp's grammars).
+public struct ReplySchema: Sendable, Hashable {
+    /// A short name for the schema (OpenAI's `json_schema.name`).
+    public var name: String
+    /// The JSON schema, as JSON text.
+    public var json: String
+
+    /// Creates a schema.
+    public init(name: String, json: String) {
+        self.name = name
+        self.json = json
+    }
+}
+
 /// A language model: messages in, text and token usage out.
 ///
 /// This is the engine's only seam to models, so the engine has no HTTP dependency. HTTP
@@ -116,6 +131,12 @@ public protocol LanguageModel: Sendable {
     /// ``RLMConfiguration/streamRootReplies`` is on.
     func complete(_ messages: [ChatMessage], onText: @escaping @Sendable (String) -> Void) async throws -> ModelResponse
 
+    /// Like ``complete(_:)``, asking the server to constrain the reply to `schema` (see
+    /// ``RLMConfiguration/structuredOutput``). The engine's prompt describes the format too, so
+    /// the default, which ignores the schema and calls ``complete(_:)``, suits a model whose
+    /// server cannot constrain replies: its reply is read as text when it is not the JSON asked for.
+    func complete(_ messages: [ChatMessage], schema: ReplySchema) async throws -> ModelResponse
+
     /// Values the engine must keep out of everything a run produces, such as the API key this
     /// model sends (see ``RLMConfiguration/secrets``). Defaults to none.
     var secrets: [String] { get }
@@ -142,6 +163,11 @@ extension LanguageModel {
 
     /// No settings, not sampled.
     public var cacheIdentity: CacheIdentity { CacheIdentity(settings: "", isSampled: false) }
+
+    /// Calls ``complete(_:)``: the schema is left to the prompt.
+    public func complete(_ messages: [ChatMessage], schema: ReplySchema) async throws -> ModelResponse {
+        try await complete(messages)
+    }
 
     /// Calls ``complete(_:)`` and passes the whole reply to `onText` once.
     public func complete(_ messages: [ChatMessage], onText: @escaping @Sendable (String) -> Void) async throws -> ModelResponse {

@@ -323,11 +323,20 @@ extension RLM {
         let fallback: String
         let asked = ContinuousClock.now
         do {
-            let response = try await tree.call(configuration.rootModel, DirectPlan.messages(query: query, context: text), depth: 0, limited: false)
+            let structured = configuration.structuredOutput
+            let response = try await tree.call(
+                configuration.rootModel, DirectPlan.messages(query: query, context: text, structured: structured), depth: 0, limited: false,
+                schema: structured ? QuotedAnswer.schema : nil)
             sink.emit(info, .modelReplied(iteration: 0, text: response.text, usage: response.usage, latency: .now - asked))
-            let answer = DirectPlan.answer(in: response.text)
+            var answer = DirectPlan.answer(in: response.text)
+            var refusal: String?
+            switch structured ? QuotedAnswer.directAnswer(in: response.text, context: text) : nil {
+            case .success(let quoted)?: answer = quoted
+            case .failure(let refused)?: refusal = refused.reason
+            case nil: break
+            }
             // A model that writes REPL code (it was told of no REPL) wants the loop.
-            if let problem = ReplyParser.hasREPLBlock(response.text) ? "it is code for a REPL" : RLMLoop.problem(with: answer) {
+            if let problem = ReplyParser.hasREPLBlock(response.text) ? "it is code for a REPL" : refusal ?? RLMLoop.problem(with: answer) {
                 guard !direct.forced else {
                     throw RLMError(code: .modelFailed, message: "the model's direct answer is unusable: \(problem)")
                 }
@@ -360,6 +369,7 @@ extension RLM {
         info: NodeInfo
     ) async throws -> NodeOutcome? {
         let model = tree.configuration.rootModel
+        let structured = tree.configuration.structuredOutput
         sink.emit(info, .nodeStarted(query: query, context: contextDescription))
         sink.emit(info, .strategyChosen(strategy: .direct, reason: direct.reason))
         let fallback: String
@@ -369,9 +379,10 @@ extension RLM {
                     group.addTask {
                         let asked = ContinuousClock.now
                         let response = try await tree.call(
-                            model, ScanPlan.messages(query: query, part: part, index: index, count: parts.count), depth: 0, limited: true)
+                            model, ScanPlan.messages(query: query, part: part, index: index, count: parts.count, structured: structured),
+                            depth: 0, limited: true, schema: structured ? QuotedAnswer.schema : nil)
                         sink.emit(info, .modelReplied(iteration: 0, text: response.text, usage: response.usage, latency: .now - asked))
-                        return ScanPlan.finding(in: response.text, part: part, index: index, query: query)
+                        return ScanPlan.finding(in: response.text, part: part, index: index, query: query, structured: structured)
                     }
                 }
                 var findings: [ScanPlan.Finding] = []

@@ -59,6 +59,13 @@ public struct RLMConfiguration: Sendable {
     /// ``Budget/maxModelCalls`` is under twice the parts skips the scan, so that the loop keeps
     /// calls if the scan hands over.
     public var maxScanParts: Int = 6
+    /// Asks the direct call and the scan's calls (``Strategy/auto``, ``Strategy/direct``) for a
+    /// JSON reply, `{"quote": …, "answer": …}`: the sentence of the context that answers, copied,
+    /// then the answer. The engine takes the answer only when the quote is in the text the call
+    /// read and holds it, and an answer of `NONE` hands the question to the loop. Servers that
+    /// constrain replies to a schema (``LanguageModel/complete(_:schema:)``) make small models
+    /// keep the format; a reply that is not the JSON asked for is read as text. Off by default.
+    public var structuredOutput: Bool = false
     /// Questions an answer once when it is not grounded: when some of its numbers (or, without
     /// numbers, its longer words) appear neither in any REPL output the model has seen nor in
     /// `context`, the model is asked to print the evidence and submit again; the next

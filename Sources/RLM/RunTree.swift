@@ -52,7 +52,7 @@ final class RunTree: Sendable {
     /// without a permit, a budget reservation or the model; a successful reply is stored.
     func call(
         _ model: any LanguageModel, _ messages: [ChatMessage], depth: Int, limited: Bool, force: Bool = false,
-        cached: Bool = false, span: (any Span)? = nil, onText: (@Sendable (String) -> Void)? = nil, onStart: () -> Void = {},
+        cached: Bool = false, schema: ReplySchema? = nil, span: (any Span)? = nil, onText: (@Sendable (String) -> Void)? = nil, onStart: () -> Void = {},
         onCancelled: (TokenUsage) -> Void = { _ in }, onCacheHit: (TokenUsage) -> Void = { _ in }
     ) async throws -> ModelResponse {
         let cache = cached ? configuration.cache : nil
@@ -69,14 +69,14 @@ final class RunTree: Sendable {
             }
         }
         let response = try await callModel(
-            model, messages, depth: depth, limited: limited, force: force, span: span, onText: onText, onStart: onStart,
-            onCancelled: onCancelled)
+            model, messages, depth: depth, limited: limited, force: force, schema: schema, span: span, onText: onText,
+            onStart: onStart, onCancelled: onCancelled)
         if let cache, let key { try? await cache.storage.store(response, for: key) }
         return response
     }
 
     private func callModel(
-        _ model: any LanguageModel, _ messages: [ChatMessage], depth: Int, limited: Bool, force: Bool,
+        _ model: any LanguageModel, _ messages: [ChatMessage], depth: Int, limited: Bool, force: Bool, schema: ReplySchema?,
         span: (any Span)?, onText: (@Sendable (String) -> Void)?, onStart: () -> Void, onCancelled: (TokenUsage) -> Void
     ) async throws -> ModelResponse {
         var began: ContinuousClock.Instant?
@@ -89,6 +89,8 @@ final class RunTree: Sendable {
                         streamed.count.add(TokenEstimate.tokens(in: text), ordering: .relaxed)
                         onText(text)
                     }
+                } else if let schema {
+                    try await model.complete(messages, schema: schema)
                 } else {
                     try await model.complete(messages)
                 }

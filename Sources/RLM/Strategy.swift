@@ -57,8 +57,14 @@ enum DirectPlan {
         asks for one. If the context does not contain the answer, say so.
         """
 
-    static func messages(query: String, context: String) -> [ChatMessage] {
-        [.system(system), .user("<context>\n\(context)\n</context>\n\nQuery: \(query)")]
+    /// ``system`` with the reply asked for as ``QuotedAnswer`` JSON.
+    static let structuredSystem = """
+        You answer a query about a context. The whole context is in the user's message, between \
+        <context> and </context>. Read all of it. \(QuotedAnswer.instructions)
+        """
+
+    static func messages(query: String, context: String, structured: Bool = false) -> [ChatMessage] {
+        [.system(structured ? structuredSystem : system), .user("<context>\n\(context)\n</context>\n\nQuery: \(query)")]
     }
 
     /// The answer in a direct reply: a `FINAL(...)` if the model wrote one, else the reply.
@@ -94,8 +100,14 @@ enum ScanPlan {
         no preamble, no code. If it does not, reply exactly NONE.
         """
 
-    static func messages(query: String, part: String, index: Int, count: Int) -> [ChatMessage] {
-        [.system(system), .user("<part \(index + 1) of \(count)>\n\(part)\n</part>\n\nQuery: \(query)")]
+    /// ``system`` with the reply asked for as ``QuotedAnswer`` JSON.
+    static let structuredSystem = """
+        You answer a query about a long text. The user's message holds one part of it, between \
+        <part> and </part>; other parts are read separately. \(QuotedAnswer.instructions)
+        """
+
+    static func messages(query: String, part: String, index: Int, count: Int, structured: Bool = false) -> [ChatMessage] {
+        [.system(structured ? structuredSystem : system), .user("<part \(index + 1) of \(count)>\n\(part)\n</part>\n\nQuery: \(query)")]
     }
 
     /// `text` in parts (split at line ends) that each fit a direct call in `window`, or `nil`
@@ -149,8 +161,11 @@ enum ScanPlan {
     /// What part `index`'s reply found: `nil` for NONE or an unusable reply.
     /// An answer made only of the query's own words or numbers (small models echo "480" when asked
     /// about "quartz-480") is no answer.
-    static func finding(in reply: String, part: String, index: Int, query: String) -> Finding? {
-        let answer = DirectPlan.answer(in: reply)
+    /// With `structured` (``RLMConfiguration/structuredOutput``), a reply in ``QuotedAnswer``
+    /// JSON is evidenced only by its quote, when the part holds it; other replies are read as text.
+    static func finding(in reply: String, part: String, index: Int, query: String, structured: Bool = false) -> Finding? {
+        let quoted = structured ? QuotedAnswer.parse(reply) : nil
+        let answer = quoted?.answer ?? DirectPlan.answer(in: reply)
         if saysNone(answer) || RLMLoop.problem(with: answer) != nil || ReplyParser.hasREPLBlock(reply) { return nil }
         let asked = Set(Grounding.significantTokens(in: query).map { $0.lowercased() }).union(words(in: query))
         let all = Grounding.significantTokens(in: answer)
@@ -161,7 +176,10 @@ enum ScanPlan {
         let haystack = part.lowercased()
         let grounded = tokens.allSatisfy { haystack.contains($0) }
         let names = self.names(in: query)
-        let evidenced = grounded && !names.isEmpty && sentences(of: haystack).contains { sentence in
+        // Where the evidence may be: the sentence the reply quotes, if the part holds it; else any.
+        let candidates = quoted.map { QuotedAnswer.isQuote($0.quote, of: part) ? [Substring($0.quote.lowercased())] : [] }
+            ?? sentences(of: haystack)
+        let evidenced = grounded && !names.isEmpty && candidates.contains { sentence in
             tokens.allSatisfy { contains(sentence, word: $0) } && names.contains { contains(sentence, word: $0) }
         }
         return Finding(index: index, answer: answer, grounded: grounded, evidenced: evidenced)
@@ -244,5 +262,69 @@ enum ScanPlan {
         }
         sentences.append(text[start...])
         return sentences
+    }
+}
+
+/// The JSON reply ``RLMConfiguration/structuredOutput`` asks of direct and scan calls: the
+/// sentence that answers, copied from the text, then the answer. Quoting first makes a model look
+/// for the answer before it writes one, and gives the engine something to check.
+enum QuotedAnswer {
+    static let schema = ReplySchema(name: "quoted_answer", json: """
+        {"type":"object","properties":{"quote":{"type":"string"},"answer":{"type":"string"}},\
+        "required":["quote","answer"],"additionalProperties":false}
+        """)
+
+    static let instructions = """
+        Reply with one JSON object and nothing else: {"quote": "...", "answer": "..."}. "quote": the \
+        sentence of the text that answers the query, copied exactly; "" if no sentence does. "answer": \
+        the answer itself, as briefly as the query allows, taken from that sentence; "NONE" if the \
+        text does not contain it.
+        """
+
+    /// The quote and the answer in a reply, or `nil` when the reply is not that JSON (a model
+    /// whose server cannot constrain replies may write prose). A number as the answer is read as
+    /// its text; code fences around the object are allowed.
+    static func parse(_ reply: String) -> (quote: String, answer: String)? {
+        guard let start = reply.firstIndex(of: "{"), let end = reply.lastIndex(of: "}"), start < end,
+              let object = try? JSONSerialization.jsonObject(with: Data(reply[start...end].utf8)) as? [String: Any]
+        else { return nil }
+        let answer: String
+        switch object["answer"] {
+        case let text as String: answer = text
+        case let number as NSNumber: answer = number.stringValue
+        default: return nil
+        }
+        return ((object["quote"] as? String) ?? "", answer.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// Whether `quote` is a passage of `text`, ignoring case, runs of white space and the
+    /// quote's closing punctuation. An empty quote is none.
+    static func isQuote(_ quote: String, of text: String) -> Bool {
+        func squeezed(_ text: String) -> String {
+            text.lowercased().split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        }
+        let passage = squeezed(quote).trimmingCharacters(in: CharacterSet(charactersIn: " .,;:!?\"'"))
+        return !passage.isEmpty && squeezed(text).contains(passage)
+    }
+
+    /// The answer of a direct reply in this JSON, or why it is none: `NONE`, or a quote the
+    /// context does not hold or that does not hold the answer. `nil` when the reply is not the JSON.
+    static func directAnswer(in reply: String, context: String) -> Result<String, Refusal>? {
+        guard let (quote, answer) = parse(reply) else { return nil }
+        if ScanPlan.saysNone(answer) { return .failure(Refusal(reason: "the direct answer says the context does not hold it")) }
+        guard isQuote(quote, of: context) else {
+            return .failure(Refusal(reason: quote.isEmpty ? "the direct answer quotes nothing" : "the direct answer's quote is not in the context"))
+        }
+        let tokens = Grounding.significantTokens(in: answer).map { $0.lowercased() }
+        let sentence = Substring(quote.lowercased())
+        guard tokens.allSatisfy({ ScanPlan.contains(sentence, word: $0) }) else {
+            return .failure(Refusal(reason: "the direct answer is not in the sentence it quotes"))
+        }
+        return .success(answer)
+    }
+
+    /// Why a structured direct answer is not taken.
+    struct Refusal: Error {
+        var reason: String
     }
 }

@@ -127,11 +127,13 @@ struct Bench: AsyncParsableCommand {
             throw ValidationError("cannot create the output directory \(out): \(error.localizedDescription)")
         }
         let root = try await Run.makeModel(
-            provider: provider, baseURL: baseURL, name: model, apiKeyEnv: apiKeyEnv, maxOutputTokens: maxOutputTokens, window: contextWindow)
+            provider: provider, baseURL: baseURL, name: model, apiKeyEnv: apiKeyEnv, maxOutputTokens: maxOutputTokens, window: contextWindow,
+            structuredOutput: answering.structuredOutput)
         var sub: (any LanguageModel)?
         if let subModel {
             sub = try await Run.makeModel(
-                provider: provider, baseURL: baseURL, name: subModel, apiKeyEnv: apiKeyEnv, maxOutputTokens: maxOutputTokens, window: nil)
+                provider: provider, baseURL: baseURL, name: subModel, apiKeyEnv: apiKeyEnv, maxOutputTokens: maxOutputTokens, window: nil,
+                structuredOutput: answering.structuredOutput)
         }
         var configuration = RLMConfiguration(
             rootModel: root, subModel: sub, maxIterations: maxIterations,

@@ -218,7 +218,7 @@ struct Run: AsyncParsableCommand {
     private func makeModel(_ name: String, window: Int?) async throws -> any LanguageModel {
         try await Self.makeModel(
             provider: provider, baseURL: baseURL ?? "", name: name, apiKeyEnv: apiKeyEnv, maxOutputTokens: maxOutputTokens, window: window,
-            temperature: temperature)
+            temperature: temperature, structuredOutput: answering.structuredOutput)
     }
 
     /// The root and sub-models: replayed from `--replay`, else over HTTP, recorded under `--record`.
@@ -244,12 +244,14 @@ struct Run: AsyncParsableCommand {
     /// OpenAI-compatible server, the window its model list reports (asked once, briefly); else
     /// the published window of a well-known name. Shared with `rlm bench`.
     static func makeModel(
-        provider: Provider, baseURL: String, name: String, apiKeyEnv: String?, maxOutputTokens: Int?, window: Int?, temperature: Double? = nil
+        provider: Provider, baseURL: String, name: String, apiKeyEnv: String?, maxOutputTokens: Int?, window: Int?, temperature: Double? = nil,
+        structuredOutput: StructuredOutput? = nil
     ) async throws -> any LanguageModel {
         switch provider {
         case .openai:
             var configuration = OpenAICompatibleModel.Configuration(
                 baseURL: baseURL, model: name, apiKeyVariable: apiKeyEnv ?? "OPENAI_API_KEY", temperature: temperature, maxTokens: maxOutputTokens)
+            if let structuredOutput { configuration.structuredOutput = structuredOutput }
             configuration.contextWindow = window.map { ContextWindow(tokens: $0) }
             let model = try OpenAICompatibleModel(configuration: configuration)
             guard window == nil, let reported = try? await model.discoverContextWindow(timeout: .seconds(3)) else { return model }

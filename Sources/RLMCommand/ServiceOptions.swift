@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import RLMCommandCore
 import RLM
+import RLMProviders
 import RLMServer
 
 /// The models behind `rlm serve` and `rlm mcp`.
@@ -40,15 +41,15 @@ struct ModelOptions: ParsableArguments {
         _ = try Run.parsePrices(price)
     }
 
-    func makeModels() async throws -> (root: any LanguageModel, sub: (any LanguageModel)?) {
+    func makeModels(structuredOutput: StructuredOutput?) async throws -> (root: any LanguageModel, sub: (any LanguageModel)?) {
         let root = try await Run.makeModel(
             provider: provider, baseURL: baseURL, name: model, apiKeyEnv: apiKeyEnv, maxOutputTokens: maxOutputTokens, window: contextWindow,
-            temperature: temperature)
+            temperature: temperature, structuredOutput: structuredOutput)
         var sub: (any LanguageModel)?
         if let subModel {
             sub = try await Run.makeModel(
                 provider: provider, baseURL: baseURL, name: subModel, apiKeyEnv: apiKeyEnv, maxOutputTokens: maxOutputTokens, window: nil,
-                temperature: temperature)
+                temperature: temperature, structuredOutput: structuredOutput)
         }
         return (root, sub)
     }
@@ -110,7 +111,7 @@ struct RunOptions: ParsableArguments {
 
     func configuration(models: ModelOptions, defaultIsolation: Run.IsolationOption) async throws -> RLMConfiguration {
         if maxCost != nil && models.price.isEmpty { throw ValidationError("--max-cost needs prices: add --price \(models.model)=INPUT:OUTPUT") }
-        let (root, sub) = try await models.makeModels()
+        let (root, sub) = try await models.makeModels(structuredOutput: answering.structuredOutput)
         var configuration = RLMConfiguration(
             rootModel: root, subModel: sub, maxDepth: maxDepth, maxIterations: maxIterations,
             execTimeout: .milliseconds(Int64(execTimeout * 1000)), maxConcurrentSubcalls: maxConcurrency,
@@ -216,6 +217,9 @@ struct AnswerOptions: ParsableArguments {
     @Option(help: "auto: one direct call with the whole context when it fits in half of the main model's window (see --context-window); a scan of up to --max-scan-parts such calls, one per part, when one part shows the answer; the RLM loop otherwise or when that gives nothing usable. rlm: always the loop; direct: always one call.")
     var strategy: Strategy = .auto
 
+    @Option(help: "Ask auto's and direct's calls for JSON, {\"quote\", \"answer\"}, constrained by the server in this style (json-schema: OpenAI, vLLM, llama-server, LM Studio, Ollama; json-object: llama-cpp-python); an answer is taken only when its quote is in the text the call read. Default: plain text.")
+    var structuredOutput: StructuredOutput?
+
     @Option(help: ArgumentHelp("The most parts of half the main model's window that auto's scan reads, one call each, before the context is the loop's; 0 turns the scan off. With --max-calls, at most half the calls.", valueName: "n"))
     var maxScanParts = 6
 
@@ -232,9 +236,11 @@ struct AnswerOptions: ParsableArguments {
     func apply(to configuration: inout RLMConfiguration) {
         configuration.strategy = strategy
         configuration.maxScanParts = maxScanParts
+        configuration.structuredOutput = structuredOutput != nil
         configuration.finalAnswerOnLimit = finalAnswerOnLimit
         configuration.groundAnswers = groundAnswers
     }
 }
 
 extension Strategy: ExpressibleByArgument {}
+extension StructuredOutput: ExpressibleByArgument {}

@@ -4,6 +4,15 @@ import Logging
 import NIOCore
 import RLM
 
+/// How an OpenAI-compatible server takes a JSON schema for a reply.
+public enum StructuredOutput: String, Sendable, Hashable, CaseIterable {
+    /// `"response_format": {"type": "json_schema", "json_schema": {"name", "schema", "strict": true}}`:
+    /// OpenAI, vLLM, llama.cpp's own server (`llama-server`), LM Studio, Ollama.
+    case jsonSchema = "json-schema"
+    /// `"response_format": {"type": "json_object", "schema": …}`: llama-cpp-python's server.
+    case jsonObject = "json-object"
+}
+
 /// A model behind an OpenAI-compatible Chat Completions API: OpenAI, vLLM, Ollama, llama.cpp
 /// server, LM Studio, OpenRouter and other gateways.
 ///
@@ -39,6 +48,9 @@ public struct OpenAICompatibleModel: LanguageModel {
         public var requestTimeout: Duration
         /// Retries for 408, 429, 5xx, timeouts and dropped connections.
         public var retry: RetryPolicy
+        /// How the server takes a JSON schema for a reply (``complete(_:schema:)``). Defaults to
+        /// ``StructuredOutput/jsonSchema``; `nil` sends no schema and leaves the format to the prompt.
+        public var structuredOutput: StructuredOutput? = .jsonSchema
         /// The model's context window. Defaults to `nil`: the published window of a well-known
         /// model name (``ContextWindow/known(forModel:)``); ``discoverContextWindow()`` asks the
         /// server, which knows the window a local server was started with.
@@ -132,6 +144,23 @@ public struct OpenAICompatibleModel: LanguageModel {
         return try Self.parse(data, baseURL: transport.baseURL)
     }
 
+    /// Sends `schema` as the request's `response_format`, in the configuration's
+    /// ``Configuration/structuredOutput`` style (without one, calls ``complete(_:)``). Throws
+    /// ``ProviderError/Code/invalidConfiguration`` when the schema is not a JSON object.
+    public func complete(_ messages: [ChatMessage], schema: ReplySchema) async throws -> ModelResponse {
+        guard let style = configuration.structuredOutput else { return try await complete(messages) }
+        guard let node = try? JSONDecoder().decode(Wire.JSON.self, from: Data(schema.json.utf8)), case .object = node else {
+            throw ProviderError(code: .invalidConfiguration, message: "the reply schema '\(schema.name)' is not a JSON object: \(schema.json.prefix(200))")
+        }
+        let format = switch style {
+        case .jsonSchema: Wire.ResponseFormat(type: "json_schema", json_schema: .init(name: schema.name, schema: node, strict: true))
+        case .jsonObject: Wire.ResponseFormat(type: "json_object", schema: node)
+        }
+        let (headers, body) = request(messages, stream: false, format: format)
+        let data = try await transport.post(path: "/chat/completions", headers: headers, body: body)
+        return try Self.parse(data, baseURL: transport.baseURL)
+    }
+
     /// Streams the reply with server-sent events (`"stream": true`), passing each piece to `onText`.
     /// Usage comes from the final chunk (`stream_options.include_usage`).
     public func complete(_ messages: [ChatMessage], onText: @escaping @Sendable (String) -> Void) async throws -> ModelResponse {
@@ -166,13 +195,13 @@ public struct OpenAICompatibleModel: LanguageModel {
         }
     }
 
-    private func request(_ messages: [ChatMessage], stream: Bool) -> ([(String, String)], Data) {
+    private func request(_ messages: [ChatMessage], stream: Bool, format: Wire.ResponseFormat? = nil) -> ([(String, String)], Data) {
         let body = Wire.Request(
             model: configuration.model,
             messages: messages.map { Wire.Message(role: $0.role.rawValue, content: $0.content) },
             temperature: configuration.temperature, max_tokens: configuration.maxTokens, seed: configuration.seed,
             reasoning_effort: configuration.reasoningEffort,
-            stream: stream ? true : nil, stream_options: stream ? Wire.StreamOptions(include_usage: true) : nil)
+            stream: stream ? true : nil, stream_options: stream ? Wire.StreamOptions(include_usage: true) : nil, response_format: format)
         var headers = configuration.extraHeaders.map { ($0.key, $0.value) }
         if let apiKey { headers.append(("authorization", "Bearer \(apiKey.value)")) }
         return (headers, (try? Self.encoder.encode(body)) ?? Data())
@@ -214,6 +243,48 @@ enum Wire {
         var reasoning_effort: String?
         var stream: Bool?
         var stream_options: StreamOptions?
+        var response_format: ResponseFormat?
+    }
+
+    /// `response_format`: `json_schema` with `json_schema`, or `json_object` with `schema`.
+    struct ResponseFormat: Encodable {
+        struct Schema: Encodable {
+            var name: String
+            var schema: JSON
+            var strict: Bool
+        }
+        var type: String
+        var json_schema: Schema?
+        var schema: JSON?
+    }
+
+    /// Any JSON value, to pass a schema through as it was written.
+    enum JSON: Codable {
+        case object([String: JSON]), array([JSON]), string(String), integer(Int), number(Double), bool(Bool), null
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.singleValueContainer()
+            if container.decodeNil() { self = .null }
+            else if let value = try? container.decode(Bool.self) { self = .bool(value) }
+            else if let value = try? container.decode(Int.self) { self = .integer(value) }
+            else if let value = try? container.decode(Double.self) { self = .number(value) }
+            else if let value = try? container.decode(String.self) { self = .string(value) }
+            else if let value = try? container.decode([JSON].self) { self = .array(value) }
+            else { self = .object(try container.decode([String: JSON].self)) }
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.singleValueContainer()
+            switch self {
+            case .object(let value): try container.encode(value)
+            case .array(let value): try container.encode(value)
+            case .string(let value): try container.encode(value)
+            case .integer(let value): try container.encode(value)
+            case .number(let value): try container.encode(value)
+            case .bool(let value): try container.encode(value)
+            case .null: try container.encodeNil()
+            }
+        }
     }
 
     struct Usage: Decodable {

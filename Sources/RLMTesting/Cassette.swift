@@ -110,13 +110,19 @@ public struct RecordingModel: LanguageModel {
     public var cacheIdentity: CacheIdentity { model.cacheIdentity }
 
     public func complete(_ messages: [ChatMessage]) async throws -> ModelResponse {
-        let response = try await model.complete(messages)
-        cassette.record(Entry(model: modelName, messages: messages, reply: response.text, usage: response.usage), window: contextWindow)
-        return response
+        try await recording(messages) { try await model.complete(messages) }
+    }
+
+    public func complete(_ messages: [ChatMessage], schema: ReplySchema) async throws -> ModelResponse {
+        try await recording(messages) { try await model.complete(messages, schema: schema) }
     }
 
     public func complete(_ messages: [ChatMessage], onText: @escaping @Sendable (String) -> Void) async throws -> ModelResponse {
-        let response = try await model.complete(messages, onText: onText)
+        try await recording(messages) { try await model.complete(messages, onText: onText) }
+    }
+
+    private func recording(_ messages: [ChatMessage], _ call: () async throws -> ModelResponse) async throws -> ModelResponse {
+        let response = try await call()
         cassette.record(Entry(model: modelName, messages: messages, reply: response.text, usage: response.usage), window: contextWindow)
         return response
     }

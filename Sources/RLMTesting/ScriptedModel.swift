@@ -24,6 +24,8 @@ public final class ScriptedModel: LanguageModel {
         public var messages: [ChatMessage]
         /// The 0-based index of this call among the model's calls.
         public var index: Int
+        /// The schema the reply was asked to follow (``LanguageModel/complete(_:schema:)``), if any.
+        public var schema: ReplySchema?
         /// The last user message: for a sub-call, its prompt.
         public var prompt: String { messages.last(where: { $0.role == .user })?.content ?? "" }
     }
@@ -69,8 +71,17 @@ public final class ScriptedModel: LanguageModel {
     public static func tokens(_ text: String) -> Int { (text.count + 3) / 4 }
 
     public func complete(_ messages: [ChatMessage]) async throws -> ModelResponse {
+        try await reply(to: messages, schema: nil)
+    }
+
+    /// Replies as ``complete(_:)`` does, recording `schema` in the call's ``Request``.
+    public func complete(_ messages: [ChatMessage], schema: ReplySchema) async throws -> ModelResponse {
+        try await reply(to: messages, schema: schema)
+    }
+
+    private func reply(to messages: [ChatMessage], schema: ReplySchema?) async throws -> ModelResponse {
         let request = log.withLock { log -> Request in
-            let request = Request(messages: messages, index: log.count)
+            let request = Request(messages: messages, index: log.count, schema: schema)
             log.append(request)
             return request
         }

@@ -127,6 +127,43 @@ struct ProviderTests {
         try await server.shutdown()
     }
 
+    @Test("a reply schema goes out as response_format in the configured style, or not at all")
+    func replySchema() async throws {
+        let bodies = Mutex<[Data]>([])
+        let server = try await ScriptedHTTPServer.start { http in
+            bodies.withLock { $0.append(http.body) }
+            return .respond(status: 200, body: Data(#"{"choices":[{"message":{"content":"{\"quote\":\"q\",\"answer\":\"a\"}"}}]}"#.utf8))
+        }
+        let schema = ReplySchema(name: "quoted", json: #"{"type":"object","properties":{"answer":{"type":"string","maxLength":40}},"required":["answer"]}"#)
+        var configuration = OpenAICompatibleModel.Configuration(baseURL: server.baseURL + "/v1", model: "m", apiKeyVariable: nil)
+        #expect(try await OpenAICompatibleModel(configuration: configuration).complete([.user("x")], schema: schema).text == #"{"quote":"q","answer":"a"}"#)
+        configuration.structuredOutput = .jsonObject
+        _ = try await OpenAICompatibleModel(configuration: configuration).complete([.user("x")], schema: schema)
+        configuration.structuredOutput = nil
+        _ = try await OpenAICompatibleModel(configuration: configuration).complete([.user("x")], schema: schema)
+
+        let sent = try bodies.withLock { $0 }.map { try #require(try JSONSerialization.jsonObject(with: $0) as? [String: Any]) }
+        try #require(sent.count == 3)
+        let expected = try #require(try JSONSerialization.jsonObject(with: Data(schema.json.utf8)) as? NSDictionary)
+        let first = try #require(sent[0]["response_format"] as? [String: Any])
+        let named = try #require(first["json_schema"] as? [String: Any])
+        #expect(first["type"] as? String == "json_schema" && named["name"] as? String == "quoted" && named["strict"] as? Bool == true)
+        #expect((named["schema"] as? NSDictionary) == expected)
+        let second = try #require(sent[1]["response_format"] as? [String: Any])
+        #expect(second["type"] as? String == "json_object" && (second["schema"] as? NSDictionary) == expected && second["json_schema"] == nil)
+        #expect(sent[2]["response_format"] == nil)
+
+        // A schema that is not a JSON object is the caller's mistake, named, and nothing is sent.
+        configuration.structuredOutput = .jsonSchema
+        await #expect {
+            try await OpenAICompatibleModel(configuration: configuration).complete([.user("x")], schema: ReplySchema(name: "bad", json: "[1, 2"))
+        } throws: { error in
+            (error as? ProviderError)?.code == .invalidConfiguration && "\(error)".contains("'bad'")
+        }
+        #expect(bodies.withLock { $0.count } == 3)
+        try await server.shutdown()
+    }
+
     @Test("an unreachable port says that nothing listens there")
     func unreachable() async throws {
         let server = try await ScriptedHTTPServer.start { http in ok(http) }

@@ -198,6 +198,62 @@ struct StrategyTests {
         await #expect(throws: RLMError.self) { try await RLM(configuration: off).complete(query: "q", context: .text(text)) }
     }
 
+    @Test("with structured output, the scan asks for a quote and an answer, and takes the answer its quote shows")
+    func structuredScan() async throws {
+        let query = "What is the special magic number for quartz-480?"
+        let text = Self.needleHaystack([500: "The special magic number for quartz-480 is: 4817203."])
+        let json: @Sendable (String, String) -> String = { quote, answer in #"{"quote": "\#(quote)", "answer": "\#(answer)"}"# }
+        let model = Self.scanner { part in
+            part.contains("4817203") ? "```json\n" + json("the special magic number for  quartz-480 is: 4817203", "4817203") + "\n```"
+                : part.contains("out 0.") ? json("Pepper and copper words pad the context out 0.", "8") : json("", "NONE")
+        }
+        var configuration = RLMConfiguration(rootModel: model)
+        configuration.structuredOutput = true
+        let result = try await RLM(configuration: configuration).complete(query: query, context: .text(text))
+        #expect(result.answer == "4817203")
+        #expect(result.strategy == .direct)
+        #expect(model.requests.allSatisfy { $0.schema?.name == "quoted_answer" && $0.messages[0].content.contains(#""quote""#) })
+
+        // A quote the part does not hold is no evidence, even with the needle beside it: the
+        // made-up quote and the other part's answer leave the question to the loop.
+        let misquoting = Self.scanner { part in
+            part.contains("4817203") ? json("The special magic number for quartz-480 is 4817203, as stated.", "4817203")
+                : part.contains("out 0.") ? json("", "8") : json("", "NONE")
+        }
+        var misquoted = RLMConfiguration(rootModel: misquoting)
+        misquoted.structuredOutput = true
+        #expect(try await RLM(configuration: misquoted).complete(query: query, context: .text(text)).answer == "from the loop")
+
+        // A model that ignores the format is read as text.
+        let plain = Self.scanner { part in part.contains("4817203") ? "4817203" : "NONE" }
+        var prose = RLMConfiguration(rootModel: plain)
+        prose.structuredOutput = true
+        #expect(try await RLM(configuration: prose).complete(query: query, context: .text(text)).answer == "4817203")
+    }
+
+    @Test("with structured output, a direct answer needs a quote the context holds; NONE or a made-up quote goes to the loop")
+    func structuredDirect() async throws {
+        func run(_ reply: String) async throws -> RLMResult {
+            let model = ScriptedModel.sequence([reply, repl("FINAL('from the loop')")], name: "root", contextWindow: Self.window)
+            var configuration = RLMConfiguration(rootModel: model)
+            configuration.structuredOutput = true
+            let result = try await RLM(configuration: configuration).complete(query: "What is the secret code?", context: .text(Self.small))
+            #expect(model.requests.first?.schema?.name == "quoted_answer")
+            return result
+        }
+        let quoted = try await run(#"{"quote": "The secret code is 48213.", "answer": "48213"}"#)
+        #expect(quoted.answer == "48213" && quoted.strategy == .direct)
+        #expect(try await run(#"{"quote": "The secret code is 48213.", "answer": 48213}"#).answer == "48213")
+        for refused in [
+            #"{"quote": "", "answer": "NONE"}"#, #"{"quote": "The secret code is 99999.", "answer": "99999"}"#,
+            #"{"quote": "The secret code is 48213.", "answer": "77"}"#, #"{"quote": "", "answer": "48213"}"#,
+        ] {
+            let result = try await run(refused)
+            #expect(result.answer == "from the loop", "\(refused)")
+            #expect(strategies(result) == [.direct, .rlm])
+        }
+    }
+
     @Test("auto goes on with the loop when the direct answer is empty or the server refuses the context")
     func autoFallsBack() async throws {
         let empty = ScriptedModel.sequence(["  ", repl("FINAL(context.split()[-3])")], name: "root", contextWindow: Self.window)
