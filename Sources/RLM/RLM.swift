@@ -287,6 +287,8 @@ struct DirectInput: Sendable {
                 let maxParts = min(configuration.maxScanParts, (configuration.budget.maxModelCalls ?? .max) / 2)
                 if DirectPlan.fits(tokens: tokens, window: window) {
                     self.init(text: text, forced: false, reason: "the whole context (about \(tokens) tokens) fits in the root model's window of \(window.tokens)")
+                } else if ScanPlan.combines(query) {
+                    self.init(text: nil, forced: false, reason: "the context (about \(tokens) tokens) does not fit in half of the root model's window of \(window.tokens) tokens, and the query combines what its parts hold (a count, a list, a comparison), which one part's answer cannot give")
                 } else if let parts = ScanPlan.parts(of: text, query: query, window: window, maxParts: maxParts) {
                     self.init(text: nil, forced: false, reason: "the context (about \(tokens) tokens) does not fit in half of the root model's window of \(window.tokens) tokens; it is read in \(parts.count) parts")
                     self.parts = parts

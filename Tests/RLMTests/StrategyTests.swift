@@ -100,8 +100,15 @@ struct StrategyTests {
         #expect(strategies(empty) == [.direct, .rlm])
         // Every part claims a count: the loop must combine them.
         let counting = Self.scanner { _ in "250" }
-        let counted = try await RLM(configuration: RLMConfiguration(rootModel: counting)).complete(query: "How many lines?", context: .text(Self.haystack(needleAt: nil)))
+        let counted = try await RLM(configuration: RLMConfiguration(rootModel: counting)).complete(query: "Which lines hold a code?", context: .text(Self.haystack(needleAt: nil)))
         #expect(counted.answer == "from the loop")
+        #expect(strategies(counted) == [.direct, .rlm])
+        // A query that reads as combining parts skips the scan: no part's answer could be the whole.
+        let tally = Self.scanner { _ in "250" }
+        let tallied = try await RLM(configuration: RLMConfiguration(rootModel: tally)).complete(query: "How many lines are there?", context: .text(Self.haystack(needleAt: nil)))
+        #expect(tallied.answer == "from the loop")
+        #expect(strategies(tallied) == [.rlm])
+        #expect(!tally.requests.contains { $0.prompt.hasPrefix("<part ") })
         // One part answers with a value it does not hold.
         let inventing = Self.scanner { part in part.contains("filler words that pad the context out 0\n") ? "9X-99" : "NONE" }
         let invented = try await RLM(configuration: RLMConfiguration(rootModel: inventing)).complete(query: "What is the vault code?", context: .text(Self.haystack(needleAt: 500)))
