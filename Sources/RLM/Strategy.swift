@@ -223,7 +223,7 @@ enum ScanPlan {
         let text = " " + query.lowercased().split(whereSeparator: { !$0.isLetter && !$0.isNumber }).joined(separator: " ") + " "
         let cues = [
             " how many ", " how much ", " count ", " number of ", " total ", " sum ", " average ", " mean ", " list ",
-            " every ", " all ", " each ", " more common ", " most ", " least ", " fewest ", " pairs ", " compare ",
+            " every ", " all ", " each ", " more ", " fewer ", " less ", " most ", " least ", " fewest ", " pairs ", " compare ",
         ]
         return cues.contains { text.contains($0) }
     }

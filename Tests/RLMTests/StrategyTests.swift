@@ -109,6 +109,10 @@ struct StrategyTests {
         #expect(tallied.answer == "from the loop")
         #expect(strategies(tallied) == [.rlm])
         #expect(!tally.requests.contains { $0.prompt.hasPrefix("<part ") })
+        let compared = try await RLM(configuration: RLMConfiguration(rootModel: tally))
+            .complete(query: "Which label appears in more records: 'bug' or 'praise'?", context: .text(Self.haystack(needleAt: nil)))
+        #expect(strategies(compared) == [.rlm])
+        #expect(!tally.requests.contains { $0.prompt.hasPrefix("<part ") })
         // One part answers with a value it does not hold.
         let inventing = Self.scanner { part in part.contains("filler words that pad the context out 0\n") ? "9X-99" : "NONE" }
         let invented = try await RLM(configuration: RLMConfiguration(rootModel: inventing)).complete(query: "What is the vault code?", context: .text(Self.haystack(needleAt: 500)))
