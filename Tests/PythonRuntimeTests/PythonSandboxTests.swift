@@ -266,31 +266,98 @@ struct PythonSandboxTests {
         """
     }
 
-    @Test("a sandboxed object collected by the cyclic collector on a trusted thread is finalized confined")
-    func collectedFinalizersAreConfined() async throws {
+    /// Makes 20 cycles of probes in `sandbox`, held until `trusted` lets them go and runs the
+    /// collector; returns what the probes recorded, "['denied'] 40\n" when every finalizer ran
+    /// and none could read the file.
+    static func collectProbes(in sandbox: Sandboxed, from trusted: PythonNamespace) async throws -> String {
         let probe = "rlm_probe_\(UUID().uuidString.replacingOccurrences(of: "-", with: ""))"
-        let sandbox = try await Sandboxed()
+        // The cycles stay reachable until the trusted thread lets them go, so no automatic
+        // collection on another thread can take them first.
         let made = try await sandbox.namespace.execute(Self.finalizerProbe(probe) + """
 
+            held = sys.modules.setdefault('\(probe)_held', [])
             for _ in range(20):
                 a, b = Probe(), Probe()
                 a.other, b.other = b, a
+                held.append(a)
             del a, b
             """)
         #expect(made.status == .completed, "\(made.error?.traceback ?? "")")
+        // gc.collect() returns at once, collecting nothing, while another thread's collection is
+        // under way, and one under way hands the GIL over whenever a finalizer does I/O (these
+        // probes' own do). Once, under the address sanitizer, a single call came in such a window
+        // and the probes had recorded nothing: the call is repeated until every finalizer has run.
+        let result = try await trusted.execute("""
+            import gc, sys, time
+            sys.modules.pop('\(probe)_held').clear()
+            results = sys.modules['\(probe)']
+            for _ in range(500):
+                gc.collect()
+                if len(results) >= 40:
+                    break
+                time.sleep(0.01)
+            print(sorted(set(results)), len(results))
+            """)
+        #expect(result.status == .completed, "\(result.error?.traceback ?? "")")
+        return result.stdout
+    }
+
+    @Test("a sandboxed object collected by the cyclic collector on a trusted thread is finalized confined")
+    func collectedFinalizersAreConfined() async throws {
+        let sandbox = try await Sandboxed()
         let trusted = try await PythonNamespace()
-        // gc.collect() does nothing while another thread's collection is under way; the test that
-        // keeps collections open (compilationBesideYieldingFinalizers) waits for this one.
-        let result = try await CollectorTurns.exclusively {
-            try await trusted.execute("import gc, sys\ngc.collect()\nprint(sorted(set(sys.modules['\(probe)'])))")
-        }
-        #expect(result.stdout == "['denied']\n", "\(result.error?.traceback ?? "")")
+        // The test that keeps collections open all the time (compilationBesideYieldingFinalizers)
+        // waits for this one, so the trusted thread's own call is, almost always, the collection.
+        let recorded = try await CollectorTurns.exclusively { try await Self.collectProbes(in: sandbox, from: trusted) }
+        #expect(recorded == "['denied'] 40\n")
         // Model code cannot reach the collector's callbacks to take the guard out.
         let callbacks = try await sandbox.namespace.execute("import gc\ngc.callbacks.clear()")
         #expect(callbacks.error?.message.contains("[sandbox: introspection]") == true, "\(callbacks.error?.message ?? "no error")")
         #expect(try await trusted.execute("import gc\nprint(len(gc.callbacks) >= 1)").stdout == "True\n")
         await trusted.close()
         await sandbox.close()
+    }
+
+    @Test("sandboxed objects stay confined when other threads' collections, handing the GIL over, take them")
+    func finalizersConfinedBesideYieldingCollections() async throws {
+        try await CollectorTurns.exclusively {
+            let collector = try await PythonNamespace()
+            let collecting = Task {
+                try await collector.execute("""
+                    import gc, time
+                    finalized = []
+                    class Yielding:
+                        def __del__(self, sleep=time.sleep, finalized=finalized):
+                            sleep(0.001)
+                            finalized.append(None)
+                    # Collections held open for about 100 ms, handing the GIL over all through,
+                    # with short gaps between. A batch is made only once the last one has been
+                    # finalized, by whichever thread collected it: garbage made faster than a
+                    # collection on another thread finalizes it would pile up without end.
+                    made = 0
+                    while True:
+                        if len(finalized) >= made:
+                            for _ in range(50):
+                                a, b = Yielding(), Yielding()
+                                a.other, b.other = b, a
+                            del a, b
+                            made += 100
+                        gc.collect()
+                        time.sleep(0.01)
+                    """, timeout: .seconds(600))
+            }
+            let sandbox = try await Sandboxed()
+            let trusted = try await PythonNamespace()
+            for round in 0..<20 {
+                let recorded = try await Self.collectProbes(in: sandbox, from: trusted)
+                #expect(recorded == "['denied'] 40\n", "round \(round)")
+            }
+            collecting.cancel()
+            _ = try? await collecting.value
+            await collector.close()
+            await trusted.close()
+            await sandbox.close()
+        }
     }
 
     @Test("a sandboxed namespace dropped without close releases its objects under its own sandbox")
