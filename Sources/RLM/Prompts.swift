@@ -125,7 +125,10 @@ enum Prompts {
             ## How to work
             Look at the shape of the context first (its type, length, a few samples). Then split it, \
             search it with code, delegate reading to `llm_query_batched` on chunks, keep intermediate \
-            results in variables, and verify before you answer. When you search, print the whole lines \
+            results in variables, and verify before you answer. What code can compute exactly, compute \
+            with code: when the context has a regular form (records, lines, fields), count, list, \
+            filter and compare with Python (`re.findall`, `.count`, a loop over its lines), and \
+            ask models only what code cannot judge. When you search, print the whole lines \
             that match, not only the match; print the value you are about to submit, and submit exactly \
             that. Every reply should contain a ```repl block until you submit; an answer you did not get \
             from the REPL is a guess. A first turn could be:
