@@ -143,17 +143,40 @@ enum Prompts {
         return text
     }
 
-    static func firstUserMessage(query: String?, contextDescription: String) -> String {
+    /// The first user message of a node: the query, what `context` is and, when `preview` is not
+    /// empty, how it begins.
+    static func firstUserMessage(query: String?, contextDescription: String, preview: String = "") -> String {
+        var shown = ""
+        if !preview.isEmpty {
+            // A fence longer than any run of backticks in the preview, so the preview cannot close it.
+            let longestRun = preview.split(whereSeparator: { $0 != "`" }).map(\.count).max() ?? 0
+            let fence = String(repeating: "`", count: max(3, longestRun + 1))
+            shown = """
+
+                It begins:
+                \(fence)
+                \(preview)
+                \(fence)
+                """
+        }
         guard let query else {
             return """
-                Your task is written in `context` (\(contextDescription)). Read it in the REPL and carry \
-                it out; submit the result as your answer.
+                Your task is written in `context` (\(contextDescription)).\(shown)
+                Read it in the REPL and carry it out; submit the result as your answer.
+                """
+        }
+        if shown.isEmpty {
+            return """
+                Query: \(query)
+
+                `context` is \(contextDescription). You have not looked at it yet: start by exploring it in the REPL.
                 """
         }
         return """
             Query: \(query)
 
-            `context` is \(contextDescription). You have not looked at it yet: start by exploring it in the REPL.
+            `context` is \(contextDescription).\(shown)
+            This is only its start: in the REPL, `context` holds all of it. Write code for this form that reads the whole of it.
             """
     }
 

@@ -257,6 +257,13 @@ final class REPLEnvironment: Sendable {
         return texts.indices.map { found.indices.contains($0) && found[$0] == .bool(true) }
     }
 
+    /// The first `characters` characters of `context` as the model would print them (a clipped
+    /// `repr` for what is not text); "" when there is no context or `characters` is 0.
+    func contextPreview(characters: Int) async throws -> String {
+        guard characters > 0 else { return "" }
+        return try await namespace.evaluatePrivately("context_preview(\(characters))").stringValue ?? ""
+    }
+
     /// The `str()` of a variable, for `FINAL_VAR(name)`; `nil` when it does not exist.
     func variable(named name: String) async throws -> String? {
         guard name.isPythonIdentifier else { return nil }

@@ -72,6 +72,11 @@ public struct RLMConfiguration: Sendable {
     /// submission is taken as it is. Small models submit values they made up; large ones rarely
     /// do, and a computed answer they did not print costs them a turn. Off by default.
     public var groundAnswers: Bool = false
+    /// How many characters of `context` the first message of each RLM node shows (a str's
+    /// start, or a clipped `repr`), so that the model's first code fits the context's real form
+    /// instead of a guessed one; the model still reads the rest in the REPL. `0` shows none, as
+    /// the paper's prompt does. Defaults to 500.
+    public var contextPreviewCharacters: Int = 500
     /// Swift functions offered to the model as Python functions. Defaults to none.
     public var tools: [RLMTool]
     /// Extra instructions appended to the system prompt. Defaults to `nil`.
@@ -149,6 +154,7 @@ public struct RLMConfiguration: Sendable {
         if maxScanParts < 0 { throw invalid("maxScanParts must be 0 (no scan) or more (got \(maxScanParts))") }
         if maxConcurrentChildren < 1 { throw invalid("maxConcurrentChildren must be at least 1 (got \(maxConcurrentChildren))") }
         if maxConcurrentSubcalls < 1 { throw invalid("maxConcurrentSubcalls must be at least 1 (got \(maxConcurrentSubcalls))") }
+        if contextPreviewCharacters < 0 { throw invalid("contextPreviewCharacters must be 0 (no preview) or more (got \(contextPreviewCharacters))") }
         if maxOutputCharacters < 100 { throw invalid("maxOutputCharacters must be at least 100 (got \(maxOutputCharacters))") }
         if execTimeout <= .zero { throw invalid("execTimeout must be positive") }
         if stopGracePeriod <= .zero { throw invalid("stopGracePeriod must be positive") }

@@ -86,7 +86,10 @@ final class RLMNode: Sendable {
             sandboxed: configuration.isolation.level != .unrestricted,
             subcallWindow: (configuration.subModel ?? configuration.rootModel).contextWindow,
             mappedContext: repl.hasMappedContext))
-        var messages: [ChatMessage] = [.system(system), .user(Prompts.firstUserMessage(query: query, contextDescription: contextDescription))]
+        let preview = events.redact(try await repl.contextPreview(characters: configuration.contextPreviewCharacters))
+        var messages: [ChatMessage] = [
+            .system(system), .user(Prompts.firstUserMessage(query: query, contextDescription: contextDescription, preview: preview)),
+        ]
         var loop = RLMLoop(maxIterations: configuration.maxIterations, maxConsecutiveErrors: configuration.budget.maxConsecutiveErrors)
         var action = loop.start()
         var cell = 0

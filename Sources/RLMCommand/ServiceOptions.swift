@@ -223,6 +223,9 @@ struct AnswerOptions: ParsableArguments {
     @Option(help: ArgumentHelp("The most parts of half the main model's window that auto's scan reads, one call each, before the context is the loop's; 0 turns the scan off. With --max-calls, at most half the calls.", valueName: "n"))
     var maxScanParts = 6
 
+    @Option(help: ArgumentHelp("How many characters of the context the loop's first message shows, so the model's first code fits its form; 0 shows none, as the paper's prompt does.", valueName: "n"))
+    var contextPreview = 500
+
     @Flag(help: "When a limit is reached, ask the model for a final answer instead of failing.")
     var finalAnswerOnLimit = false
 
@@ -231,11 +234,13 @@ struct AnswerOptions: ParsableArguments {
 
     func validate() throws {
         guard maxScanParts >= 0 else { throw ValidationError("--max-scan-parts must be 0 (no scan) or more, not \(maxScanParts)") }
+        guard contextPreview >= 0 else { throw ValidationError("--context-preview must be 0 (none) or more characters, not \(contextPreview)") }
     }
 
     func apply(to configuration: inout RLMConfiguration) {
         configuration.strategy = strategy
         configuration.maxScanParts = maxScanParts
+        configuration.contextPreviewCharacters = contextPreview
         configuration.structuredOutput = structuredOutput != nil
         configuration.finalAnswerOnLimit = finalAnswerOnLimit
         configuration.groundAnswers = groundAnswers

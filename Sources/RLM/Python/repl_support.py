@@ -160,6 +160,45 @@ def context_contains(texts):
 def final_var(name):
     if name not in g:
         return [False, None]
+def _clipped_repr(value, limit):
+    """repr(value), built only as far as about `limit` characters (a large list is never repr'd
+    whole); a container that does not fit ends with how many items were left out."""
+    if isinstance(value, (list, tuple, dict)):
+        opening, closing = ("{", "}") if isinstance(value, dict) else (("[", "]") if isinstance(value, list) else ("(", ")"))
+        items = value.items() if isinstance(value, dict) else value
+        room = max(limit - 16, 8)  # what the items may take; the rest is for "... N more"
+        parts, size = [], 1
+        for index, item in enumerate(items):
+            if size >= room:
+                parts.append("... %d more" % (len(value) - index))
+                break
+            if isinstance(value, dict):
+                key = _clipped_repr(item[0], room - size)
+                piece = key + ": " + _clipped_repr(item[1], room - size - len(key) - 2)
+            else:
+                piece = _clipped_repr(item, room - size)
+            parts.append(piece)
+            size += len(piece) + 2
+        return opening + ", ".join(parts) + closing
+    if isinstance(value, (str, bytes)) and len(value) > max(limit, 1):
+        return repr(value[:max(limit, 1)]) + "..."
+    text = repr(value)
+    return text if len(text) <= max(limit, 8) else text[:max(limit, 8)] + "..."
+
+def context_preview(limit):
+    """The start of `context` as the model would print it: a str's (or a mapped file's) first
+    `limit` characters, or a clipped repr of anything else (about `limit` characters); "" when
+    there is none."""
+    context = g.get("context")
+    if context is None or limit <= 0:
+        return ""
+    try:
+        if isinstance(context, str) or type(context).__name__ == "MappedText":
+            return context[:limit]
+        return _clipped_repr(context, limit)
+    except Exception:
+        return ""
+
     value = g[name]
     try:
         return [True, value if isinstance(value, str) else str(value)]
