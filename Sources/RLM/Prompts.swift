@@ -1,3 +1,5 @@
+import Foundation
+
 /// The words the engine says to models. The system prompt is our own; it names the REPL helpers,
 /// both answer protocols and the output truncation, as the paper's and the reference's do.
 enum Prompts {
@@ -182,14 +184,29 @@ enum Prompts {
 
     static func continueMessage(query: String?) -> String {
         if let query {
-            return "Continue with the query: \(query)\nSubmit with answer[\"ready\"] = True or FINAL(...) once you are sure."
+            return "Continue with the query: \(query)\n" + submitOrGoOn
         }
-        return "Continue with the task in `context`. Submit with answer[\"ready\"] = True or FINAL(...) once you are sure."
+        return "Continue with the task in `context`.\n" + submitOrGoOn
     }
+
+    // No code a model could paste: small models copied `answer["ready"] = True or FINAL(...)`
+    // into a block, where it is a SyntaxError, turn after turn.
+    private static let submitOrGoOn = "If an output above answers it, submit that answer now, the value itself in FINAL(…); if not, write the next ```repl block."
 
     static let noCodeNoAnswer = """
         [your reply had no ```repl block and no FINAL(...) answer: write code to make progress, or submit your answer]
         """
+
+    /// For a cell that repeats an earlier one and printed the same: small models rerun a cell
+    /// turn after turn instead of submitting what it printed.
+    static func repeatedCell(output: String, failed: Bool) -> String {
+        if failed {
+            return "[you ran this block before and it failed the same way: change the code]"
+        }
+        let line = output.trimmingCharacters(in: .whitespacesAndNewlines)
+        let example = !line.isEmpty && line.count <= 80 && !line.contains("\n") && line != "(no output)" ? ", for example FINAL(\(line))" : ""
+        return "[you ran this block before and it printed the same: running it again will not help. If that output answers the query, submit it now\(example); if it does not, write different code]"
+    }
 
     static func ungroundedAnswer(_ answer: String, missing: [String]) -> String {
         let names = missing.prefix(5).map { "`\($0)`" }.joined(separator: ", ")

@@ -38,6 +38,17 @@ struct RLMLoop: Sendable {
     private var final: ReplyParser.FinalMarker?
     /// The text of a `FINAL(name)` being resolved as a variable, for when there is none.
     private var literalFallback: String?
+    /// Each cell run so far (its code, trimmed, and its output after the block header) with the
+    /// turn that last ran it: a cell that repeats one, output and all, learned nothing, and the
+    /// model is told.
+    private var ran: [[String]: Int] = [:]
+    /// This turn's cells, and how many of them repeated a cell of the turn before.
+    private var turnCells = 0
+    private var turnRepeats = 0
+    /// Whether every cell of the last turn repeated the turn before it (code and output): the
+    /// node then shows the model one of the two turns, since small models copy a turn they see
+    /// twice.
+    private(set) var lastTurnRepeatedPrevious = false
 
     init(maxIterations: Int, maxConsecutiveErrors: Int?) {
         self.maxIterations = maxIterations
@@ -54,6 +65,8 @@ struct RLMLoop: Sendable {
     }
 
     mutating func modelReplied(_ reply: String) -> Action {
+        turnCells = 0
+        turnRepeats = 0
         blocks = ReplyParser.codeBlocks(in: reply)
         nextBlock = 0
         final = ReplyParser.finalMarker(in: reply)
@@ -71,6 +84,17 @@ struct RLMLoop: Sendable {
 
     mutating func cellFinished(output: String, failed: Bool, answer: AnswerState) -> Action {
         feedback.append(output)
+        if nextBlock > 0, nextBlock <= blocks.count, !answer.ready {
+            let body = output.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).dropFirst().first ?? ""
+            let code = blocks[nextBlock - 1].split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            let key = [code.joined(separator: "\n"), String(body)]
+            turnCells += 1
+            if let turn = ran[key] {
+                feedback.append(Prompts.repeatedCell(output: String(body), failed: failed))
+                if turn == iteration - 1 { turnRepeats += 1 }
+            }
+            ran[key] = iteration
+        }
         if !answer.content.isEmpty { bestAnswer = answer.content }
         if answer.ready {
             guard let problem = Self.problem(with: answer.content) else { return .finish(answer.content) }
@@ -129,6 +153,8 @@ struct RLMLoop: Sendable {
         "", "...", "…", "answer", "your answer", "your final answer", "final answer", "your answer here", "answer here",
         "the answer itself", "your answer itself", "insert answer", "insert answer here", "placeholder",
         "variable name", "variable_name",
+        // `FINAL(...)` in code: the str of Python's Ellipsis.
+        "ellipsis",
     ]
 
     /// Feedback not yet taken for a user message: the outputs of the reply's cells so far.
@@ -173,6 +199,9 @@ struct RLMLoop: Sendable {
     }
 
     private mutating func nextTurn() -> Action {
+        lastTurnRepeatedPrevious = turnCells > 0 && turnRepeats == turnCells && final == nil
+        turnCells = 0
+        turnRepeats = 0
         guard iteration < maxIterations else { return .stop(.iterations) }
         iteration += 1
         blocks = []

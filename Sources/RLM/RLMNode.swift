@@ -114,6 +114,13 @@ final class RLMNode: Sendable {
 
         func takeFeedback() {
             let feedback = loop.takeFeedback()
+            if loop.lastTurnRepeatedPrevious, pendingPrompt == nil, refining == nil, messages.count >= 5,
+               messages[messages.count - 1].role == .assistant, messages[messages.count - 2].role == .user {
+                // The model ran the previous turn's code again and got the same output. Small
+                // models copy a turn they see twice, so the conversation keeps one of the two:
+                // the previous turn's output makes way for this one's, which says so.
+                messages.removeLast(2)
+            }
             if let prompt = pendingPrompt {
                 pendingPrompt = nil
                 messages.append(.user((feedback.isEmpty ? "" : feedback.joined(separator: "\n\n") + "\n\n") + prompt))
@@ -413,6 +420,10 @@ final class RLMNode: Sendable {
         }
         if result.status == .completed && result.stdout.isEmpty && result.stderr.isEmpty {
             parts.append("(no output)")
+        }
+        if let error = result.error, error.typeName == "NameError", error.message.contains("'repl'") {
+            // Small models call the fence's tag as if it printed.
+            parts.append("[note: ```repl only marks a code block; there is no repl() function. Use print(...) to show a value]")
         }
         if !outcome.restoredNames.isEmpty {
             let names = outcome.restoredNames.map { "`\($0)`" }.joined(separator: ", ")

@@ -13,6 +13,44 @@ struct AnswerProtocolTests {
         return (try await rlm.complete(query: "How many lines mention alpha?", context: .text("alpha\nbeta\nalpha\n")), root)
     }
 
+    @Test("Qwen2.5-Coder-1.5B's rerun of a cell that printed the count is pointed out, and it then submits the count")
+    func repeatedCellThenSubmit() async throws {
+        // From an 8K oolong trajectory: the first cell printed the right count, and every later
+        // turn ran `print(len(matches))` again until the iteration limit.
+        let (result, root) = try await run([
+            repl("import re\nmatches = re.findall(r'alpha', context)\nprint(len(matches))  # Output: 10"),
+            repl("print(len(matches))  # Output: 10"),
+            repl("print(len(matches))  # Output: 10"),
+            "FINAL(2)",
+        ])
+        #expect(result.answer == "2")
+        #expect(!root.requests[2].prompt.contains("you ran this block before"))
+        #expect(root.requests[3].prompt.contains("[block 1 output]\n2\n\n[you ran this block before and it printed the same"))
+        #expect(root.requests[3].prompt.contains("FINAL(2)"))
+        // The repeated turn is shown once: the first cell's turn, the second's, then the note.
+        #expect(root.requests[3].messages.map(\.role) == [.system, .user, .assistant, .user, .assistant, .user])
+        #expect(root.requests[3].messages.filter { $0.content.contains("print(len(matches))") }.count == 2)
+    }
+
+    @Test("FINAL(...) and FINAL(answer) in code submit nothing, and the model is told")
+    func placeholdersInCode() async throws {
+        let (result, root) = try await run([repl("FINAL(...)"), repl("FINAL(answer)"), repl("FINAL(context.count('alpha'))")])
+        #expect(result.answer == "2")
+        #expect(root.requests[1].prompt.contains("[answer refused: `Ellipsis` is a placeholder"))
+        #expect(root.requests[2].prompt.contains("FINAL(answer) would submit the answer dict itself"))
+        // The continue message holds no code a model could paste into a block.
+        #expect(!root.requests[1].prompt.contains("answer[\"ready\"] = True or"))
+    }
+
+    @Test("a call of repl(), the fence's tag, is answered with how to print")
+    func replIsNotAFunction() async throws {
+        let (result, root) = try await run([repl("n = context.count('alpha')\nrepl(f'alpha appears {n} times')"), repl("print(n)"), "FINAL(2)"])
+        #expect(result.answer == "2")
+        #expect(root.requests[1].prompt.contains("NameError: name 'repl' is not defined"))
+        #expect(root.requests[1].prompt.contains("[note: ```repl only marks a code block; there is no repl() function. Use print(...) to show a value]"))
+        #expect(!root.requests[2].prompt.contains("[note:"))
+    }
+
     @Test("FINAL and FINAL_VAR inside a code block submit, in either case")
     func finalInCode() async throws {
         #expect(try await run([repl("n = context.count('alpha')\nprint(n)\nFINAL(str(n))")]).0.answer == "2")

@@ -99,7 +99,8 @@ struct ContextWindowTests {
     @Test("when the server refuses the root's conversation, more is left out and the turn is tried again")
     func rootRefusedByServer() async throws {
         let inner = ScriptedModel(name: "root") { request in
-            request.index < 6 ? repl("print('z' * 3000)") : "FINAL(made it)"
+            // Each turn prints something new: a repeated turn would be shown once (RLMLoop).
+            request.index < 6 ? repl("print('z' * 3000, \(request.index))") : "FINAL(made it)"
         }
         // No window is known; the server refuses above 2,500 estimated tokens.
         let root = RefusingModel(name: "root", limit: 2_500, window: nil, inner: inner)

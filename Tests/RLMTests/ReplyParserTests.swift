@@ -64,7 +64,7 @@ struct ReplyParserTests {
 
     @Test("empty and placeholder answers are refused; real ones, however short, are not")
     func placeholders() {
-        for refused in ["", "  ", "your answer", "Your Answer", "<your answer>", "[answer]", "...", "…", "the answer itself"] {
+        for refused in ["", "  ", "your answer", "Your Answer", "<your answer>", "[answer]", "...", "…", "the answer itself", "Ellipsis"] {
             #expect(RLMLoop.problem(with: refused) != nil, "\(refused)")
         }
         for accepted in ["0", "42", "no", "None", "Paris", "the answer", "the answer is 7", "value"] {
@@ -88,6 +88,35 @@ struct ReplyParserTests {
         #expect(loop.modelReplied("```repl\na\n```\n```repl\nb\n```") == .execute(cell: 1, code: "a"))
         #expect(loop.cellFinished(output: "o1", failed: false, answer: .init(ready: true, content: "")) == .execute(cell: 2, code: "b"))
         #expect(loop.takeFeedback() == ["o1", "[answer refused: the answer is empty. Put the real answer, found with the REPL, in answer[\"content\"] and set answer[\"ready\"] = True, or write FINAL(the answer)]"])
+    }
+
+    @Test("a block that repeats an earlier one with the same output is pointed out, with its output as the answer to submit")
+    func repeatedCell() {
+        var loop = RLMLoop(maxIterations: 5, maxConsecutiveErrors: nil)
+        _ = loop.start()
+        #expect(loop.modelReplied("```repl\nprint(len(matches))  # Output: 10\n```") == .execute(cell: 1, code: "print(len(matches))  # Output: 10"))
+        #expect(loop.cellFinished(output: "[block 1 output]\n65", failed: false, answer: .init(ready: false, content: "")) == .callModel(iteration: 2))
+        #expect(loop.takeFeedback() == ["[block 1 output]\n65"])
+        // The same code (indentation and blank lines aside) printing the same: pointed out.
+        _ = loop.modelReplied("```repl\n\n  print(len(matches))  # Output: 10\n```")
+        _ = loop.cellFinished(output: "[block 1 output]\n65", failed: false, answer: .init(ready: false, content: ""))
+        let told = loop.takeFeedback()
+        #expect(told.count == 2)
+        #expect(told.last?.contains("you ran this block before and it printed the same") == true)
+        #expect(loop.lastTurnRepeatedPrevious)
+        #expect(told.last?.contains("FINAL(65)") == true)
+        // The same code printing something else learned something: not pointed out.
+        _ = loop.modelReplied("```repl\nprint(len(matches))  # Output: 10\n```")
+        _ = loop.cellFinished(output: "[block 1 output]\n66", failed: false, answer: .init(ready: false, content: ""))
+        #expect(loop.takeFeedback() == ["[block 1 output]\n66"])
+        #expect(!loop.lastTurnRepeatedPrevious)
+        // A repeated failure is told to change.
+        _ = loop.modelReplied("```repl\nx = 1/0\n```")
+        _ = loop.cellFinished(output: "[block 1 raised ZeroDivisionError]\nZeroDivisionError: division by zero", failed: true, answer: .init(ready: false, content: ""))
+        _ = loop.takeFeedback()
+        _ = loop.modelReplied("```repl\nx = 1/0\n```")
+        _ = loop.cellFinished(output: "[block 1 raised ZeroDivisionError]\nZeroDivisionError: division by zero", failed: true, answer: .init(ready: false, content: ""))
+        #expect(loop.takeFeedback().last == "[you ran this block before and it failed the same way: change the code]")
     }
 
     @Test("FINAL(name) means the variable when the REPL has one, else the text")

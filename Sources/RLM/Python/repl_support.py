@@ -32,6 +32,9 @@ def _submit(text):
 
 def FINAL(value):
     """Submits `value` (as str) as the answer, as `answer["content"] = ...; answer["ready"] = True` does."""
+    if value is g.get("answer") and isinstance(value, dict):
+        raise ValueError("FINAL(answer) would submit the answer dict itself: put the answer's value in FINAL(...), "
+                         "for example FINAL(42), or set answer['content'] and answer['ready'] = True")
     _submit(value if isinstance(value, str) else str(value))
 
 def FINAL_VAR(name):
@@ -157,9 +160,6 @@ def context_contains(texts):
             return False
     return [holds(text) for text in texts]
 
-def final_var(name):
-    if name not in g:
-        return [False, None]
 def _clipped_repr(value, limit):
     """repr(value), built only as far as about `limit` characters (a large list is never repr'd
     whole); a container that does not fit ends with how many items were left out."""
@@ -199,6 +199,9 @@ def context_preview(limit):
     except Exception:
         return ""
 
+def final_var(name):
+    if name not in g:
+        return [False, None]
     value = g[name]
     try:
         return [True, value if isinstance(value, str) else str(value)]
