@@ -16,6 +16,9 @@ public struct BenchTask: Sendable, Hashable, Codable {
     public enum Expected: Sendable, Hashable, Codable {
         /// The answer contains this text (case-insensitive).
         case contains(String)
+        /// The answer names the first option and not the second (case-insensitive): one of two
+        /// choices, where an answer that names both has not chosen.
+        case choice(String, over: String)
         /// The first integer in the answer is this one.
         case integer(Int)
         /// The set of `a-b` pairs in the answer, scored by F1 against these.
@@ -149,11 +152,11 @@ public enum TaskGenerator {
         if counts[pair[0], default: 0] == counts[pair[1], default: 0] {
             pair[1] = Self.labels.first { $0 != pair[0] && counts[$0, default: 0] != counts[pair[0], default: 0] } ?? pair[1]
         }
-        let more = counts[pair[0], default: 0] >= counts[pair[1], default: 0] ? pair[0] : pair[1]
+        let more = counts[pair[0], default: 0] >= counts[pair[1], default: 0] ? 0 : 1
         return BenchTask(
             id: id, family: .oolong, sizeTokens: sizeTokens, context: context,
             question: "Which label appears in more records of the context: '\(pair[0])' or '\(pair[1])'? Answer with the label only.",
-            expected: .contains(more))
+            expected: .choice(pair[more], over: pair[1 - more]))
     }
 
     static func pairs(id: String, sizeTokens: Int, random: inout SeededRandom) -> BenchTask {
@@ -198,6 +201,9 @@ public enum Scorer {
         switch expected {
         case .contains(let text):
             return answer.lowercased().contains(text.lowercased()) ? 1 : 0
+        case .choice(let right, let wrong):
+            let text = answer.lowercased()
+            return text.contains(right.lowercased()) && !text.contains(wrong.lowercased()) ? 1 : 0
         case .integer(let value):
             guard let match = answer.firstMatch(of: /-?\d[\d,]*/) else { return 0 }
             return Int(match.output.replacingOccurrences(of: ",", with: "")) == value ? 1 : 0

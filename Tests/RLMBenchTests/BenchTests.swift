@@ -33,11 +33,12 @@ struct BenchTests {
             case .integer(let count):
                 let label = try #require(task.question.firstMatch(of: /label '(\w+)'/)).output.1
                 #expect(task.context.components(separatedBy: "| label: \(label) |").count - 1 == count)
-            case .contains(let label):
+            case .choice(let label, let other):
                 let labels = task.question.matches(of: /'(\w+)'/).map { String($0.output.1) }
                 let counts = labels.map { task.context.components(separatedBy: "| label: \($0) |").count - 1 }
                 #expect(labels[counts[0] >= counts[1] ? 0 : 1] == label)
-            case .pairs:
+                #expect(Set(labels) == [label, other])
+            case .contains, .pairs:
                 Issue.record("oolong does not ask for pairs")
             }
         }
@@ -54,6 +55,9 @@ struct BenchTests {
         #expect(Scorer.score("unknown", expected: .contains("4421337")) == 0)
         #expect(Scorer.score("There are 1,204 of them", expected: .integer(1204)) == 1)
         #expect(Scorer.score("12", expected: .integer(13)) == 0)
+        #expect(Scorer.score("Billing.", expected: .choice("billing", over: "outage")) == 1)
+        #expect(Scorer.score("billing or outage", expected: .choice("billing", over: "outage")) == 0, "naming both is no choice")
+        #expect(Scorer.score("outage", expected: .choice("billing", over: "outage")) == 0)
         #expect(Scorer.score("2-1, 1-3, 2-3", expected: .pairs(["1-2", "1-3", "2-3"])) == 1)
         let half = Scorer.score("1-2, 5-6", expected: .pairs(["1-2", "3-4"]))
         #expect(abs(half - 0.5) < 1e-9)
