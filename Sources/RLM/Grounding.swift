@@ -4,15 +4,31 @@ import Foundation
 /// appear in what the model has seen or in `context`.
 enum Grounding {
     /// The answer's tokens that appear nowhere: its numbers, or, when it has none, its words of
-    /// four letters or more. Matched without case in the outputs, as written in the context.
-    static func missing(from answer: String, seen: [String], repl: REPLEnvironment) async throws -> [String] {
+    /// four letters or more. Matched without case in the outputs (a number as a whole number,
+    /// so `12` is not seen in `2012`), as written in the context. An answer submitted by code
+    /// (`inContextCounts` false) must be in an output: the model submitted it without looking,
+    /// and that it occurs somewhere in the context says nothing of whether it answers.
+    static func missing(from answer: String, seen: [String], repl: REPLEnvironment, inContextCounts: Bool = true) async throws -> [String] {
         let tokens = significantTokens(in: answer)
         guard !tokens.isEmpty else { return [] }
         let outputs = seen.joined(separator: "\n").lowercased()
-        let unseen = tokens.filter { !outputs.contains($0.lowercased()) }
-        guard !unseen.isEmpty else { return [] }
+        let unseen = tokens.filter { !appears($0.lowercased(), in: outputs) }
+        guard !unseen.isEmpty, inContextCounts else { return unseen }
         let inContext = try await repl.contextContains(unseen)
         return zip(unseen, inContext).filter { !$0.1 }.map(\.0)
+    }
+
+    /// Whether `token` is in `text`; a number only where no digit adjoins it.
+    static func appears(_ token: String, in text: String) -> Bool {
+        guard token.first?.isNumber == true else { return text.contains(token) }
+        var searched = text[...]
+        while let found = searched.range(of: token) {
+            let before = found.lowerBound > text.startIndex ? text[text.index(before: found.lowerBound)] : nil
+            let after = found.upperBound < text.endIndex ? text[found.upperBound] : nil
+            if before?.isNumber != true, after?.isNumber != true { return true }
+            searched = text[found.upperBound...]
+        }
+        return false
     }
 
     static func significantTokens(in answer: String) -> [String] {

@@ -213,6 +213,11 @@ enum Prompts {
         return "[check before answering: \(names) from your answer appears in no REPL output you have seen and not in `context`. Print the evidence for your answer with code, then submit it again (the next submission is taken as it is)]"
     }
 
+    static func unseenAnswer(_ answer: String, missing: [String]) -> String {
+        let names = missing.prefix(5).map { "`\($0)`" }.joined(separator: ", ")
+        return "[check before answering: your code submitted \(names) without any output you have seen showing it. Print it together with its evidence (a few of the lines or matches it comes from), check that they answer the query, then submit again (the next submission is taken as it is)]"
+    }
+
     static func refusedAnswer(_ problem: String) -> String {
         "[answer refused: \(problem). Put the real answer, found with the REPL, in answer[\"content\"] and set answer[\"ready\"] = True, or write FINAL(the answer)]"
     }

@@ -233,9 +233,15 @@ final class REPLEnvironment: Sendable {
         if state.answer.ready, RLMLoop.problem(with: state.answer.content) != nil {
             // Refused (the loop tells the model why): withdrawn, so the next cell does not
             // submit it again unless the model does.
-            try await namespace.executePrivately("withdraw_submission()")
+            try await withdrawSubmission()
         }
         return CellOutcome(result: result, answer: state.answer, restoredNames: state.restored)
+    }
+
+    /// Sets `answer["ready"]` back to `False`, keeping the content: a submission the engine did
+    /// not take (refused, or questioned) is not submitted again by the next cell.
+    func withdrawSubmission() async throws {
+        try await namespace.executePrivately("withdraw_submission()")
     }
 
     /// What `after_cell()` says; `read` is its value when the cell's job already evaluated it.

@@ -69,7 +69,8 @@ public struct RLMConfiguration: Sendable {
     /// Questions an answer once when it is not grounded: when some of its numbers (or, without
     /// numbers, its longer words) appear neither in any REPL output the model has seen nor in
     /// `context`, the model is asked to print the evidence and submit again; the next
-    /// submission is taken as it is. Small models submit values they made up; large ones rarely
+    /// submission is taken as it is. An answer that code submitted must be in an output the
+    /// model has seen: that the context holds it somewhere is not enough. Small models submit values they made up; large ones rarely
     /// do, and a computed answer they did not print costs them a turn. Off by default.
     public var groundAnswers: Bool = false
     /// How many characters of `context` the first message of each RLM node shows (a str's

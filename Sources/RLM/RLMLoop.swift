@@ -31,6 +31,9 @@ struct RLMLoop: Sendable {
     private(set) var consecutiveErrors = 0
     /// The last non-empty `answer["content"]`.
     private(set) var bestAnswer: String?
+    /// Whether the answer being finished was submitted by code (`answer["ready"]`, `FINAL(…)` in
+    /// a block) rather than in the reply's prose.
+    private(set) var submittedByCode = false
     /// Text for the next user message: cell outputs and notes, in order.
     private(set) var feedback: [String] = []
     private var blocks: [String] = []
@@ -97,7 +100,10 @@ struct RLMLoop: Sendable {
         }
         if !answer.content.isEmpty { bestAnswer = answer.content }
         if answer.ready {
-            guard let problem = Self.problem(with: answer.content) else { return .finish(answer.content) }
+            guard let problem = Self.problem(with: answer.content) else {
+                submittedByCode = true
+                return .finish(answer.content)
+            }
             feedback.append(Prompts.refusedAnswer(problem))
         }
         if failed {
@@ -124,7 +130,10 @@ struct RLMLoop: Sendable {
     /// Finishes with `answer`, or refuses it back to the model (saying which `submission` it
     /// was) when ``problem(with:)`` finds it unusable.
     private mutating func finishOrRefuse(_ answer: String, as submission: String) -> Action {
-        guard let problem = Self.problem(with: answer) else { return .finish(answer) }
+        guard let problem = Self.problem(with: answer) else {
+            submittedByCode = false
+            return .finish(answer)
+        }
         feedback.append(Prompts.refusedAnswer("\(submission): " + problem))
         return nextTurn()
     }

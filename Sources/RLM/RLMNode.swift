@@ -303,11 +303,16 @@ final class RLMNode: Sendable {
             case .finish(let unredacted):
                 if configuration.groundAnswers, refining == nil, !questionedAnswer, loop.iteration < configuration.maxIterations {
                     let seen = messages.dropFirst(2).filter { $0.role == .user }.map(\.content) + loop.pendingFeedback
-                    let missing = try await Grounding.missing(from: unredacted, seen: seen, repl: repl)
+                    let byCode = loop.submittedByCode
+                    let missing = try await Grounding.missing(from: unredacted, seen: seen, repl: repl, inContextCounts: !byCode)
                     if !missing.isEmpty {
                         questionedAnswer = true
                         logger.debug("answer questioned as ungrounded", metadata: ["rlm.missing": "\(missing.count)"])
-                        action = loop.question(Prompts.ungroundedAnswer(unredacted, missing: missing))
+                        // Not taken yet: the next cell must not submit it again by itself.
+                        if byCode { try await repl.withdrawSubmission() }
+                        action = loop.question(byCode
+                            ? Prompts.unseenAnswer(unredacted, missing: missing)
+                            : Prompts.ungroundedAnswer(unredacted, missing: missing))
                         continue
                     }
                 }

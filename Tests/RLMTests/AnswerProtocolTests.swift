@@ -154,6 +154,29 @@ struct AnswerProtocolTests {
         #expect(usage.inputTokens >= 250)
     }
 
+    @Test("with groundAnswers, a value code submitted unseen is questioned once, though the context holds it")
+    func codeSubmissionsMustBeSeen() async throws {
+        // Qwen2.5-Coder-1.5B on a 16K oolong count: `label: (.+)` took the rest of each line, so
+        // the exact label was never found, and the cell submitted 0 without printing anything.
+        let context = "Record 0 | user 1001 | label: praise | Lagoon river.\nRecord 1 | user 1002 | label: bug | Cinder.\n"
+        let root = ScriptedModel.sequence([
+            repl("import re\nlabels = re.findall(r'label: (.+)', context)\ncount = labels.count('praise')\nanswer['content'] = count\nanswer['ready'] = True"),
+            repl("print(labels[:2])\nlabels = re.findall(r'label: (\\w+)', context)\nprint(labels.count('praise'))"),
+            "FINAL(1)",
+        ], name: "root")
+        var configuration = RLMConfiguration(rootModel: root, maxIterations: 4)
+        configuration.groundAnswers = true
+        let result = try await RLM(configuration: configuration).complete(query: "How many records have the label 'praise'?", context: .text(context))
+        #expect(result.answer == "1")
+        #expect(root.requests[1].prompt.contains("[check before answering: your code submitted `0` without any output you have seen showing it"))
+        // The same value submitted in prose after a cell printed it is taken at once.
+        let printed = ScriptedModel.sequence([repl("print(context.count('praise'))"), "FINAL(1)"], name: "root")
+        var plain = RLMConfiguration(rootModel: printed)
+        plain.groundAnswers = true
+        #expect(try await RLM(configuration: plain).complete(query: "q", context: .text(context)).answer == "1")
+        #expect(printed.callCount == 2)
+    }
+
     @Test("with groundAnswers, a value in no output and not in the context is questioned once, then taken")
     func grounding() async throws {
         func grounded(_ replies: [String], context: String = "alpha\nThe secret code is 48213.\nbeta\n", on: Bool = true) async throws -> (RLMResult, ScriptedModel) {
@@ -171,6 +194,8 @@ struct AnswerProtocolTests {
         #expect(try await grounded(["The code is FINAL(48213)."]).1.callCount == 1)
         #expect(try await grounded([repl("n = len(context.splitlines())\nprint(n)"), "FINAL(3 lines)"]).1.callCount == 2)
         #expect(try await grounded([repl("FINAL(str(len(context.splitlines())) + ' lines')\nprint('3 lines')")]).1.callCount == 1)
+        // A number is seen only whole: 12 is not in "2012".
+        #expect(try await grounded([repl("print(2012)"), "FINAL(12)", "FINAL(12)"]).1.callCount == 3)
         // Off (the default): the made-up value ends the run.
         let (plain, once) = try await grounded(["FINAL(12345)"], on: false)
         #expect(plain.answer == "12345")

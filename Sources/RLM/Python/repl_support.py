@@ -115,7 +115,7 @@ def after_cell():
     return [ready, content, restored]
 
 def withdraw_submission():
-    """Called when the engine refuses a submission (empty, a placeholder): the next cell does
+    """Called when the engine refuses a submission (empty, a placeholder) or questions it: the next cell does
     not submit it again unless the model does."""
     answer = g.get("answer")
     if isinstance(answer, dict):
