@@ -11,7 +11,8 @@ enum Grounding {
     static func missing(from answer: String, seen: [String], repl: REPLEnvironment, inContextCounts: Bool = true) async throws -> [String] {
         let tokens = significantTokens(in: answer)
         guard !tokens.isEmpty else { return [] }
-        let outputs = seen.joined(separator: "\n").lowercased()
+        // The engine's block headers are not outputs: `1` is not seen in "[block 1 output]".
+        let outputs = seen.joined(separator: "\n").replacing(/\[block \d+[^\]\n]*\]/, with: "").lowercased()
         let unseen = tokens.filter { !appears($0.lowercased(), in: outputs) }
         guard !unseen.isEmpty, inContextCounts else { return unseen }
         let inContext = try await repl.contextContains(unseen)

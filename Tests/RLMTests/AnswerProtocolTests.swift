@@ -194,6 +194,8 @@ struct AnswerProtocolTests {
         #expect(try await grounded(["The code is FINAL(48213)."]).1.callCount == 1)
         #expect(try await grounded([repl("n = len(context.splitlines())\nprint(n)"), "FINAL(3 lines)"]).1.callCount == 2)
         #expect(try await grounded([repl("FINAL(str(len(context.splitlines())) + ' lines')\nprint('3 lines')")]).1.callCount == 1)
+        // Qwen's prose said the count was 1 while its cell printed 200: the 1 of "[block 1 output]" is no evidence.
+        #expect(try await grounded([repl("print(200)"), "The answer is `1`.\nFINAL(1)", "FINAL(1)"], context: "alpha\nbeta\n").1.callCount == 3)
         // A number is seen only whole: 12 is not in "2012".
         #expect(try await grounded([repl("print(2012)"), "FINAL(12)", "FINAL(12)"]).1.callCount == 3)
         // Off (the default): the made-up value ends the run.
