@@ -68,8 +68,6 @@ struct RLMLoop: Sendable {
     }
 
     mutating func modelReplied(_ reply: String) -> Action {
-        turnCells = 0
-        turnRepeats = 0
         blocks = ReplyParser.codeBlocks(in: reply)
         nextBlock = 0
         final = ReplyParser.finalMarker(in: reply)

@@ -426,10 +426,6 @@ final class RLMNode: Sendable {
         if result.status == .completed && result.stdout.isEmpty && result.stderr.isEmpty {
             parts.append("(no output)")
         }
-        if let error = result.error, error.typeName == "NameError", error.message.contains("'repl'") {
-            // Small models call the fence's tag as if it printed.
-            parts.append("[note: ```repl only marks a code block; there is no repl() function. Use print(...) to show a value]")
-        }
         if !outcome.restoredNames.isEmpty {
             let names = outcome.restoredNames.map { "`\($0)`" }.joined(separator: ", ")
             parts.append(outcome.restoredNames.count == 1

@@ -83,10 +83,11 @@ enum ReplyParser {
     }
 
     /// Where the first `FINAL(` or `FINAL_VAR(` of `line` opens its argument; `startsLine` when
-    /// only blanks and Markdown emphasis or quoting come before it. `MY_FINAL(` is not one.
+    /// only blanks and Markdown emphasis or quoting come before it. `MY_FINAL(` is not one. Any
+    /// case: small models write `Final(3)`, and `final(…)` is the same function in code.
     private static func markerStart(in line: String) -> (argument: String.Index, variable: Bool, startsLine: Bool)? {
         var search = line.startIndex
-        while let range = line[search...].firstRange(of: "FINAL") {
+        while let range = line[search...].firstRange(of: /final/.ignoresCase()) {
             search = range.upperBound
             if range.lowerBound > line.startIndex {
                 let before = line[line.index(before: range.lowerBound)]
@@ -95,7 +96,7 @@ enum ReplyParser {
             let after = line[range.upperBound...]
             let variable: Bool
             let argument: String.Index
-            if after.hasPrefix("_VAR(") {
+            if after.prefix(5).uppercased() == "_VAR(" {
                 variable = true
                 argument = line.index(range.upperBound, offsetBy: 5)
             } else if after.hasPrefix("(") {

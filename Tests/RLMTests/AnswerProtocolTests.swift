@@ -42,13 +42,15 @@ struct AnswerProtocolTests {
         #expect(!root.requests[1].prompt.contains("answer[\"ready\"] = True or"))
     }
 
-    @Test("a call of repl(), the fence's tag, is answered with how to print")
-    func replIsNotAFunction() async throws {
-        let (result, root) = try await run([repl("n = context.count('alpha')\nrepl(f'alpha appears {n} times')"), repl("print(n)"), "FINAL(2)"])
+    @Test("repl(), the fence's tag called as print, prints; SHOW_VARS does not list it")
+    func replPrints() async throws {
+        // Qwen2.5-Coder-1.5B ended cells with repl(f"...") and, told of the NameError, ran the
+        // same cell again every turn.
+        let (result, root) = try await run([repl("n = context.count('alpha')\nrepl(f'alpha appears {n} times')\nSHOW_VARS()"), "FINAL(2)"])
         #expect(result.answer == "2")
-        #expect(root.requests[1].prompt.contains("NameError: name 'repl' is not defined"))
-        #expect(root.requests[1].prompt.contains("[note: ```repl only marks a code block; there is no repl() function. Use print(...) to show a value]"))
-        #expect(!root.requests[2].prompt.contains("[note:"))
+        #expect(root.requests[1].prompt.contains("[block 1 output]\nalpha appears 2 times\nn: int"))
+        #expect(!root.requests[1].prompt.contains("repl:"))
+        #expect(!root.requests[1].prompt.contains("final:"))
     }
 
     @Test("FINAL and FINAL_VAR inside a code block submit, in either case")

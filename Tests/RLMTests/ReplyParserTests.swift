@@ -41,6 +41,11 @@ struct ReplyParserTests {
         #expect(ReplyParser.finalMarker(in: "Done.\nFINAL(42)") == .text("42"))
         #expect(ReplyParser.finalMarker(in: "FINAL(a (nested) answer\nover two lines)") == .text("a (nested) answer\nover two lines"))
         #expect(ReplyParser.finalMarker(in: "FINAL_VAR(result)") == .variable("result"))
+        // Any case: Qwen2.5-Coder-1.5B answered a forced final request with `Final(3)`.
+        #expect(ReplyParser.finalMarker(in: "Final(3)") == .text("3"))
+        #expect(ReplyParser.finalMarker(in: "The answer is final(42).") == .text("42"))
+        #expect(ReplyParser.finalMarker(in: "Final_Var(result)") == .variable("result"))
+        #expect(ReplyParser.finalMarker(in: "The finale (act 3) was long.") == nil)
         #expect(ReplyParser.finalMarker(in: "  FINAL_VAR(\"result\")") == .variable("result"))
         #expect(ReplyParser.finalMarker(in: "```repl\nprint('FINAL(nope)')\nFINAL(nope)\n```") == nil)
         #expect(ReplyParser.finalMarker(in: "MY_FINAL(x) is a function") == nil)

@@ -14,6 +14,8 @@ def SHOW_VARS():
     for name, value in list(g.items()):
         if name.startswith("_") or name in RESERVED or name == "answer" or isinstance(value, _types.ModuleType):
             continue
+        if _ALIASES.get(name, _ALIASES) is value:
+            continue
         description = type(value).__name__
         try:
             description += ", len " + str(len(value))
@@ -80,8 +82,10 @@ g["SHOW_VARS"] = SHOW_VARS
 g["FINAL"] = FINAL
 g["FINAL_VAR"] = FINAL_VAR
 # Lower-case spellings work too, but are not reserved: a model's own `final = ...` stays its own.
-g["final"] = FINAL
-g["final_var"] = FINAL_VAR
+# `repl(...)` prints: small models call the fence's tag as if it were print, turn after turn,
+# whatever a NameError says. SHOW_VARS does not list these unless the model rebinds them.
+_ALIASES = {"final": FINAL, "final_var": FINAL_VAR, "repl": print}
+g.update(_ALIASES)
 g["answer"] = {"content": "", "ready": False}
 saved = {}
 
@@ -131,7 +135,7 @@ def snapshot_variables():
     for name, value in list(g.items()):
         if name.startswith("__") or name in _NOT_SAVED or isinstance(value, _types.ModuleType):
             continue
-        if value is FINAL or value is FINAL_VAR:  # `final`, `final_var`: bound again on restore
+        if _ALIASES.get(name, _ALIASES) is value:  # `final`, `final_var`, `repl`: bound again on restore
             continue
         if name in RESERVED and not name.startswith("context_"):
             continue
