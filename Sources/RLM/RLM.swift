@@ -463,7 +463,8 @@ extension RLM {
             if outcome.answer.ready, let answer = usable(outcome.answer.content) { return answer }
             if outcome.result.status == .abandoned { return nil }
         }
-        return nil
+        // A reply that is one block holding one literal (```repl\n102\n```) answers with it.
+        return blocks.count == 1 ? usable(ReplyParser.literalAnswer(in: blocks[0])) : nil
     }
 }
 

@@ -74,6 +74,17 @@ enum ReplyParser {
         return nil
     }
 
+    /// The value of a block that is one literal and nothing else (`102`, `"billing"`), which is
+    /// how small models answer a forced final request; `nil` for any other code.
+    static func literalAnswer(in code: String) -> String? {
+        let text = code.trimmed(of: " \t\n\r")
+        guard !text.isEmpty, !text.contains("\n") else { return nil }
+        if text.wholeMatch(of: /-?\d[\d_]*(\.\d+)?/) != nil { return String(text.filter { $0 != "_" }) }
+        guard let first = text.first, first == "\"" || first == "'" else { return nil }
+        let inner = unquoted(text[...])
+        return inner.count == text.count - 2 && !inner.contains("\\") ? inner : nil
+    }
+
     /// `"1284"` as `1284`: models quote answers as if `FINAL` took a string literal. Only one
     /// pair that encloses the whole answer, with no other such quote inside, is taken off.
     private static func unquoted(_ text: Substring) -> String {

@@ -109,6 +109,9 @@ struct AnswerProtocolTests {
         #expect(try await forcedRun("FINAL_VAR(count)").answer == "2")
         #expect(try await forcedRun("I counted them: FINAL(2) in all.").answer == "2")
         #expect(try await forcedRun("2").answer == "2")
+        // Qwen2.5-Coder-1.5B answered a forced request with a block holding the count alone.
+        #expect(try await forcedRun("```repl\n2\n```").answer == "2")
+        #expect(try await forcedRun("```repl\n'alpha'\n```").answer == "alpha")
         let result = try await forcedRun("FINAL(count)")
         #expect(result.answer == "2")
         #expect(result.answeredAfterLimit == .iterations)

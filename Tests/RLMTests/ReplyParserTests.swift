@@ -41,6 +41,12 @@ struct ReplyParserTests {
         #expect(ReplyParser.finalMarker(in: "Done.\nFINAL(42)") == .text("42"))
         #expect(ReplyParser.finalMarker(in: "FINAL(a (nested) answer\nover two lines)") == .text("a (nested) answer\nover two lines"))
         #expect(ReplyParser.finalMarker(in: "FINAL_VAR(result)") == .variable("result"))
+        #expect(ReplyParser.literalAnswer(in: "102\n") == "102")
+        #expect(ReplyParser.literalAnswer(in: "-1_000") == "-1000")
+        #expect(ReplyParser.literalAnswer(in: "\"billing\"") == "billing")
+        for code in ["print(102)", "x = 1", "102\n103", "'a' + 'b'", "'it\\'s'", "count"] {
+            #expect(ReplyParser.literalAnswer(in: code) == nil, "\(code)")
+        }
         // Any case: Qwen2.5-Coder-1.5B answered a forced final request with `Final(3)`.
         #expect(ReplyParser.finalMarker(in: "Final(3)") == .text("3"))
         #expect(ReplyParser.finalMarker(in: "The answer is final(42).") == .text("42"))
