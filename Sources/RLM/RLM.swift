@@ -452,7 +452,13 @@ extension RLM {
         }
         let blocks = ReplyParser.codeBlocks(in: reply)
         guard !blocks.isEmpty else {
-            return reply.contains("```") ? nil : usable(reply.trimmingCharacters(in: .whitespacesAndNewlines))
+            let text = reply.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard text.contains("```") else { return usable(text) }
+            // A reply that is one fence (not ```repl) around one line: ```\nbilling\n```.
+            let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+            guard lines.count == 3, lines[0].hasPrefix("```"), lines[2] == "```", !lines[1].contains("`") else { return nil }
+            let line = String(lines[1])
+            return usable(ReplyParser.literalAnswer(in: line) ?? line.trimmingCharacters(in: .whitespaces))
         }
         for (index, code) in blocks.enumerated() {
             let outcome = try await repl.run(code) { _ in }

@@ -112,6 +112,8 @@ struct AnswerProtocolTests {
         // Qwen2.5-Coder-1.5B answered a forced request with a block holding the count alone.
         #expect(try await forcedRun("```repl\n2\n```").answer == "2")
         #expect(try await forcedRun("```repl\n'alpha'\n```").answer == "alpha")
+        // …and with a plain fence around the word.
+        #expect(try await forcedRun("```\nalpha\n```").answer == "alpha")
         let result = try await forcedRun("FINAL(count)")
         #expect(result.answer == "2")
         #expect(result.answeredAfterLimit == .iterations)
