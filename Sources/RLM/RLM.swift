@@ -430,9 +430,9 @@ extension RLM {
     ///
     /// In order: a `FINAL(...)`/`FINAL_VAR(...)` in the reply's prose, wherever it stands; the
     /// reply's code blocks, run as cells, where code submits with `FINAL(...)` or `answer` (small
-    /// models answer in code even when asked not to); a reply with no code and no marker, whose
-    /// text is the answer. An empty answer or a placeholder (the request's own words echoed
-    /// back) is never one.
+    /// models answer in code even when asked not to), or a block that is one literal; prose that
+    /// states "Final answer: X"; a reply with no code and no marker, whose text is the answer. An
+    /// empty answer or a placeholder (the request's own words echoed back) is never one.
     static func forcedAnswer(
         in reply: String, repl: REPLEnvironment, configuration: RLMConfiguration, sink: EventSink, info: NodeInfo, iteration: Int
     ) async throws -> String? {
@@ -453,12 +453,16 @@ extension RLM {
         let blocks = ReplyParser.codeBlocks(in: reply)
         guard !blocks.isEmpty else {
             let text = reply.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard text.contains("```") else { return usable(text) }
-            // A reply that is one fence (not ```repl) around one line: ```\nbilling\n```.
+            guard text.contains("```") else { return usable(ReplyParser.statedFinalAnswer(in: text) ?? text) }
+            // A reply that is one fence (not ```repl) around one line, `billing` or
+            // `final("billing")`: read as if the line stood alone.
             let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-            guard lines.count == 3, lines[0].hasPrefix("```"), lines[2] == "```", !lines[1].contains("`") else { return nil }
-            let line = String(lines[1])
-            return usable(ReplyParser.literalAnswer(in: line) ?? line.trimmingCharacters(in: .whitespaces))
+            guard lines.count == 3, lines[0].hasPrefix("```"), lines[2] == "```", !lines[1].contains("`") else {
+                return usable(ReplyParser.statedFinalAnswer(in: text))
+            }
+            let line = lines[1].trimmingCharacters(in: .whitespaces)
+            if let literal = ReplyParser.literalAnswer(in: line) { return usable(literal) }
+            return try await forcedAnswer(in: line, repl: repl, configuration: configuration, sink: sink, info: info, iteration: iteration)
         }
         for (index, code) in blocks.enumerated() {
             let outcome = try await repl.run(code) { _ in }
@@ -469,8 +473,10 @@ extension RLM {
             if outcome.answer.ready, let answer = usable(outcome.answer.content) { return answer }
             if outcome.result.status == .abandoned { return nil }
         }
-        // A reply that is one block holding one literal (```repl\n102\n```) answers with it.
-        return blocks.count == 1 ? usable(ReplyParser.literalAnswer(in: blocks[0])) : nil
+        // A reply that is one block holding one literal (```repl\n102\n```) answers with it;
+        // else prose beside the code may state it ("Final answer: `48`").
+        if blocks.count == 1, let literal = usable(ReplyParser.literalAnswer(in: blocks[0])) { return literal }
+        return usable(ReplyParser.statedFinalAnswer(in: reply))
     }
 }
 

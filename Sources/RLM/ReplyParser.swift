@@ -74,6 +74,20 @@ enum ReplyParser {
         return nil
     }
 
+    /// The value after "final answer:" (or "final answer is") in the reply's prose, markup taken
+    /// off: `Final answer: \`48\``, `**Final Answer**: billing`. Only for a reply to a request
+    /// for the final answer; in the loop such prose is not a submission.
+    static func statedFinalAnswer(in reply: String) -> String? {
+        for line in proseLines(of: reply) {
+            guard let match = line.firstMatch(of: /(?i)final answer\W*?(?:is)?\W*?[:：]\s*(.+)/) else { continue }
+            let value = String(String(match.output.1).trimmed(of: " \t\r*`"))
+            let bare = value.hasSuffix(".") ? String(value.dropLast()) : value  // the sentence's full stop
+            let text = unquoted(bare.trimmed(of: " *`")[...])
+            if !text.isEmpty, text.count <= 500 { return text }
+        }
+        return nil
+    }
+
     /// The value of a block that is one literal and nothing else (`102`, `"billing"`), which is
     /// how small models answer a forced final request; `nil` for any other code.
     static func literalAnswer(in code: String) -> String? {

@@ -112,8 +112,12 @@ struct AnswerProtocolTests {
         // Qwen2.5-Coder-1.5B answered a forced request with a block holding the count alone.
         #expect(try await forcedRun("```repl\n2\n```").answer == "2")
         #expect(try await forcedRun("```repl\n'alpha'\n```").answer == "alpha")
-        // …and with a plain fence around the word.
+        // …and with a plain fence around the word, or around final(…).
         #expect(try await forcedRun("```\nalpha\n```").answer == "alpha")
+        #expect(try await forcedRun("```\nfinal(\"2\")\n```").answer == "2")
+        // …and in prose beside a block that submits nothing.
+        #expect(try await forcedRun(repl("print(count)") + "\nFinal answer: `2`").answer == "2")
+        #expect(try await forcedRun("**Final Answer**: 2.").answer == "2")
         let result = try await forcedRun("FINAL(count)")
         #expect(result.answer == "2")
         #expect(result.answeredAfterLimit == .iterations)

@@ -47,6 +47,10 @@ struct ReplyParserTests {
         for code in ["print(102)", "x = 1", "102\n103", "'a' + 'b'", "'it\\'s'", "count"] {
             #expect(ReplyParser.literalAnswer(in: code) == nil, "\(code)")
         }
+        #expect(ReplyParser.statedFinalAnswer(in: "Final answer: `48`") == "48")
+        #expect(ReplyParser.statedFinalAnswer(in: "**Final Answer**: `billing`") == "billing")
+        #expect(ReplyParser.statedFinalAnswer(in: "The final answer is: \"3.5\".") == "3.5")
+        #expect(ReplyParser.statedFinalAnswer(in: "```repl\n# final answer: 9\n```\nI will check more.") == nil)
         // Any case: Qwen2.5-Coder-1.5B answered a forced final request with `Final(3)`.
         #expect(ReplyParser.finalMarker(in: "Final(3)") == .text("3"))
         #expect(ReplyParser.finalMarker(in: "The answer is final(42).") == .text("42"))
