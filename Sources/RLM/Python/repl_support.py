@@ -81,10 +81,11 @@ for _name in ("llm_query_batched", "rlm_query_batched"):
 g["SHOW_VARS"] = SHOW_VARS
 g["FINAL"] = FINAL
 g["FINAL_VAR"] = FINAL_VAR
-# Lower-case spellings work too, but are not reserved: a model's own `final = ...` stays its own.
+# Other spellings work too (`final`, `Final`), but are not reserved: a model's own `final = ...`
+# stays its own.
 # `repl(...)` prints: small models call the fence's tag as if it were print, turn after turn,
 # whatever a NameError says. SHOW_VARS does not list these unless the model rebinds them.
-_ALIASES = {"final": FINAL, "final_var": FINAL_VAR, "repl": print}
+_ALIASES = {"final": FINAL, "final_var": FINAL_VAR, "Final": FINAL, "Final_Var": FINAL_VAR, "repl": print}
 g.update(_ALIASES)
 g["answer"] = {"content": "", "ready": False}
 saved = {}
