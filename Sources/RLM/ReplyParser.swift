@@ -76,9 +76,11 @@ enum ReplyParser {
 
     /// The value after "final answer:" (or "final answer is") in the reply's prose, markup taken
     /// off: `Final answer: \`48\``, `**Final Answer**: billing`. Only for a reply to a request
-    /// for the final answer; in the loop such prose is not a submission.
-    static func statedFinalAnswer(in reply: String) -> String? {
-        for line in proseLines(of: reply) {
+    /// for the final answer; in the loop such prose is not a submission. `includingCode` reads
+    /// code lines too (`# Final answer: 193`, a comment small models answer with).
+    static func statedFinalAnswer(in reply: String, includingCode: Bool = false) -> String? {
+        let lines = includingCode ? reply.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) : proseLines(of: reply)
+        for line in lines {
             guard let match = line.firstMatch(of: /(?i)final answer\W*?(?:is)?\W*?[:：]\s*(.+)/) else { continue }
             let value = String(String(match.output.1).trimmed(of: " \t\r*`"))
             let bare = value.hasSuffix(".") ? String(value.dropLast()) : value  // the sentence's full stop

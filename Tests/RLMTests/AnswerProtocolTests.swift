@@ -121,6 +121,8 @@ struct AnswerProtocolTests {
         // …and in prose beside a block that submits nothing.
         #expect(try await forcedRun(repl("print(count)") + "\nFinal answer: `2`").answer == "2")
         #expect(try await forcedRun("**Final Answer**: 2.").answer == "2")
+        // …or in a comment, the only line of its block.
+        #expect(try await forcedRun(repl("# The run has reached its iteration limit. Final answer: 2")).answer == "2")
         let result = try await forcedRun("FINAL(count)")
         #expect(result.answer == "2")
         #expect(result.answeredAfterLimit == .iterations)
