@@ -147,19 +147,10 @@ enum Prompts {
 
     /// The first user message of a node: the query, what `context` is and, when `preview` is not
     /// empty, how it begins.
-    static func firstUserMessage(query: String?, contextDescription: String, preview: String = "") -> String {
-        var shown = ""
-        if !preview.isEmpty {
-            // A fence longer than any run of backticks in the preview, so the preview cannot close it.
-            let longestRun = preview.split(whereSeparator: { $0 != "`" }).map(\.count).max() ?? 0
-            let fence = String(repeating: "`", count: max(3, longestRun + 1))
-            shown = """
-
-                It begins:
-                \(fence)
-                \(preview)
-                \(fence)
-                """
+    static func firstUserMessage(query: String?, contextDescription: String, preview: REPLEnvironment.ContextPreview = .init()) -> String {
+        var shown = preview.start.isEmpty ? "" : "\nIt begins:\n" + fenced(preview.start)
+        if let middle = preview.middle {
+            shown += "\nFrom its middle (at \(middle.offset)):\n" + fenced(middle.text)
         }
         guard let query else {
             return """
@@ -178,7 +169,7 @@ enum Prompts {
             Query: \(query)
 
             `context` is \(contextDescription).\(shown)
-            This is only its start: in the REPL, `context` holds all of it. Write code for this form that reads the whole of it.
+            \(preview.middle == nil ? "This is only its start" : "These are only samples"): in the REPL, `context` holds all of it. Write code for this form that reads the whole of it.
             """
     }
 
@@ -206,6 +197,26 @@ enum Prompts {
         let line = output.trimmingCharacters(in: .whitespacesAndNewlines)
         let example = !line.isEmpty && line.count <= 80 && !line.contains("\n") && line != "(no output)" ? ", for example FINAL(\(line))" : ""
         return "[you ran this block before and it printed the same: running it again will not help. If that output answers the query, submit it now\(example); if it does not, write different code]"
+    }
+
+    /// `text` in a fence longer than any run of backticks in it, so that it cannot close the fence.
+    static func fenced(_ text: String) -> String {
+        let longestRun = text.split(whereSeparator: { $0 != "`" }).map(\.count).max() ?? 0
+        let fence = String(repeating: "`", count: max(3, longestRun + 1))
+        return "\(fence)\n\(text)\n\(fence)"
+    }
+
+    /// The user message after turns that re-ran code and showed nothing new
+    /// (``RLMLoop/askingForAnswer``): small models that print the answer often re-run the cell
+    /// until the limit instead of submitting it, and answer when asked for the answer. `outputs`
+    /// are the latest short outputs, quoted so that the answer is in front of the model.
+    static func answerNow(query: String?, outputs: [String]) -> String {
+        let quoted = outputs.isEmpty ? "" : " The REPL's latest output\(outputs.count == 1 ? "" : "s"):\n" + outputs.map(fenced).joined(separator: "\n") + "\n"
+        return """
+            [your last turns re-ran code and showed nothing new: more of the same will not help.]\(quoted)
+            Answer now from what the REPL has shown: FINAL(the answer itself) on a line of its own. Write new code only if \
+            no output above answers the query: \(query ?? "the task in `context`")
+            """
     }
 
     static func ungroundedAnswer(_ answer: String, missing: [String]) -> String {

@@ -263,11 +263,32 @@ final class REPLEnvironment: Sendable {
         return texts.indices.map { found.indices.contains($0) && found[$0] == .bool(true) }
     }
 
-    /// The first `characters` characters of `context` as the model would print them (a clipped
-    /// `repr` for what is not text); "" when there is no context or `characters` is 0.
-    func contextPreview(characters: Int) async throws -> String {
-        guard characters > 0 else { return "" }
-        return try await namespace.evaluatePrivately("context_preview(\(characters))").stringValue ?? ""
+    /// What a node's first message shows of `context`.
+    struct ContextPreview: Sendable, Equatable {
+        /// The first characters as the model would print them (a clipped `repr` for what is not
+        /// text); "" when there is no context or the preview is off.
+        var start = ""
+        /// For long text, a sample from the line that starts at about its middle, and that
+        /// line's offset (for a mapped file, in bytes): small models copy what the start alone
+        /// shows (`startswith('Record 0 |')`) into code meant for every record.
+        var middle: (offset: Int, text: String)?
+
+        static func == (a: Self, b: Self) -> Bool {
+            a.start == b.start && a.middle?.offset == b.middle?.offset && a.middle?.text == b.middle?.text
+        }
+    }
+
+    /// The preview of `context` for a node's first message: its first `characters` characters
+    /// and, for text over four times as long, half as many from its middle.
+    func contextPreview(characters: Int) async throws -> ContextPreview {
+        guard characters > 0 else { return ContextPreview() }
+        var preview = ContextPreview()
+        preview.start = try await namespace.evaluatePrivately("context_preview(\(characters))").stringValue ?? ""
+        let middle = try await namespace.evaluatePrivately("context_middle(\(characters))").listValue ?? []
+        if middle.count == 2, case .int(let offset)? = middle.first, let text = middle[1].stringValue, !text.isEmpty {
+            preview.middle = (offset, text)
+        }
+        return preview
     }
 
     /// The `str()` of a variable, for `FINAL_VAR(name)`; `nil` when it does not exist.

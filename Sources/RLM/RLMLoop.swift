@@ -45,9 +45,28 @@ struct RLMLoop: Sendable {
     /// turn that last ran it: a cell that repeats one, output and all, learned nothing, and the
     /// model is told.
     private var ran: [[String]: Int] = [:]
-    /// This turn's cells, and how many of them repeated a cell of the turn before.
+    /// This turn's cells, how many of them repeated a cell of the turn before, and how many
+    /// repeated any earlier cell.
     private var turnCells = 0
     private var turnRepeats = 0
+    private var turnRepeatsAny = 0
+    /// Turns in a row whose every cell repeated an earlier one that ran without error, output
+    /// and all.
+    private var stalledTurns = 0
+    /// Whether the turn being asked for is an answer-now request: the model re-ran code that
+    /// showed nothing new for ``stalledTurnsBeforeAsking`` turns, so it is asked for its answer
+    /// (``Prompts/answerNow(query:outputs:)``), and its reply may give it in the forms a forced
+    /// final answer may take (``lenientAnswer(in:blocks:)``).
+    private(set) var askingForAnswer = false
+    /// Whether the reply being handled answers an answer-now request.
+    private var answering = false
+    /// The answer the reply being handled states outside the protocol, when it answers an
+    /// answer-now request; taken when its cells submit nothing.
+    private var statedAnswer: String?
+    /// The latest distinct short outputs of cells that ran without error, newest last: what an
+    /// answer-now request quotes.
+    private(set) var recentOutputs: [String] = []
+    static let stalledTurnsBeforeAsking = 2
     /// Whether every cell of the last turn repeated the turn before it (code and output): the
     /// node then shows the model one of the two turns, since small models copy a turn they see
     /// twice.
@@ -71,7 +90,8 @@ struct RLMLoop: Sendable {
         blocks = ReplyParser.codeBlocks(in: reply)
         nextBlock = 0
         final = ReplyParser.finalMarker(in: reply)
-        if blocks.isEmpty && final == nil {
+        statedAnswer = answering && final == nil ? Self.lenientAnswer(in: reply, blocks: blocks) : nil
+        if blocks.isEmpty && final == nil && statedAnswer == nil {
             feedback.append(Prompts.noCodeNoAnswer)
         }
         return afterBlocks()
@@ -88,13 +108,22 @@ struct RLMLoop: Sendable {
         if nextBlock > 0, nextBlock <= blocks.count, !answer.ready {
             let body = output.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).dropFirst().first ?? ""
             let code = blocks[nextBlock - 1].split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-            let key = [code.joined(separator: "\n"), String(body)]
+            // A traceback names the cell (`File "<cell 3.1>"`), which differs on every run.
+            let key = [code.joined(separator: "\n"), String(body).replacing(/<cell [0-9.]+>/, with: "<cell>")]
             turnCells += 1
             if let turn = ran[key] {
                 feedback.append(Prompts.repeatedCell(output: String(body), failed: failed))
+                // A repeated failure is told to change the code, not asked for an answer.
+                if !failed { turnRepeatsAny += 1 }
                 if turn == iteration - 1 { turnRepeats += 1 }
             }
             ran[key] = iteration
+            let shown = body.trimmingCharacters(in: .whitespacesAndNewlines)
+            if !failed, !shown.isEmpty, shown != "(no output)", shown.count <= Self.quotedOutputCharacters {
+                recentOutputs.removeAll { $0 == shown }
+                recentOutputs.append(shown)
+                if recentOutputs.count > 2 { recentOutputs.removeFirst() }
+            }
         }
         if !answer.content.isEmpty { bestAnswer = answer.content }
         if answer.ready {
@@ -195,8 +224,25 @@ struct RLMLoop: Sendable {
         case .variable(let name)?:
             return .resolveVariable(name)
         case nil:
+            if let text = statedAnswer {
+                statedAnswer = nil
+                return finishOrRefuse(text, as: "your answer `\(text)`")
+            }
             return nextTurn()
         }
+    }
+
+    /// The longest output an answer-now request quotes.
+    static let quotedOutputCharacters = 300
+
+    /// The answer a reply to an answer-now request gives without `FINAL`: one literal, alone or
+    /// as the only code of a block (`65`, ```` ```repl\n"billing"\n``` ````), or "Final answer:
+    /// X" in prose or else in a code comment. Small models answer so when asked for their answer;
+    /// in other turns such text is not a submission, and other prose never is.
+    static func lenientAnswer(in reply: String, blocks: [String]) -> String? {
+        if blocks.count == 1, let literal = ReplyParser.literalAnswer(in: blocks[0]) { return literal }
+        if blocks.isEmpty, let literal = ReplyParser.literalAnswer(in: reply) { return literal }
+        return ReplyParser.statedFinalAnswer(in: reply) ?? ReplyParser.statedFinalAnswer(in: reply, includingCode: true)
     }
 
     private mutating func countError() -> Action? {
@@ -207,8 +253,15 @@ struct RLMLoop: Sendable {
 
     private mutating func nextTurn() -> Action {
         lastTurnRepeatedPrevious = turnCells > 0 && turnRepeats == turnCells && final == nil
+        let stalled = turnCells > 0 && turnRepeatsAny == turnCells && final == nil
+        stalledTurns = stalled ? stalledTurns + 1 : 0
+        askingForAnswer = stalledTurns >= Self.stalledTurnsBeforeAsking
+        if askingForAnswer { stalledTurns = 0 }
+        answering = askingForAnswer
+        statedAnswer = nil
         turnCells = 0
         turnRepeats = 0
+        turnRepeatsAny = 0
         guard iteration < maxIterations else { return .stop(.iterations) }
         iteration += 1
         blocks = []

@@ -86,7 +86,9 @@ final class RLMNode: Sendable {
             sandboxed: configuration.isolation.level != .unrestricted,
             subcallWindow: (configuration.subModel ?? configuration.rootModel).contextWindow,
             mappedContext: repl.hasMappedContext))
-        let preview = events.redact(try await repl.contextPreview(characters: configuration.contextPreviewCharacters))
+        var preview = try await repl.contextPreview(characters: configuration.contextPreviewCharacters)
+        preview.start = events.redact(preview.start)
+        preview.middle = preview.middle.map { ($0.offset, events.redact($0.text)) }
         var messages: [ChatMessage] = [
             .system(system), .user(Prompts.firstUserMessage(query: query, contextDescription: contextDescription, preview: preview)),
         ]
@@ -124,6 +126,10 @@ final class RLMNode: Sendable {
             if let prompt = pendingPrompt {
                 pendingPrompt = nil
                 messages.append(.user((feedback.isEmpty ? "" : feedback.joined(separator: "\n\n") + "\n\n") + prompt))
+            } else if loop.askingForAnswer {
+                logger.debug("the model showed nothing new for \(RLMLoop.stalledTurnsBeforeAsking) turns; asking for its answer")
+                messages.append(.user((feedback.isEmpty ? "" : feedback.joined(separator: "\n\n") + "\n\n")
+                    + Prompts.answerNow(query: query, outputs: loop.recentOutputs)))
             } else if !feedback.isEmpty {
                 messages.append(.user(feedback.joined(separator: "\n\n") + "\n\n" + Prompts.continueMessage(query: query)))
             }

@@ -32,6 +32,46 @@ struct AnswerProtocolTests {
         #expect(root.requests[3].messages.filter { $0.content.contains("print(len(matches))") }.count == 2)
     }
 
+    @Test("after two turns that re-ran cells and showed nothing new, the model is asked for its answer with the outputs quoted, and may give it bare")
+    func answerNowAfterStall() async throws {
+        // From an 8K oolong trajectory: the first cell printed the right count (65), later turns
+        // alternated between it and `print("We're not done yet.")`, and only the final-answer
+        // request at the iteration limit got `FINAL(65)`.
+        let count = repl("import re\nmatches = re.findall(r'alpha', context)\nprint(len(matches))")
+        let stall = repl("print(\"We're not done yet.\")")
+        let (result, root) = try await run([count, stall, count, stall, "2"], maxIterations: 6)
+        #expect(result.answer == "2")
+        #expect(result.answeredAfterLimit == nil)
+        #expect(root.requests.count == 5)
+        for turn in 1...3 { #expect(!root.requests[turn].prompt.contains("Answer now")) }
+        let asked = root.requests[4].messages.last?.content ?? ""
+        #expect(asked.contains("Answer now from what the REPL has shown"))
+        #expect(asked.contains("latest outputs:\n```\n2\n```\n```\nWe're not done yet.\n```"))
+        #expect(asked.contains("How many lines mention alpha?"))
+    }
+
+    @Test("a reply to the answer request may state its answer in a comment or as a lone literal block")
+    func answerNowForms() async throws {
+        let count = repl("print(context.count('alpha'))")
+        #expect(try await run([count, count, count, repl("# Final answer: 2\nprint('done')")], maxIterations: 5).0.answer == "2")
+        #expect(try await run([count, count, count, repl("2")], maxIterations: 5).0.answer == "2")
+        // The same reply in an ordinary turn is not an answer: the run goes on, here to its limit.
+        let error = await #expect(throws: RLMError.self) { try await run([count, repl("# Final answer: 2"), "2"], maxIterations: 3) }
+        #expect(error?.limit == .iterations)
+        // Prose that states no answer is not taken: the model is told, and answers next turn.
+        let (result, root) = try await run([count, count, count, "I am not sure yet.", "FINAL(2)"], maxIterations: 6)
+        #expect(result.answer == "2")
+        #expect(root.requests[4].prompt.contains("your reply had no ```repl block and no FINAL(...) answer"))
+    }
+
+    @Test("re-running a failing cell is told to change the code, not asked for an answer")
+    func repeatedFailureIsNoStall() async throws {
+        let failing = repl("print(undefined_name)")
+        let (_, root) = try await run([failing, failing, failing, "FINAL(2)"], maxIterations: 5)
+        #expect(root.requests.allSatisfy { !$0.prompt.contains("Answer now") })
+        #expect(root.requests[3].prompt.contains("failed the same way: change the code"))
+    }
+
     @Test("FINAL(...) and FINAL(answer) in code submit nothing, and the model is told")
     func placeholdersInCode() async throws {
         let (result, root) = try await run([repl("FINAL(...)"), repl("FINAL(answer)"), repl("FINAL(context.count('alpha'))")])

@@ -30,7 +30,24 @@ struct ContextPreviewTests {
         #expect(message.contains("```\n\(head)\n```"))
         #expect(!message.contains(String(Self.records.dropFirst(500).prefix(40))))
         #expect(message.contains("Query: How many records?"))
-        #expect(message.contains("This is only its start"))
+        #expect(message.contains("These are only samples"))
+    }
+
+    @Test("a long str context also shows a sample from its middle, from a line's start")
+    func middleSample() async throws {
+        let message = try await Self.firstMessage(.text(Self.records))
+        let middle = Self.records.count / 2
+        let lineStart = Self.records[Self.records.index(Self.records.startIndex, offsetBy: middle)...].firstIndex(of: "\n")
+            .map { Self.records.index(after: $0) }!
+        let offset = Self.records.distance(from: Self.records.startIndex, to: lineStart)
+        let sample = String(Self.records[lineStart...].prefix(250))
+        #expect(sample.hasPrefix("Record 1"))
+        #expect(message.contains("From its middle (at \(offset)):\n```\n\(sample)\n```"))
+        #expect(message.contains("These are only samples"))
+        // A context not much longer than the preview shows only its start.
+        let short = try await Self.firstMessage(.text(String(Self.records.prefix(1_500))))
+        #expect(!short.contains("From its middle"))
+        #expect(short.contains("This is only its start"))
     }
 
     @Test("a preview of 0 characters shows none, as the paper's prompt")

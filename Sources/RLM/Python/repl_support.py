@@ -204,6 +204,25 @@ def context_preview(limit):
     except Exception:
         return ""
 
+def context_middle(preview):
+    """A sample from the middle of a text `context`, half as long as the start's `preview` and
+    from the first line that starts there, as [offset, text]; None for other contexts or when
+    the text is not over four times as long as the preview."""
+    context = g.get("context")
+    limit = preview // 2
+    if context is None or limit <= 0:
+        return None
+    try:
+        if not (isinstance(context, str) or type(context).__name__ == "MappedText") or len(context) <= 4 * preview:
+            return None
+        middle = len(context) // 2
+        window = context[middle:middle + 2 * limit]
+        newline = window.find("\n")
+        start = newline + 1 if 0 <= newline < limit else 0
+        return [middle + start, window[start:start + limit]]
+    except Exception:
+        return None
+
 def final_var(name):
     if name not in g:
         return [False, None]
