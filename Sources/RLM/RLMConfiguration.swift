@@ -46,8 +46,11 @@ public struct RLMConfiguration: Sendable {
     public var subcallRouter: any SubcallRouter = WindowRouter()
     /// Limits for the whole tree. Defaults to ``Budget/unlimited``.
     public var budget: Budget
-    /// When a limit is reached, ask the root model once more for a final answer instead of
-    /// failing. Does not apply to the deadline or to cancellation. Defaults to `false`.
+    /// When a limit is reached, ask the root model once more (one call past the budget) for a
+    /// final answer instead of failing; the result has ``RLMResult/answeredAfterLimit`` set.
+    /// Does not apply to the deadline or to cancellation. Defaults to `true`, as the reference
+    /// implementation asks for a default answer when its iterations run out; set `false` to
+    /// fail with the limit instead.
     public var finalAnswerOnLimit: Bool
     /// How runs answer (``Strategy``): by default `.auto`, one direct call when the whole
     /// context fits well inside the root model's window and no refinement or tools are set, the
@@ -127,7 +130,7 @@ public struct RLMConfiguration: Sendable {
         maxOutputCharacters: Int = 20_000,
         maxConcurrentSubcalls: Int = 16,
         budget: Budget = .unlimited,
-        finalAnswerOnLimit: Bool = false,
+        finalAnswerOnLimit: Bool = true,
         tools: [RLMTool] = [],
         extraInstructions: String? = nil,
         strategy: Strategy = .auto

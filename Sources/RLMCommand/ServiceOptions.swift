@@ -226,8 +226,8 @@ struct AnswerOptions: ParsableArguments {
     @Option(help: ArgumentHelp("How many characters of the context the loop's first message shows, so the model's first code fits its form; 0 shows none, as the paper's prompt does.", valueName: "n"))
     var contextPreview = 500
 
-    @Flag(help: "When a limit is reached, ask the model for a final answer instead of failing.")
-    var finalAnswerOnLimit = false
+    @Flag(inversion: .prefixedNo, help: "When a limit other than the deadline is reached, ask the model once more for a final answer instead of failing, as the reference implementation does (the default); --no-final-answer-on-limit fails with the limit.")
+    var finalAnswerOnLimit = true
 
     @Flag(help: "Question an answer once when its numbers (or words) appear in no REPL output and not in the context: the model is asked to print the evidence and submit again. Helps small models that make values up.")
     var groundAnswers = false

@@ -36,7 +36,7 @@ struct BudgetTests {
     @Test("the partial answer is never raw model text")
     func noRawText() async {
         let root = ScriptedModel(name: "root") { _ in "I am thinking, no code, no answer." }
-        let rlm = RLM(configuration: RLMConfiguration(rootModel: root, maxIterations: 2))
+        let rlm = RLM(configuration: RLMConfiguration(rootModel: root, maxIterations: 2, finalAnswerOnLimit: false))
         await expectLimit(.iterations, partial: nil) { try await rlm.complete(query: "q", context: .text("c")) }
     }
 
@@ -44,7 +44,7 @@ struct BudgetTests {
     func modelCalls() async {
         let sub = ScriptedModel(name: "sub") { _ in "ok" }
         let root = Self.endlessRoot(withSubcall: true)
-        let rlm = RLM(configuration: RLMConfiguration(rootModel: root, subModel: sub, budget: Budget(maxModelCalls: 5)))
+        let rlm = RLM(configuration: RLMConfiguration(rootModel: root, subModel: sub, budget: Budget(maxModelCalls: 5), finalAnswerOnLimit: false))
         await expectLimit(.modelCalls, partial: "draft 2") { try await rlm.complete(query: "q", context: .text("c")) }
         #expect(root.callCount + sub.callCount == 5)
     }
@@ -129,17 +129,19 @@ struct BudgetTests {
         let root = ScriptedModel(name: "root") { request in
             request.index == 0 ? repl("answer['content'] = 'early'") : repl("1/0")
         }
-        let rlm = RLM(configuration: RLMConfiguration(rootModel: root, budget: Budget(maxConsecutiveErrors: 3)))
+        let rlm = RLM(configuration: RLMConfiguration(rootModel: root, budget: Budget(maxConsecutiveErrors: 3), finalAnswerOnLimit: false))
         await expectLimit(.consecutiveErrors, partial: "early") { try await rlm.complete(query: "q", context: .text("c")) }
         #expect(root.callCount == 4)
     }
 
-    @Test("finalAnswerOnLimit asks the model for an answer instead of failing")
+    @Test("by default (finalAnswerOnLimit) a limit asks the model for an answer instead of failing, as the reference does")
     func finalAnswerOnLimit() async throws {
         let root = ScriptedModel(name: "root") { request in
             request.prompt.contains("Give your final answer now") ? "FINAL(forced answer)" : repl("x = 1")
         }
-        let rlm = RLM(configuration: RLMConfiguration(rootModel: root, maxIterations: 2, finalAnswerOnLimit: true))
+        let configuration = RLMConfiguration(rootModel: root, maxIterations: 2)
+        #expect(configuration.finalAnswerOnLimit)
+        let rlm = RLM(configuration: configuration)
         let result = try await rlm.complete(query: "q", context: .text("c"))
         #expect(result.answer == "forced answer")
         #expect(result.answeredAfterLimit == .iterations)
