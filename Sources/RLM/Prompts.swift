@@ -219,14 +219,18 @@ enum Prompts {
             """
     }
 
-    static func ungroundedAnswer(_ answer: String, missing: [String]) -> String {
-        let names = missing.prefix(5).map { "`\($0)`" }.joined(separator: ", ")
-        return "[check before answering: \(names) from your answer appears in no REPL output you have seen and not in `context`. Print the evidence for your answer with code, then submit it again (the next submission is taken as it is)]"
+    /// For an answer whose `missing` tokens the model has seen nowhere (``Grounding``).
+    static func ungroundedAnswer(missing: [String]) -> String {
+        "[check before answering: \(quotedTokens(missing)) from your answer appears in no REPL output you have seen and not in `context`. Print the evidence for your answer with code, then submit it again (the next submission is taken as it is)]"
     }
 
-    static func unseenAnswer(_ answer: String, missing: [String]) -> String {
-        let names = missing.prefix(5).map { "`\($0)`" }.joined(separator: ", ")
-        return "[check before answering: your code submitted \(names) without any output you have seen showing it. Print it together with its evidence (a few of the lines or matches it comes from), check that they answer the query, then submit again (the next submission is taken as it is)]"
+    /// For an answer code submitted without any output the model has seen showing its `missing` tokens.
+    static func unseenAnswer(missing: [String]) -> String {
+        "[check before answering: your code submitted \(quotedTokens(missing)) without any output you have seen showing it. Print it together with its evidence (a few of the lines or matches it comes from), check that they answer the query, then submit again (the next submission is taken as it is)]"
+    }
+
+    private static func quotedTokens(_ tokens: [String]) -> String {
+        tokens.prefix(5).map { "`\($0)`" }.joined(separator: ", ")
     }
 
     static func refusedAnswer(_ problem: String) -> String {

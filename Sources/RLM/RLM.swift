@@ -475,8 +475,7 @@ extension RLM {
         }
         // A reply that is one block holding one literal (```repl\n102\n```) answers with it;
         // else prose beside the code, or else a comment in it, may state it ("Final answer: `48`").
-        if blocks.count == 1, let literal = usable(ReplyParser.literalAnswer(in: blocks[0])) { return literal }
-        return usable(ReplyParser.statedFinalAnswer(in: reply) ?? ReplyParser.statedFinalAnswer(in: reply, includingCode: true))
+        return usable(RLMLoop.lenientAnswer(in: reply, blocks: blocks))
     }
 }
 

@@ -317,8 +317,8 @@ final class RLMNode: Sendable {
                         // Not taken yet: the next cell must not submit it again by itself.
                         if byCode { try await repl.withdrawSubmission() }
                         action = loop.question(byCode
-                            ? Prompts.unseenAnswer(unredacted, missing: missing)
-                            : Prompts.ungroundedAnswer(unredacted, missing: missing))
+                            ? Prompts.unseenAnswer(missing: missing)
+                            : Prompts.ungroundedAnswer(missing: missing))
                         continue
                     }
                 }
