@@ -64,6 +64,21 @@ struct AnswerProtocolTests {
         #expect(root.requests[4].prompt.contains("your reply had no ```repl block and no FINAL(...) answer"))
     }
 
+    @Test("a block that sets context to pasted text is not run, and the model is told; one that transforms context runs")
+    func pastedContext() async throws {
+        // From an 8K oolong trajectory at a60f89e: the first cell began `context = \"\"\"Record 0 | …`
+        // (the preview), counted 5 in that sample, and did so again every turn.
+        let pasted = repl("context = \"\"\"\nalpha\n\"\"\"\nprint(context.count('alpha'))")
+        let (result, root) = try await run([pasted + "\n" + repl("print(context.count('alpha'))"), "FINAL(2)"])
+        #expect(result.answer == "2")
+        let told = root.requests[1].prompt
+        #expect(told.contains("[block 1 was not run: it sets `context` to text written in your code"))
+        #expect(told.contains("[block 2 output]\n2"))
+        #expect(!told.contains("[block 1 output]"))
+        let (transformed, _) = try await run([repl("context = context.upper()\nprint(context.count('ALPHA'))"), "FINAL(2)"])
+        #expect(transformed.answer == "2")
+    }
+
     @Test("re-running a failing cell is told to change the code, not asked for an answer")
     func repeatedFailureIsNoStall() async throws {
         let failing = repl("print(undefined_name)")

@@ -150,7 +150,7 @@ struct RLMTests {
     @Test("reserved names are restored after a cell and the model is told")
     func reservedNames() async throws {
         let root = ScriptedModel.sequence([
-            repl("context = 'overwritten'\nllm_query = None"),
+            repl("context = context * 2\nllm_query = None"),
             repl("answer['content'] = context + '|' + str(callable(llm_query)); answer['ready'] = True"),
         ])
         let result = try await RLM(configuration: RLMConfiguration(rootModel: root)).complete(query: "q", context: .text("original"))

@@ -87,6 +87,15 @@ struct ReplyParserTests {
         }
     }
 
+    @Test("setting context to a string literal is found; transforming or comparing it is not", arguments: [
+        ("context = \"\"\"\nRecord 0 | x\n\"\"\"", true), ("context: str = 'x'", true), ("if True:\n    context = r'''x'''", true),
+        ("context=\"x\"", true), ("context = context.lower()", false), ("if context == 'x': pass", false),
+        ("text = \"context = 'x'\"", false), ("my_context = 'x'", false),
+    ])
+    func pastedContext(code: String, pasted: Bool) {
+        #expect(RLMLoop.assignsTextToContext(code) == pasted)
+    }
+
     @Test("a refused FINAL goes back to the model, which answers on its next turn")
     func refusedFinal() {
         var loop = RLMLoop(maxIterations: 3, maxConsecutiveErrors: nil)
