@@ -4,8 +4,9 @@ import Foundation
 /// appear in what the model has seen or in `context`.
 enum Grounding {
     /// The answer's tokens that appear nowhere: its numbers, or, when it has none, its words of
-    /// four letters or more. Matched without case in the outputs (a number as a whole number,
-    /// so `12` is not seen in `2012`), as written in the context. An answer submitted by code
+    /// four letters or more. Matched without case in the outputs, as written in the context; a
+    /// number in either only whole (`12` is not seen in `2012`, nor `2` in a context's `user
+    /// 2814`). An answer submitted by code
     /// (`inContextCounts` false) must be in an output: the model submitted it without looking,
     /// and that it occurs somewhere in the context says nothing of whether it answers.
     static func missing(from answer: String, seen: [String], repl: REPLEnvironment, inContextCounts: Bool = true) async throws -> [String] {

@@ -236,7 +236,7 @@ struct RLMLoop: Sendable {
         }
     }
 
-    /// Whether `code` sets `context` to a string written in it (`context = \"\"\"Record 0 | …`):
+    /// Whether `code` sets `context` to a string written in it (`context = """Record 0 | …`):
     /// small models paste the preview of the first message, and everything the cell computes is
     /// then about that sample. Such a block is not run (``Prompts/pastedContext(block:)``); code
     /// that transforms `context` (`context = context.lower()`) is.

@@ -1,3 +1,4 @@
+import Foundation
 import RLM
 import RLMTesting
 import Testing
@@ -269,6 +270,19 @@ struct AnswerProtocolTests {
         #expect(try await grounded([repl("print(200)"), "The answer is `1`.\nFINAL(1)", "FINAL(1)"], context: "alpha\nbeta\n").1.callCount == 3)
         // A number is seen only whole: 12 is not in "2012".
         #expect(try await grounded([repl("print(2012)"), "FINAL(12)", "FINAL(12)"]).1.callCount == 3)
+        // Nor in the context: Qwen's forced "2" at 32K was taken because records hold user ids like 2814.
+        #expect(try await grounded(["FINAL(2)", "FINAL(2)"], context: "user 2814 | label: bug\n").1.callCount == 2)
+        #expect(try await grounded(["FINAL(2814)"], context: "user 2814 | label: bug\n").1.callCount == 1)
+        let mapped = FileManager.default.temporaryDirectory.appendingPathComponent("rlm-ground-\(UUID().uuidString).txt")
+        try Data("user 2814 | label: bug\n".utf8).write(to: mapped)
+        defer { try? FileManager.default.removeItem(at: mapped) }
+        for (reply, calls) in [("FINAL(2814)", 1), ("FINAL(81)", 2)] {
+            let root = ScriptedModel.sequence([reply, reply], name: "root")
+            var configuration = RLMConfiguration(rootModel: root, maxIterations: 4)
+            configuration.groundAnswers = true
+            _ = try await RLM(configuration: configuration).complete(query: "What is the user id?", context: .mappedFile(mapped))
+            #expect(root.callCount == calls, "\(reply) in a mapped file")
+        }
         // Off (the default): the made-up value ends the run.
         let (plain, once) = try await grounded(["FINAL(12345)"], on: false)
         #expect(plain.answer == "12345")

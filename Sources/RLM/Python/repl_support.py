@@ -155,12 +155,24 @@ def restore_variables(saved):
         g[name] = pickle.loads(data)
 
 def context_contains(texts):
+    """For each text, whether `context` holds it; a text that starts with a digit only where no
+    digit adjoins it (`2` is not in `2014`), as the engine matches numbers in outputs."""
+    import re
     context = g.get("context")
+    def holds_in(haystack, text):
+        if not text[:1].isdigit():
+            return text in haystack
+        pattern = r"(?<![0-9])" + re.escape(text) + r"(?![0-9])"
+        if isinstance(haystack, str):
+            return re.search(pattern, haystack) is not None
+        return haystack.search(pattern) is not None  # a mapped file
     def holds(text):
-        if isinstance(context, list):
-            return any(isinstance(item, str) and text in item for item in context)
+        if not isinstance(text, str):
+            return False
         try:
-            return isinstance(text, str) and text in context
+            if isinstance(context, list):
+                return any(isinstance(item, str) and holds_in(item, text) for item in context)
+            return holds_in(context, text)
         except Exception:
             return False
     return [holds(text) for text in texts]
