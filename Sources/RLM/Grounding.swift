@@ -33,6 +33,25 @@ enum Grounding {
         return false
     }
 
+    /// Whether a statement of `blocks` that submits (`answer["content"] = …`, `FINAL(…)`) has
+    /// `answer` written in it as a literal (`answer["content"] = 'praise'`): a value the model
+    /// chose before seeing what the block prints. Qwen2.5-Coder-1.5B printed "'praise' appears
+    /// 50 times" and "'billing' appears 58 times" from the very block that submitted 'praise'.
+    static func writtenInSubmission(_ answer: String, blocks: [String]) -> Bool {
+        let value = answer.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !value.isEmpty else { return false }
+        for line in blocks.joined(separator: "\n").split(separator: "\n") {
+            // `FINAL('praise')`, `final(36)`, `answer["content"] = "praise"`: the whole argument
+            // or right-hand side is one literal.
+            guard let match = line.firstMatch(
+                of: /(?i)(?:\bfinal\s*\(\s*|\banswer\s*\[\s*["']content["']\s*\]\s*=\s*)(?:'([^'\\]*)'|"([^"\\]*)"|(-?\d[\d_]*(?:\.\d+)?))\s*\)?\s*(?:[;#].*)?$/)
+            else { continue }
+            let literal = match.output.1 ?? match.output.2 ?? match.output.3
+            if literal.map(String.init)?.trimmingCharacters(in: .whitespaces) == value { return true }
+        }
+        return false
+    }
+
     static func significantTokens(in answer: String) -> [String] {
         var tokens: [String] = []
         var current = ""

@@ -234,6 +234,12 @@ enum Prompts {
         "[check before answering: your code submitted \(quotedTokens(missing)) without any output you have seen showing it. Print it together with its evidence (a few of the lines or matches it comes from), check that they answer the query, then submit again (the next submission is taken as it is)]"
     }
 
+    /// For an answer code submitted as a literal written into it, from a block whose output the
+    /// model had not seen (``Grounding/writtenInSubmission(_:blocks:)``).
+    static func presetAnswer(_ answer: String) -> String {
+        "[check before answering: your code submitted `\(clip(answer, limit: 80))`, written into it before you saw what the block printed. Read the output above: if it shows that answer, submit it again; if it shows another, submit that (the next submission is taken as it is)]"
+    }
+
     private static func quotedTokens(_ tokens: [String]) -> String {
         tokens.prefix(5).map { "`\($0)`" }.joined(separator: ", ")
     }

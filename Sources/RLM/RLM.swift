@@ -475,7 +475,10 @@ extension RLM {
         }
         // A reply that is one block holding one literal (```repl\n102\n```) answers with it;
         // else prose beside the code, or else a comment in it, may state it ("Final answer: `48`").
-        return usable(RLMLoop.lenientAnswer(in: reply, blocks: blocks))
+        guard let stated = RLMLoop.lenientAnswer(in: reply, blocks: blocks) else { return nil }
+        // A bare name (```repl\nresult\n```) is read as FINAL(name) is.
+        if RLMLoop.mayNameVariable(stated), let value = try await repl.variable(named: stated) { return usable(value) }
+        return usable(stated)
     }
 }
 

@@ -193,6 +193,9 @@ struct RLMLoop: Sendable {
         "ellipsis",
     ]
 
+    /// The code blocks of the reply being handled.
+    var replyBlocks: [String] { blocks }
+
     /// Feedback not yet taken for a user message: the outputs of the reply's cells so far.
     var pendingFeedback: [String] { feedback }
 
@@ -230,6 +233,11 @@ struct RLMLoop: Sendable {
         case nil:
             if let text = statedAnswer {
                 statedAnswer = nil
+                if Self.mayNameVariable(text) {
+                    // A bare name, as FINAL(name): the variable when there is one.
+                    literalFallback = text
+                    return .resolveVariable(text)
+                }
                 return finishOrRefuse(text, as: "your answer `\(text)`")
             }
             return nextTurn()
@@ -246,6 +254,21 @@ struct RLMLoop: Sendable {
         }
     }
 
+    /// A block that is one bare name and nothing else (```` ```repl\noutage\n``` ````): asked for
+    /// its answer, Qwen2.5-Coder-1.5B wrote the label so, and it raised a `NameError`. Read as
+    /// `FINAL(name)` is: the variable when the REPL has one, else the word.
+    static func bareName(in code: String) -> String? {
+        let text = code.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard mayNameVariable(text), text.count <= 60, !pythonKeywords.contains(text) else { return nil }
+        return text
+    }
+
+    private static let pythonKeywords: Set<String> = [
+        "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue", "def", "del",
+        "elif", "else", "except", "finally", "for", "from", "global", "if", "import", "in", "is", "lambda", "nonlocal",
+        "not", "or", "pass", "raise", "return", "try", "while", "with", "yield",
+    ]
+
     /// The longest output an answer-now request quotes.
     static let quotedOutputCharacters = 300
 
@@ -254,7 +277,7 @@ struct RLMLoop: Sendable {
     /// X" in prose or else in a code comment. Small models answer so when asked for their answer;
     /// in other turns such text is not a submission, and other prose never is.
     static func lenientAnswer(in reply: String, blocks: [String]) -> String? {
-        if blocks.count == 1, let literal = ReplyParser.literalAnswer(in: blocks[0]) { return literal }
+        if blocks.count == 1, let literal = ReplyParser.literalAnswer(in: blocks[0]) ?? bareName(in: blocks[0]) { return literal }
         if blocks.isEmpty, let literal = ReplyParser.literalAnswer(in: reply) { return literal }
         return ReplyParser.statedFinalAnswer(in: reply) ?? ReplyParser.statedFinalAnswer(in: reply, includingCode: true)
     }

@@ -308,17 +308,21 @@ final class RLMNode: Sendable {
 
             case .finish(let unredacted):
                 if configuration.groundAnswers, refining == nil, !questionedAnswer, loop.iteration < configuration.maxIterations {
-                    let seen = messages.dropFirst(2).filter { $0.role == .user }.map(\.content) + loop.pendingFeedback
+                    var seen = messages.dropFirst(2).filter { $0.role == .user }.map(\.content)
                     let byCode = loop.submittedByCode
+                    // A value written into the submitting code was chosen before its block's
+                    // output was seen: only earlier outputs ground it.
+                    let preset = byCode && Grounding.writtenInSubmission(unredacted, blocks: loop.replyBlocks)
+                    if !preset { seen += loop.pendingFeedback }
                     let missing = try await Grounding.missing(from: unredacted, seen: seen, repl: repl, inContextCounts: !byCode)
                     if !missing.isEmpty {
                         questionedAnswer = true
                         logger.debug("answer questioned as ungrounded", metadata: ["rlm.missing": "\(missing.count)"])
                         // Not taken yet: the next cell must not submit it again by itself.
                         if byCode { try await repl.withdrawSubmission() }
-                        action = loop.question(byCode
-                            ? Prompts.unseenAnswer(missing: missing)
-                            : Prompts.ungroundedAnswer(missing: missing))
+                        action = loop.question(
+                            preset ? Prompts.presetAnswer(unredacted)
+                                : byCode ? Prompts.unseenAnswer(missing: missing) : Prompts.ungroundedAnswer(missing: missing))
                         continue
                     }
                 }

@@ -51,11 +51,30 @@ struct AnswerProtocolTests {
         #expect(asked.contains("How many lines mention alpha?"))
     }
 
+    @Test("a forced final reply that is one bare name answers with the variable, or else the word")
+    func forcedBareName() async throws {
+        // Qwen2.5-Coder-1.5B at an 8K oolong limit replied ```repl\noutage\n```: a NameError, and no answer.
+        let working = repl("n = context.count('alpha')")
+        #expect(try await run([working, working, repl("alpha")], maxIterations: 2, finalAnswerOnLimit: true).0.answer == "alpha")
+        let (result, _) = try await run([working, working, repl("n")], maxIterations: 2, finalAnswerOnLimit: true)
+        #expect(result.answer == "2")
+        #expect(result.answeredAfterLimit == .iterations)
+        // A keyword is no answer.
+        let error = await #expect(throws: RLMError.self) {
+            try await run([working, working, repl("pass")], maxIterations: 2, finalAnswerOnLimit: true)
+        }
+        #expect(error?.limit == .iterations)
+    }
+
     @Test("a reply to the answer request may state its answer in a comment or as a lone literal block")
     func answerNowForms() async throws {
         let count = repl("print(context.count('alpha'))")
         #expect(try await run([count, count, count, repl("# Final answer: 2\nprint('done')")], maxIterations: 5).0.answer == "2")
         #expect(try await run([count, count, count, repl("2")], maxIterations: 5).0.answer == "2")
+        // A bare name is read as FINAL(name): the variable, else the word.
+        let named = repl("n = context.count('alpha')\nprint(n)")
+        #expect(try await run([named, named, named, repl("n")], maxIterations: 5).0.answer == "2")
+        #expect(try await run([named, named, named, repl("alpha")], maxIterations: 5).0.answer == "alpha")
         // The same reply in an ordinary turn is not an answer: the run goes on, here to its limit.
         let error = await #expect(throws: RLMError.self) { try await run([count, repl("# Final answer: 2"), "2"], maxIterations: 3) }
         #expect(error?.limit == .iterations)
@@ -247,6 +266,29 @@ struct AnswerProtocolTests {
         plain.groundAnswers = true
         #expect(try await RLM(configuration: plain).complete(query: "q", context: .text(context)).answer == "1")
         #expect(printed.callCount == 2)
+    }
+
+    @Test("with groundAnswers, a literal written into the submitting block is questioned until an output the model saw shows it")
+    func presetSubmission() async throws {
+        // Qwen2.5-Coder-1.5B on an 8K oolong task: one block printed both counts (50 and 58) and
+        // submitted 'praise', the label it had chosen before seeing them.
+        let context = "label: praise\nlabel: billing\nlabel: billing\n"
+        let counting = "p = context.count('label: praise')\nb = context.count('label: billing')\nprint(f\"'praise' appears {p} times.\")\nprint(f\"'billing' appears {b} times.\")\n"
+        func grounded(_ replies: [String]) async throws -> (RLMResult, ScriptedModel) {
+            let root = ScriptedModel.sequence(replies, name: "root")
+            var configuration = RLMConfiguration(rootModel: root, maxIterations: 4)
+            configuration.groundAnswers = true
+            return (try await RLM(configuration: configuration).complete(query: "Which label appears in more records: 'praise' or 'billing'?", context: .text(context)), root)
+        }
+        let (result, root) = try await grounded([
+            repl(counting + "answer[\"content\"] = 'praise'\nanswer[\"ready\"] = True"),
+            repl("answer[\"content\"] = 'billing'\nanswer[\"ready\"] = True"),
+        ])
+        #expect(result.answer == "billing")
+        #expect(root.requests[1].prompt.contains("your code submitted `praise`, written into it before you saw what the block printed"))
+        // A value the block computed is taken at once, as is a literal an earlier output showed.
+        #expect(try await grounded([repl(counting + "FINAL('praise' if p > b else 'billing')")]).1.callCount == 1)
+        #expect(try await grounded([repl(counting), repl("FINAL('billing')")]).1.callCount == 2)
     }
 
     @Test("with groundAnswers, a value in no output and not in the context is questioned once, then taken")

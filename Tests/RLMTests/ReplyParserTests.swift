@@ -96,6 +96,16 @@ struct ReplyParserTests {
         #expect(RLMLoop.assignsTextToContext(code) == pasted)
     }
 
+    @Test("a submission's literal is found in the submitting statement only", arguments: [
+        ("answer[\"content\"] = 'praise'", "praise", true), ("FINAL(36)", "36", true), ("  final('36')  # the count", "36", true),
+        ("answer['content'] = \"billing\"", "billing", true), ("FINAL(str(n))", "36", false), ("print('praise')\nFINAL(best)", "praise", false),
+        ("FINAL('praise' if p > b else 'billing')", "praise", false), ("answer['content'] = count", "36", false),
+        ("FINAL(360)", "36", false), ("answer['content'] = 'praise'; answer['ready'] = True", "praise", true),
+    ])
+    func writtenInSubmission(code: String, answer: String, written: Bool) {
+        #expect(Grounding.writtenInSubmission(answer, blocks: [code]) == written)
+    }
+
     @Test("a refused FINAL goes back to the model, which answers on its next turn")
     func refusedFinal() {
         var loop = RLMLoop(maxIterations: 3, maxConsecutiveErrors: nil)
