@@ -150,7 +150,8 @@ enum Prompts {
     static func firstUserMessage(query: String?, contextDescription: String, preview: REPLEnvironment.ContextPreview = .init()) -> String {
         var shown = preview.start.isEmpty ? "" : "\nIt begins:\n" + fenced(preview.start)
         if let middle = preview.middle {
-            shown += "\nFrom its middle (at \(middle.offset)):\n" + fenced(middle.text)
+            // Without its offset: Qwen sliced `context[32107:37694]` from "(at 32107)" and counted there.
+            shown += "\nFrom its middle:\n" + fenced(middle)
         }
         guard let query else {
             return """

@@ -268,14 +268,10 @@ final class REPLEnvironment: Sendable {
         /// The first characters as the model would print them (a clipped `repr` for what is not
         /// text); "" when there is no context or the preview is off.
         var start = ""
-        /// For long text, a sample from the line that starts at about its middle, and that
-        /// line's offset (for a mapped file, in bytes): small models copy what the start alone
-        /// shows (`startswith('Record 0 |')`) into code meant for every record.
-        var middle: (offset: Int, text: String)?
-
-        static func == (a: Self, b: Self) -> Bool {
-            a.start == b.start && a.middle?.offset == b.middle?.offset && a.middle?.text == b.middle?.text
-        }
+        /// For long text, a sample from the line that starts at about its middle: small models
+        /// copy what the start alone shows (`startswith('Record 0 |')`) into code meant for
+        /// every record.
+        var middle: String?
     }
 
     /// The preview of `context` for a node's first message: its first `characters` characters
@@ -284,9 +280,8 @@ final class REPLEnvironment: Sendable {
         guard characters > 0 else { return ContextPreview() }
         var preview = ContextPreview()
         preview.start = try await namespace.evaluatePrivately("context_preview(\(characters))").stringValue ?? ""
-        let middle = try await namespace.evaluatePrivately("context_middle(\(characters))").listValue ?? []
-        if middle.count == 2, case .int(let offset)? = middle.first, let text = middle[1].stringValue, !text.isEmpty {
-            preview.middle = (offset, text)
+        if let middle = try await namespace.evaluatePrivately("context_middle(\(characters))").stringValue, !middle.isEmpty {
+            preview.middle = middle
         }
         return preview
     }

@@ -58,8 +58,12 @@ struct RLMLoop: Sendable {
     /// (``Prompts/answerNow(query:outputs:)``), and its reply may give it in the forms a forced
     /// final answer may take (``lenientAnswer(in:blocks:)``).
     private(set) var askingForAnswer = false
-    /// Whether the reply being handled answers an answer-now request.
+    /// Whether the reply being handled answers an answer-now request, or follows a reply with
+    /// neither code nor an answer (``Prompts/noCodeNoAnswer`` asked for one): Qwen replied a bare
+    /// `9` five turns running after a cell printed 9.
     private var answering = false
+    /// Whether this turn's reply had neither code nor an answer.
+    private var toldToSubmit = false
     /// The answer the reply being handled states outside the protocol, when it answers an
     /// answer-now request; taken when its cells submit nothing.
     private var statedAnswer: String?
@@ -93,6 +97,7 @@ struct RLMLoop: Sendable {
         statedAnswer = answering && final == nil ? Self.lenientAnswer(in: reply, blocks: blocks) : nil
         if blocks.isEmpty && final == nil && statedAnswer == nil {
             feedback.append(Prompts.noCodeNoAnswer)
+            toldToSubmit = true
         }
         return afterBlocks()
     }
@@ -294,7 +299,8 @@ struct RLMLoop: Sendable {
         stalledTurns = stalled ? stalledTurns + 1 : 0
         askingForAnswer = stalledTurns >= Self.stalledTurnsBeforeAsking
         if askingForAnswer { stalledTurns = 0 }
-        answering = askingForAnswer
+        answering = askingForAnswer || toldToSubmit
+        toldToSubmit = false
         statedAnswer = nil
         turnCells = 0
         turnRepeats = 0

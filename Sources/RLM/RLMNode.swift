@@ -88,7 +88,7 @@ final class RLMNode: Sendable {
             mappedContext: repl.hasMappedContext))
         var preview = try await repl.contextPreview(characters: configuration.contextPreviewCharacters)
         preview.start = events.redact(preview.start)
-        preview.middle = preview.middle.map { ($0.offset, events.redact($0.text)) }
+        preview.middle = preview.middle.map { events.redact($0) }
         var messages: [ChatMessage] = [
             .system(system), .user(Prompts.firstUserMessage(query: query, contextDescription: contextDescription, preview: preview)),
         ]

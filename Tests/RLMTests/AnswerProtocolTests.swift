@@ -78,6 +78,12 @@ struct AnswerProtocolTests {
         // The same reply in an ordinary turn is not an answer: the run goes on, here to its limit.
         let error = await #expect(throws: RLMError.self) { try await run([count, repl("# Final answer: 2"), "2"], maxIterations: 3) }
         #expect(error?.limit == .iterations)
+        // Told that a reply had neither code nor an answer, a bare literal is the answer: Qwen
+        // replied `9` five turns running after a cell printed 9.
+        let (bare, told) = try await run([count, "2", "2"], maxIterations: 4)
+        #expect(bare.answer == "2")
+        #expect(told.callCount == 3)
+        #expect(told.requests[2].prompt.contains("your reply had no ```repl block and no FINAL(...) answer"))
         // Prose that states no answer is not taken: the model is told, and answers next turn.
         let (result, root) = try await run([count, count, count, "I am not sure yet.", "FINAL(2)"], maxIterations: 6)
         #expect(result.answer == "2")

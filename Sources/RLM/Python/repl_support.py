@@ -218,8 +218,8 @@ def context_preview(limit):
 
 def context_middle(preview):
     """A sample from the middle of a text `context`, half as long as the start's `preview` and
-    from the first line that starts there, as [offset, text]; None for other contexts or when
-    the text is not over four times as long as the preview."""
+    from the first line that starts there; None for other contexts or when the text is not over
+    four times as long as the preview."""
     context = g.get("context")
     limit = preview // 2
     if context is None or limit <= 0:
@@ -231,7 +231,7 @@ def context_middle(preview):
         window = context[middle:middle + 2 * limit]
         newline = window.find("\n")
         start = newline + 1 if 0 <= newline < limit else 0
-        return [middle + start, window[start:start + limit]]
+        return window[start:start + limit]
     except Exception:
         return None
 
