@@ -217,9 +217,8 @@ enum Prompts {
     /// until the limit instead of submitting it, and answer when asked for the answer. `outputs`
     /// are the latest short outputs, quoted so that the answer is in front of the model.
     static func answerNow(query: String?, outputs: [String]) -> String {
-        let quoted = outputs.isEmpty ? "" : " The REPL's latest output\(outputs.count == 1 ? "" : "s"):\n" + outputs.map(fenced).joined(separator: "\n") + "\n"
-        return """
-            [your last turns re-ran code and showed nothing new: more of the same will not help.]\(quoted)
+        """
+            [your last turns re-ran code and showed nothing new: more of the same will not help.]\(latestOutputs(outputs))
             Answer now from what the REPL has shown: FINAL(the answer itself) on a line of its own. Write new code only if \
             no output above answers the query: \(query ?? "the task in `context`")
             """
@@ -253,11 +252,20 @@ enum Prompts {
         "[FINAL_VAR(\(name)): there is no variable named `\(name)` in the REPL; assign it first, or answer with FINAL(...)]"
     }
 
-    static func finalAnswerRequest(_ limit: Limit) -> String {
+    /// The request for a final answer at a limit (``RLMConfiguration/finalAnswerOnLimit``),
+    /// quoting the latest short `outputs` as ``answerNow(query:outputs:)`` does: Qwen printed the
+    /// right count two turns before the limit, then ran other code, and answered a number its
+    /// own prose had made up.
+    static func finalAnswerRequest(_ limit: Limit, outputs: [String] = []) -> String {
         """
-        The run has reached its \(limit). Give your final answer now, from what the REPL has shown: \
+        The run has reached its \(limit). Give your final answer now, from what the REPL has shown.\(latestOutputs(outputs))
         FINAL(the answer itself) on a line of its own, or FINAL_VAR(name) for a REPL variable that holds it.
         """
+    }
+
+    /// " The REPL's latest outputs:" and each of `outputs` fenced, or "" for none.
+    private static func latestOutputs(_ outputs: [String]) -> String {
+        outputs.isEmpty ? "" : " The REPL's latest output\(outputs.count == 1 ? "" : "s"):\n" + outputs.map(fenced).joined(separator: "\n")
     }
 
     // MARK: - Refinement (Refinement.swift)

@@ -230,7 +230,7 @@ public struct RLM: Sendable {
         }
         if configuration.finalAnswerOnLimit && limit != .deadline && !Task.isCancelled {
             var messages = root.messages
-            messages.append(.user(Prompts.finalAnswerRequest(limit)))
+            messages.append(.user(Prompts.finalAnswerRequest(limit, outputs: root.recentOutputs)))
             do {
                 let asked = ContinuousClock.now
                 let response = try await tree.call(configuration.rootModel, messages, depth: 0, limited: false, force: true)

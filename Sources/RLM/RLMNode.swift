@@ -20,6 +20,7 @@ final class RLMNode: Sendable {
         var bestAnswer: String?
         var iterations = 0
         var refinedAnswer: String?
+        var recentOutputs: [String] = []
     }
 
     private let progress = Mutex(Progress())
@@ -36,6 +37,9 @@ final class RLMNode: Sendable {
     var messages: [ChatMessage] { progress.withLock { $0.messages } }
     /// Turns taken so far.
     var iterations: Int { progress.withLock { $0.iterations } }
+    /// The latest short outputs of cells that ran without error (``RLMLoop/recentOutputs``),
+    /// for a final-answer request to quote.
+    var recentOutputs: [String] { progress.withLock { $0.recentOutputs } }
     /// The latest answer once refinement has begun (``RLMConfiguration/refinement``): what a
     /// limit during refinement leaves as the result.
     var refinedAnswer: String? { progress.withLock { $0.refinedAnswer } }
@@ -100,10 +104,12 @@ final class RLMNode: Sendable {
         func remember() {
             let best = loop.bestAnswer
             let iteration = loop.iteration
+            let outputs = loop.recentOutputs
             progress.withLock {
                 $0.messages = messages
                 if let best { $0.bestAnswer = best }
                 $0.iterations = iteration
+                $0.recentOutputs = outputs
             }
         }
 

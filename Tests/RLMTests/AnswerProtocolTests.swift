@@ -51,6 +51,18 @@ struct AnswerProtocolTests {
         #expect(asked.contains("How many lines mention alpha?"))
     }
 
+    @Test("the final-answer request at a limit quotes the latest outputs")
+    func finalRequestQuotesOutputs() async throws {
+        // Qwen2.5-Coder-1.5B at a 32K oolong limit: a cell printed 193 (right) two turns before,
+        // later cells printed "No match found.", and the forced reply gave the 3 its prose had made up.
+        let (result, root) = try await run(
+            [repl("print(context.count('alpha'))"), repl("print('No match found.')"), "FINAL(2)"], maxIterations: 2, finalAnswerOnLimit: true)
+        #expect(result.answer == "2")
+        let request = root.requests[2].messages.last?.content ?? ""
+        #expect(request.contains("Give your final answer now"))
+        #expect(request.contains("The REPL's latest outputs:\n```\n2\n```\n```\nNo match found.\n```"))
+    }
+
     @Test("a forced final reply that is one bare name answers with the variable, or else the word")
     func forcedBareName() async throws {
         // Qwen2.5-Coder-1.5B at an 8K oolong limit replied ```repl\noutage\n```: a NameError, and no answer.
