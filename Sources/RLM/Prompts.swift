@@ -189,11 +189,6 @@ enum Prompts {
         [your reply had no ```repl block and no FINAL(...) answer: write code to make progress, or submit your answer]
         """
 
-    /// For a block that set `context` to text written in it (``RLMLoop/assignsTextToContext(_:)``).
-    static func pastedContext(block: Int) -> String {
-        "[block \(block) was not run: it sets `context` to text written in your code. `context` already holds the whole input; what the first message showed is only a sample of it. Use `context` as it is, without assigning it]"
-    }
-
     /// For a cell that repeats an earlier one and printed the same: small models rerun a cell
     /// turn after turn instead of submitting what it printed.
     static func repeatedCell(output: String, failed: Bool) -> String {

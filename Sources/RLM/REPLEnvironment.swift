@@ -47,6 +47,9 @@ final class REPLEnvironment: Sendable {
         var result: ExecutionResult
         var answer: RLMLoop.AnswerState
         var restoredNames: [String]
+        /// Whether statements that set `context` to text written in the code were left out
+        /// (``withoutPastedContext(_:)``).
+        var skippedPastedContext = false
     }
 
     /// A REPL for one node, with the protocol's functions bound through `binding` and the
@@ -219,9 +222,10 @@ final class REPLEnvironment: Sendable {
     ///   so the best answer so far includes what the stopped cell wrote.
     func run(_ code: String, onInterrupted: (RLMLoop.AnswerState) -> Void) async throws -> CellOutcome {
         let result: ExecutionResult
+        let stripped = try await withoutPastedContext(code)
         do {
             // The answer protocol is read in the same job as the cell.
-            result = try await namespace.execute(code, timeout: execTimeout, then: "after_cell()")
+            result = try await namespace.execute(stripped ?? code, timeout: execTimeout, then: "after_cell()")
         } catch is CancellationError {
             if let state = try? await afterCell() { onInterrupted(state.answer) }
             throw CancellationError()
@@ -235,7 +239,27 @@ final class REPLEnvironment: Sendable {
             // submit it again unless the model does.
             try await withdrawSubmission()
         }
-        return CellOutcome(result: result, answer: state.answer, restoredNames: state.restored)
+        return CellOutcome(result: result, answer: state.answer, restoredNames: state.restored, skippedPastedContext: stripped != nil)
+    }
+
+    /// `code` without its top-level statements that set `context` to a string written in it
+    /// (`context = """Record 0 | …`), or `nil` when it has none. Small models paste the preview
+    /// of the first message into `context`, and everything the block computed was then about
+    /// that sample; restoring `context` after the block came too late. The rest of the block
+    /// runs on the whole input. Code that transforms `context` (`context = context.lower()`) is
+    /// left as it is.
+    func withoutPastedContext(_ code: String) async throws -> String? {
+        guard Self.mayPasteContext(code) else { return nil }
+        let literal = PythonValue.string(code).description
+        return try await namespace.evaluatePrivately("without_pasted_context(\(literal))").stringValue
+    }
+
+    /// Whether a line of `code` may set `context` to a string literal: the cheap test before
+    /// the REPL parses it.
+    static func mayPasteContext(_ code: String) -> Bool {
+        code.split(separator: "\n").contains { line in
+            line.wholeMatch(of: /\s*context\s*(?::\s*str\s*)?=\s*[rRuUfFbB]{0,2}(?:"|').*/) != nil
+        }
     }
 
     /// Sets `answer["ready"]` back to `False`, keeping the content: a submission the engine did

@@ -217,12 +217,8 @@ struct RLMLoop: Sendable {
     }
 
     private mutating func afterBlocks() -> Action {
-        while nextBlock < blocks.count {
+        if nextBlock < blocks.count {
             nextBlock += 1
-            guard !Self.assignsTextToContext(blocks[nextBlock - 1]) else {
-                feedback.append(Prompts.pastedContext(block: nextBlock))
-                continue
-            }
             return .execute(cell: nextBlock, code: blocks[nextBlock - 1])
         }
         switch final {
@@ -246,16 +242,6 @@ struct RLMLoop: Sendable {
                 return finishOrRefuse(text, as: "your answer `\(text)`")
             }
             return nextTurn()
-        }
-    }
-
-    /// Whether `code` sets `context` to a string written in it (`context = """Record 0 | …`):
-    /// small models paste the preview of the first message, and everything the cell computes is
-    /// then about that sample. Such a block is not run (``Prompts/pastedContext(block:)``); code
-    /// that transforms `context` (`context = context.lower()`) is.
-    static func assignsTextToContext(_ code: String) -> Bool {
-        code.split(separator: "\n").contains { line in
-            line.wholeMatch(of: /\s*context\s*(?::\s*str\s*)?=\s*[rRuUfFbB]{0,2}(?:"|').*/) != nil
         }
     }
 

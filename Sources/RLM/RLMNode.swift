@@ -442,6 +442,9 @@ final class RLMNode: Sendable {
         if result.status == .completed && result.stdout.isEmpty && result.stderr.isEmpty {
             parts.append("(no output)")
         }
+        if outcome.skippedPastedContext {
+            parts.append("[note: the statement that set `context` to text written in your code was not run: `context` already holds the whole input, and what the first message showed is only a sample of it. The rest of the block ran on the whole `context`]")
+        }
         if !outcome.restoredNames.isEmpty {
             let names = outcome.restoredNames.map { "`\($0)`" }.joined(separator: ", ")
             parts.append(outcome.restoredNames.count == 1

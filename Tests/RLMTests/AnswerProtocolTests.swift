@@ -102,19 +102,34 @@ struct AnswerProtocolTests {
         #expect(root.requests[4].prompt.contains("your reply had no ```repl block and no FINAL(...) answer"))
     }
 
-    @Test("a block that sets context to pasted text is not run, and the model is told; one that transforms context runs")
+    @Test("a statement that sets context to pasted text is left out and the rest of the block runs on the whole context")
     func pastedContext() async throws {
-        // From an 8K oolong trajectory at a60f89e: the first cell began `context = \"\"\"Record 0 | …`
-        // (the preview), counted 5 in that sample, and did so again every turn.
-        let pasted = repl("context = \"\"\"\nalpha\n\"\"\"\nprint(context.count('alpha'))")
-        let (result, root) = try await run([pasted + "\n" + repl("print(context.count('alpha'))"), "FINAL(2)"])
+        // From oolong trajectories at a60f89e and c30fc76: cells began `context = """Record 0 | …`
+        // (the preview), counted 5 in that sample, and did so again every turn, also when told.
+        let pasted = repl("import re\ncontext = \"\"\"\nalpha\n\"\"\"\nn = context.count('alpha')\nprint(n)")
+        let (result, root) = try await run([pasted, "FINAL(2)"])
         #expect(result.answer == "2")
         let told = root.requests[1].prompt
-        #expect(told.contains("[block 1 was not run: it sets `context` to text written in your code"))
-        #expect(told.contains("[block 2 output]\n2"))
-        #expect(!told.contains("[block 1 output]"))
-        let (transformed, _) = try await run([repl("context = context.upper()\nprint(context.count('ALPHA'))"), "FINAL(2)"])
+        #expect(told.contains("[block 1 output]\n2\n[note: the statement that set `context` to text written in your code was not run"))
+        #expect(!told.contains("reserved and was restored"))
+        // Code that transforms context runs as written, and context is restored after it.
+        let (transformed, again) = try await run([repl("context = context.upper()\nprint(context.count('ALPHA'))"), "FINAL(2)"])
         #expect(transformed.answer == "2")
+        #expect(again.requests[1].prompt.contains("[block 1 output]\n2\n[note: `context` is reserved and was restored]"))
+        // A paste sharing its line with another statement is not cut apart: it runs, and context is restored.
+        let (shared, _) = try await run([repl("context = 'alpha'; n = context.count('alpha')\nprint(n)"), "FINAL(1)"])
+        #expect(shared.answer == "1")
+    }
+
+    @Test("a worker process leaves pasted context out the same way", .enabled(if: workersRun))
+    func pastedContextInWorker() async throws {
+        let root = ScriptedModel.sequence([repl("context = \"\"\"\nalpha\n\"\"\"\nprint(context.count('alpha'))"), "FINAL(2)"], name: "root")
+        var configuration = RLMConfiguration(rootModel: root, maxIterations: 3)
+        configuration.isolation = .process
+        configuration.isolation.requiresAllLayers = false
+        let result = try await RLM(configuration: configuration).complete(query: "How many lines mention alpha?", context: .text("alpha\nbeta\nalpha\n"))
+        #expect(result.answer == "2")
+        #expect(root.requests[1].prompt.contains("[block 1 output]\n2\n[note: the statement that set `context`"))
     }
 
     @Test("re-running a failing cell is told to change the code, not asked for an answer")

@@ -93,7 +93,7 @@ struct ReplyParserTests {
         ("text = \"context = 'x'\"", false), ("my_context = 'x'", false),
     ])
     func pastedContext(code: String, pasted: Bool) {
-        #expect(RLMLoop.assignsTextToContext(code) == pasted)
+        #expect(REPLEnvironment.mayPasteContext(code) == pasted)
     }
 
     @Test("a submission's literal is found in the submitting statement only", arguments: [

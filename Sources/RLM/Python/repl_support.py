@@ -235,6 +235,32 @@ def context_middle(preview):
     except Exception:
         return None
 
+def without_pasted_context(code):
+    """`code` without its top-level statements that set `context` to a string literal (the
+    preview pasted in), or None when it has none, does not parse, or shares a line between such
+    a statement and another."""
+    import ast
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return None
+    spans = []
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        value = getattr(node, "value", None)
+        literal = isinstance(value, ast.JoinedStr) or (isinstance(value, ast.Constant) and isinstance(value.value, str))
+        if literal and any(isinstance(target, ast.Name) and target.id == "context" for target in targets):
+            spans.append((node.lineno, node.end_lineno))
+    if not spans:
+        return None
+    for node in tree.body:
+        if (node.lineno, node.end_lineno) not in spans and any(a <= node.lineno <= b or a <= node.end_lineno <= b for a, b in spans):
+            return None
+    lines = code.split("\n")
+    for start, end in reversed(spans):
+        del lines[start - 1:end]
+    return "\n".join(lines)
+
 def final_var(name):
     if name not in g:
         return [False, None]
