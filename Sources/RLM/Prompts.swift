@@ -189,6 +189,12 @@ enum Prompts {
         [your reply had no ```repl block and no FINAL(...) answer: write code to make progress, or submit your answer]
         """
 
+    /// For a block that ran without error and printed nothing: Qwen2.5-Coder-1.5B assigned
+    /// `result = count_records(...)` turn after turn and never saw it.
+    static func printedNothing(lastAssigned name: String?) -> String {
+        "[the block printed nothing: to see a value, print it\(name.map { ", for example print(\($0))" } ?? "")]"
+    }
+
     /// For a cell that repeats an earlier one and printed the same: small models rerun a cell
     /// turn after turn instead of submitting what it printed.
     static func repeatedCell(output: String, failed: Bool) -> String {

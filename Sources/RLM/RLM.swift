@@ -236,7 +236,7 @@ public struct RLM: Sendable {
                 let response = try await tree.call(configuration.rootModel, messages, depth: 0, limited: false, force: true)
                 sink.emit(info, .modelReplied(iteration: root.iterations + 1, text: response.text, usage: response.usage, latency: .now - asked))
                 if let found = try await forcedAnswer(in: response.text, repl: repl, configuration: configuration, sink: sink, info: info, iteration: root.iterations + 1),
-                   try await grounded(found, conversation: root.messages, repl: repl, configuration: configuration) {
+                   try await grounded(found, evidence: root.evidence, repl: repl, configuration: configuration) {
                     let answer = sink.redact(found)
                     sink.emit(info, .answer(text: answer, iterations: root.iterations))
                     finish(nil)
@@ -419,10 +419,9 @@ extension RLM {
     /// Whether a forced answer may end the run: with ``RLMConfiguration/groundAnswers``, only one
     /// whose numbers (or words) the model has seen in an output or that `context` holds. There
     /// is no turn left to question it, so a made-up value ends the run at its limit instead.
-    static func grounded(_ answer: String, conversation: [ChatMessage], repl: REPLEnvironment, configuration: RLMConfiguration) async throws -> Bool {
+    static func grounded(_ answer: String, evidence: [String], repl: REPLEnvironment, configuration: RLMConfiguration) async throws -> Bool {
         guard configuration.groundAnswers else { return true }
-        let seen = conversation.dropFirst(2).filter { $0.role == .user }.map(\.content)
-        return try await Grounding.missing(from: answer, seen: seen, repl: repl).isEmpty
+        return try await Grounding.missing(from: answer, seen: evidence, repl: repl).isEmpty
     }
 
     /// The answer in the reply to the final-answer request, or `nil` when it holds none (the run

@@ -70,6 +70,11 @@ struct RLMLoop: Sendable {
     /// The latest distinct short outputs of cells that ran without error, newest last: what an
     /// answer-now request quotes.
     private(set) var recentOutputs: [String] = []
+    /// Every cell's output, without the lines it printed as literals written in its code
+    /// (``evidence(output:code:)``): what grounds an answer (``RLMConfiguration/groundAnswers``).
+    private(set) var evidence: [String] = []
+    /// How many of ``evidence`` came before the turn being handled.
+    private(set) var evidenceBeforeTurn = 0
     static let stalledTurnsBeforeAsking = 2
     /// Whether every cell of the last turn repeated the turn before it (code and output): the
     /// node then shows the model one of the two turns, since small models copy a turn they see
@@ -110,8 +115,14 @@ struct RLMLoop: Sendable {
 
     mutating func cellFinished(output: String, failed: Bool, answer: AnswerState) -> Action {
         feedback.append(output)
+        let body = output.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).dropFirst().first ?? ""
+        if nextBlock > 0, nextBlock <= blocks.count {
+            evidence.append(Self.evidence(output: String(body), code: blocks[nextBlock - 1]))
+            if !failed, !answer.ready, body.trimmingCharacters(in: .whitespacesAndNewlines) == "(no output)" {
+                feedback.append(Prompts.printedNothing(lastAssigned: Self.lastAssignedName(in: blocks[nextBlock - 1])))
+            }
+        }
         if nextBlock > 0, nextBlock <= blocks.count, !answer.ready {
-            let body = output.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).dropFirst().first ?? ""
             let code = blocks[nextBlock - 1].split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             // A traceback names the cell (`File "<cell 3.1>"`), which differs on every run.
             let key = [code.joined(separator: "\n"), String(body).replacing(/<cell [0-9.]+>/, with: "<cell>")]
@@ -193,16 +204,13 @@ struct RLMLoop: Sendable {
         // What models copy from the instructions, never an answer to a query.
         "", "...", "…", "answer", "your answer", "your final answer", "final answer", "your answer here", "answer here",
         "the answer itself", "your answer itself", "insert answer", "insert answer here", "placeholder",
-        "variable name", "variable_name",
+        "variable name", "variable_name", "final", "final_var", "final answer here",
         // `FINAL(...)` in code: the str of Python's Ellipsis.
         "ellipsis",
     ]
 
     /// The code blocks of the reply being handled.
     var replyBlocks: [String] { blocks }
-
-    /// Feedback not yet taken for a user message: the outputs of the reply's cells so far.
-    var pendingFeedback: [String] { feedback }
 
     /// Does not take an answer yet: tells the model `note` and asks for another turn.
     mutating func question(_ note: String) -> Action {
@@ -245,6 +253,24 @@ struct RLMLoop: Sendable {
         }
     }
 
+    /// `output` without the lines `code` printed as string literals written in it
+    /// (`print("The label … is 'question'.")`): Qwen2.5-Coder-1.5B printed its claim so, and the
+    /// claim then counted as seen. Values computed and printed (`print(n)`, f-strings) stay.
+    static func evidence(output: String, code: String) -> String {
+        let printed = Set(code.matches(of: /print\(\s*[rRuU]?(?:"([^"\\\n]*)"|'([^'\\\n]*)')\s*\)/).compactMap { match in
+            (match.output.1 ?? match.output.2).map(String.init)
+        })
+        guard !printed.isEmpty else { return output }
+        return output.split(separator: "\n", omittingEmptySubsequences: false).filter { !printed.contains(String($0)) }.joined(separator: "\n")
+    }
+
+    /// The name the last top-level assignment of `code` binds (`result = …`), if any.
+    static func lastAssignedName(in code: String) -> String? {
+        code.split(separator: "\n").compactMap { line in
+            line.firstMatch(of: /^([A-Za-z_][A-Za-z0-9_]*)\s*(?::[^=]+)?=[^=]/).map { String($0.output.1) }
+        }.last { $0 != "answer" && $0 != "context" }
+    }
+
     /// A block that is one bare name and nothing else (```` ```repl\noutage\n``` ````): asked for
     /// its answer, Qwen2.5-Coder-1.5B wrote the label so, and it raised a `NameError`. Read as
     /// `FINAL(name)` is: the variable when the REPL has one, else the word.
@@ -285,6 +311,7 @@ struct RLMLoop: Sendable {
         stalledTurns = stalled ? stalledTurns + 1 : 0
         askingForAnswer = stalledTurns >= Self.stalledTurnsBeforeAsking
         if askingForAnswer { stalledTurns = 0 }
+        evidenceBeforeTurn = evidence.count
         answering = askingForAnswer || toldToSubmit
         toldToSubmit = false
         statedAnswer = nil

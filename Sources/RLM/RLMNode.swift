@@ -21,6 +21,7 @@ final class RLMNode: Sendable {
         var iterations = 0
         var refinedAnswer: String?
         var recentOutputs: [String] = []
+        var evidence: [String] = []
     }
 
     private let progress = Mutex(Progress())
@@ -40,6 +41,8 @@ final class RLMNode: Sendable {
     /// The latest short outputs of cells that ran without error (``RLMLoop/recentOutputs``),
     /// for a final-answer request to quote.
     var recentOutputs: [String] { progress.withLock { $0.recentOutputs } }
+    /// What the node's cells showed, for grounding a final answer (``RLMLoop/evidence``).
+    var evidence: [String] { progress.withLock { $0.evidence } }
     /// The latest answer once refinement has begun (``RLMConfiguration/refinement``): what a
     /// limit during refinement leaves as the result.
     var refinedAnswer: String? { progress.withLock { $0.refinedAnswer } }
@@ -105,11 +108,13 @@ final class RLMNode: Sendable {
             let best = loop.bestAnswer
             let iteration = loop.iteration
             let outputs = loop.recentOutputs
+            let evidence = loop.evidence
             progress.withLock {
                 $0.messages = messages
                 if let best { $0.bestAnswer = best }
                 $0.iterations = iteration
                 $0.recentOutputs = outputs
+                $0.evidence = evidence
             }
         }
 
@@ -314,12 +319,11 @@ final class RLMNode: Sendable {
 
             case .finish(let unredacted):
                 if configuration.groundAnswers, refining == nil, !questionedAnswer, loop.iteration < configuration.maxIterations {
-                    var seen = messages.dropFirst(2).filter { $0.role == .user }.map(\.content)
                     let byCode = loop.submittedByCode
                     // A value written into the submitting code was chosen before its block's
                     // output was seen: only earlier outputs ground it.
                     let preset = byCode && Grounding.writtenInSubmission(unredacted, blocks: loop.replyBlocks)
-                    if !preset { seen += loop.pendingFeedback }
+                    let seen = Array(preset ? loop.evidence.prefix(loop.evidenceBeforeTurn) : loop.evidence[...])
                     let missing = try await Grounding.missing(from: unredacted, seen: seen, repl: repl, inContextCounts: !byCode)
                     if !missing.isEmpty {
                         questionedAnswer = true

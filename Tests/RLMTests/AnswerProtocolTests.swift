@@ -340,7 +340,10 @@ struct AnswerProtocolTests {
         // In the context, or printed by a cell: taken at once.
         #expect(try await grounded(["The code is FINAL(48213)."]).1.callCount == 1)
         #expect(try await grounded([repl("n = len(context.splitlines())\nprint(n)"), "FINAL(3 lines)"]).1.callCount == 2)
-        #expect(try await grounded([repl("FINAL(str(len(context.splitlines())) + ' lines')\nprint('3 lines')")]).1.callCount == 1)
+        #expect(try await grounded([repl("FINAL(str(len(context.splitlines())) + ' lines')\nprint(len(context.splitlines()), 'lines')")]).1.callCount == 1)
+        // A claim printed as a literal is no evidence: Qwen printed "… is 'question'." and answered it.
+        #expect(try await grounded([repl("print('The code is 777.')"), "FINAL(777)", "FINAL(777)"]).1.callCount == 3)
+        #expect(try await grounded([repl("code = 777\nprint(f'The code is {code}.')"), "FINAL(777)"]).1.callCount == 2)
         // Qwen's prose said the count was 1 while its cell printed 200: the 1 of "[block 1 output]" is no evidence.
         #expect(try await grounded([repl("print(200)"), "The answer is `1`.\nFINAL(1)", "FINAL(1)"], context: "alpha\nbeta\n").1.callCount == 3)
         // A number is seen only whole: 12 is not in "2012".

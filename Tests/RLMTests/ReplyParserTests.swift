@@ -79,12 +79,33 @@ struct ReplyParserTests {
 
     @Test("empty and placeholder answers are refused; real ones, however short, are not")
     func placeholders() {
-        for refused in ["", "  ", "your answer", "Your Answer", "<your answer>", "[answer]", "...", "…", "the answer itself", "Ellipsis"] {
+        // "[final]": Qwen2.5-Coder-1.5B's whole reply to a final-answer request.
+        for refused in ["", "  ", "your answer", "Your Answer", "<your answer>", "[answer]", "...", "…", "the answer itself", "Ellipsis", "[final]", "FINAL"] {
             #expect(RLMLoop.problem(with: refused) != nil, "\(refused)")
         }
         for accepted in ["0", "42", "no", "None", "Paris", "the answer", "the answer is 7", "value"] {
             #expect(RLMLoop.problem(with: accepted) == nil, "\(accepted)")
         }
+    }
+
+    @Test("a block that printed nothing is told to print, naming its last assignment")
+    func printedNothing() {
+        var loop = RLMLoop(maxIterations: 3, maxConsecutiveErrors: nil)
+        _ = loop.start()
+        _ = loop.modelReplied("```repl\ndef f(text):\n    total = 0\n    return total\nresult = f(context)\n```")
+        _ = loop.cellFinished(output: "[block 1 output]\n(no output)", failed: false, answer: .init(ready: false, content: ""))
+        #expect(loop.takeFeedback().last == "[the block printed nothing: to see a value, print it, for example print(result)]")
+        _ = loop.modelReplied("```repl\nimport re\n```")
+        _ = loop.cellFinished(output: "[block 1 output]\n(no output)", failed: false, answer: .init(ready: false, content: ""))
+        #expect(loop.takeFeedback().last == "[the block printed nothing: to see a value, print it]")
+        #expect(RLMLoop.lastAssignedName(in: "n: int = 3\nx == 2\nanswer['content'] = n\ncontext = 1") == "n")
+    }
+
+    @Test("an output's lines that its code printed as literals are no evidence; computed ones are")
+    func evidence() {
+        let code = "n = 3\nprint('The label is question.')\nprint(n)\nprint(f'{n} records')"
+        #expect(RLMLoop.evidence(output: "The label is question.\n3\n3 records", code: code) == "3\n3 records")
+        #expect(RLMLoop.evidence(output: "question", code: "label = 'question'\nprint(label)") == "question")
     }
 
     @Test("setting context to a string literal is found; transforming or comparing it is not", arguments: [
@@ -191,8 +212,8 @@ struct ReplyParserTests {
         #expect(loop.start() == .callModel(iteration: 1))
         #expect(loop.modelReplied("```repl\na\n```\n```repl\nb\n```\n```repl\nc\n```") == .execute(cell: 1, code: "a"))
         #expect(loop.cellFinished(output: "o1", failed: false, answer: .init(ready: false, content: "draft")) == .execute(cell: 2, code: "b"))
-        #expect(loop.cellFinished(output: "o2", failed: false, answer: .init(ready: true, content: "final")) == .finish("final"))
-        #expect(loop.bestAnswer == "final")
+        #expect(loop.cellFinished(output: "o2", failed: false, answer: .init(ready: true, content: "the answer")) == .finish("the answer"))
+        #expect(loop.bestAnswer == "the answer")
     }
 
     @Test("the loop ends at its iteration limit and counts consecutive errors")
