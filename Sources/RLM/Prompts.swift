@@ -185,9 +185,12 @@ enum Prompts {
     // into a block, where it is a SyntaxError, turn after turn.
     private static let submitOrGoOn = "If an output above answers it, submit that answer now, the value itself in FINAL(…); if not, write the next ```repl block."
 
-    static let noCodeNoAnswer = """
-        [your reply had no ```repl block and no FINAL(...) answer: write code to make progress, or submit your answer]
-        """
+    /// For a reply with neither code nor an answer, quoting the latest short `outputs`: Qwen
+    /// wrote what its block "will output" in the reply, then answered from that, turn after
+    /// turn, not from what the block printed.
+    static func noCodeNoAnswer(outputs: [String] = []) -> String {
+        "[your reply had no ```repl block and no FINAL(...) answer: write code to make progress, or submit your answer from what the REPL printed]" + latestOutputs(outputs)
+    }
 
     /// For a block that ran without error and printed nothing: Qwen2.5-Coder-1.5B assigned
     /// `result = count_records(...)` turn after turn and never saw it.
@@ -265,7 +268,7 @@ enum Prompts {
     }
 
     /// " The REPL's latest outputs:" and each of `outputs` fenced, or "" for none.
-    private static func latestOutputs(_ outputs: [String]) -> String {
+    static func latestOutputs(_ outputs: [String]) -> String {
         outputs.isEmpty ? "" : " The REPL's latest output\(outputs.count == 1 ? "" : "s"):\n" + outputs.map(fenced).joined(separator: "\n")
     }
 

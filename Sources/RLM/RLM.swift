@@ -236,7 +236,7 @@ public struct RLM: Sendable {
                 let response = try await tree.call(configuration.rootModel, messages, depth: 0, limited: false, force: true)
                 sink.emit(info, .modelReplied(iteration: root.iterations + 1, text: response.text, usage: response.usage, latency: .now - asked))
                 if let found = try await forcedAnswer(in: response.text, repl: repl, configuration: configuration, sink: sink, info: info, iteration: root.iterations + 1),
-                   try await grounded(found, evidence: root.evidence, repl: repl, configuration: configuration) {
+                   try await grounded(found, evidence: root.evidence + [query], repl: repl, configuration: configuration) {
                     let answer = sink.redact(found)
                     sink.emit(info, .answer(text: answer, iterations: root.iterations))
                     finish(nil)

@@ -59,7 +59,7 @@ struct RLMLoop: Sendable {
     /// final answer may take (``lenientAnswer(in:blocks:)``).
     private(set) var askingForAnswer = false
     /// Whether the reply being handled answers an answer-now request, or follows a reply with
-    /// neither code nor an answer (``Prompts/noCodeNoAnswer`` asked for one): Qwen replied a bare
+    /// neither code nor an answer (``Prompts/noCodeNoAnswer(outputs:)`` asked for one): Qwen replied a bare
     /// `9` five turns running after a cell printed 9.
     private var answering = false
     /// Whether this turn's reply had neither code nor an answer.
@@ -101,7 +101,7 @@ struct RLMLoop: Sendable {
         final = ReplyParser.finalMarker(in: reply)
         statedAnswer = answering && final == nil ? Self.lenientAnswer(in: reply, blocks: blocks) : nil
         if blocks.isEmpty && final == nil && statedAnswer == nil {
-            feedback.append(Prompts.noCodeNoAnswer)
+            feedback.append(Prompts.noCodeNoAnswer(outputs: recentOutputs))
             toldToSubmit = true
         }
         return afterBlocks()

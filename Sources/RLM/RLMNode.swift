@@ -323,7 +323,9 @@ final class RLMNode: Sendable {
                     // A value written into the submitting code was chosen before its block's
                     // output was seen: only earlier outputs ground it.
                     let preset = byCode && Grounding.writtenInSubmission(unredacted, blocks: loop.replyBlocks)
-                    let seen = Array(preset ? loop.evidence.prefix(loop.evidenceBeforeTurn) : loop.evidence[...])
+                    // The query's own words may be echoed in an answer, but do not ground a
+                    // value written into the code: "'praise' or 'billing'?" would ground both.
+                    let seen = preset ? Array(loop.evidence.prefix(loop.evidenceBeforeTurn)) : loop.evidence + (query.map { [$0] } ?? [])
                     let missing = try await Grounding.missing(from: unredacted, seen: seen, repl: repl, inContextCounts: !byCode)
                     if !missing.isEmpty {
                         questionedAnswer = true

@@ -95,7 +95,7 @@ struct AnswerProtocolTests {
         let (bare, told) = try await run([count, "2", "2"], maxIterations: 4)
         #expect(bare.answer == "2")
         #expect(told.callCount == 3)
-        #expect(told.requests[2].prompt.contains("your reply had no ```repl block and no FINAL(...) answer"))
+        #expect(told.requests[2].prompt.contains("your reply had no ```repl block and no FINAL(...) answer: write code to make progress, or submit your answer from what the REPL printed] The REPL's latest output:\n```\n2\n```"))
         // Prose that states no answer is not taken: the model is told, and answers next turn.
         let (result, root) = try await run([count, count, count, "I am not sure yet.", "FINAL(2)"], maxIterations: 6)
         #expect(result.answer == "2")
@@ -341,6 +341,8 @@ struct AnswerProtocolTests {
         #expect(try await grounded(["The code is FINAL(48213)."]).1.callCount == 1)
         #expect(try await grounded([repl("n = len(context.splitlines())\nprint(n)"), "FINAL(3 lines)"]).1.callCount == 2)
         #expect(try await grounded([repl("FINAL(str(len(context.splitlines())) + ' lines')\nprint(len(context.splitlines()), 'lines')")]).1.callCount == 1)
+        // The query's words may be echoed in a prose answer.
+        #expect(try await grounded([repl("print(1)"), "FINAL(secret)"], context: "alpha\nbeta\n").1.callCount == 2)
         // A claim printed as a literal is no evidence: Qwen printed "… is 'question'." and answered it.
         #expect(try await grounded([repl("print('The code is 777.')"), "FINAL(777)", "FINAL(777)"]).1.callCount == 3)
         #expect(try await grounded([repl("code = 777\nprint(f'The code is {code}.')"), "FINAL(777)"]).1.callCount == 2)
