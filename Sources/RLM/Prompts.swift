@@ -198,6 +198,11 @@ enum Prompts {
         "[the block printed nothing: to see a value, print it\(name.map { ", for example print(\($0))" } ?? "")]"
     }
 
+    /// For a block whose whole output says it found nothing (``RLMLoop/emptyResults``).
+    static func foundNothing(_ output: String) -> String {
+        "[the block printed only `\(output)`: if you expected to find something, the pattern or comparison may not fit the data. Print a few of the lines or values you compared (for example their repr) and check their exact form before you answer]"
+    }
+
     /// For a cell that repeats an earlier one and printed the same: small models rerun a cell
     /// turn after turn instead of submitting what it printed.
     static func repeatedCell(output: String, failed: Bool) -> String {

@@ -118,8 +118,11 @@ struct RLMLoop: Sendable {
         let body = output.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).dropFirst().first ?? ""
         if nextBlock > 0, nextBlock <= blocks.count {
             evidence.append(Self.evidence(output: String(body), code: blocks[nextBlock - 1]))
-            if !failed, !answer.ready, body.trimmingCharacters(in: .whitespacesAndNewlines) == "(no output)" {
+            let shown = body.trimmingCharacters(in: .whitespacesAndNewlines)
+            if !failed, !answer.ready, shown == "(no output)" {
                 feedback.append(Prompts.printedNothing(lastAssigned: Self.lastAssignedName(in: blocks[nextBlock - 1])))
+            } else if !failed, !answer.ready, Self.emptyResults.contains(shown) {
+                feedback.append(Prompts.foundNothing(shown))
             }
         }
         if nextBlock > 0, nextBlock <= blocks.count, !answer.ready {
@@ -263,6 +266,10 @@ struct RLMLoop: Sendable {
         guard !printed.isEmpty else { return output }
         return output.split(separator: "\n", omittingEmptySubsequences: false).filter { !printed.contains(String($0)) }.joined(separator: "\n")
     }
+
+    /// Outputs that say a search or count found nothing, which for small models is most often
+    /// a pattern that does not fit the data (`record[2] == 'praise'` against ` label: praise `).
+    static let emptyResults: Set<String> = ["0", "[]", "{}", "set()", "None", "''"]
 
     /// The name the last top-level assignment of `code` binds (`result = …`), if any.
     static func lastAssignedName(in code: String) -> String? {

@@ -88,7 +88,7 @@ struct ReplyParserTests {
         }
     }
 
-    @Test("a block that printed nothing is told to print, naming its last assignment")
+    @Test("a block that printed nothing is told to print, naming its last assignment; one that found nothing, to check the form")
     func printedNothing() {
         var loop = RLMLoop(maxIterations: 3, maxConsecutiveErrors: nil)
         _ = loop.start()
@@ -99,6 +99,13 @@ struct ReplyParserTests {
         _ = loop.cellFinished(output: "[block 1 output]\n(no output)", failed: false, answer: .init(ready: false, content: ""))
         #expect(loop.takeFeedback().last == "[the block printed nothing: to see a value, print it]")
         #expect(RLMLoop.lastAssignedName(in: "n: int = 3\nx == 2\nanswer['content'] = n\ncontext = 1") == "n")
+        // A block that found nothing is told to check the form of what it compared.
+        _ = loop.modelReplied("```repl\nprint(len([r for r in records if r[2] == 'praise']))\n```")
+        _ = loop.cellFinished(output: "[block 1 output]\n0", failed: false, answer: .init(ready: false, content: ""))
+        #expect(loop.takeFeedback().last?.hasPrefix("[the block printed only `0`: if you expected to find something") == true)
+        _ = loop.modelReplied("```repl\nprint(len(records))\n```")
+        _ = loop.cellFinished(output: "[block 1 output]\n300", failed: false, answer: .init(ready: false, content: ""))
+        #expect(loop.takeFeedback() == ["[block 1 output]\n300"])
     }
 
     @Test("an output's lines that its code printed as literals are no evidence; computed ones are")
