@@ -190,6 +190,7 @@ struct RLMLoop: Sendable {
     static func problem(with answer: String) -> String? {
         let text = answer.trimmingCharacters(in: .whitespacesAndNewlines)
         if text.isEmpty { return "the answer is empty" }
+        if text == answerItself { return "answer[\"content\"] holds the answer dict itself, not an answer" }
         let bare = text.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: " \"'`<>[]{}().:*_"))
         if placeholders.contains(bare) { return "`\(text)` is a placeholder, not an answer" }
         return nil
@@ -202,6 +203,11 @@ struct RLMLoop: Sendable {
         guard let first = text.unicodeScalars.first, first == "_" || (first.isASCII && CharacterSet.letters.contains(first)) else { return false }
         return text.unicodeScalars.allSatisfy { $0 == "_" || ($0.isASCII && CharacterSet.alphanumerics.contains($0)) }
     }
+
+    /// What the REPL reads as `answer["content"]` when it is the `answer` dict itself
+    /// (repl_support.py's `ANSWER_ITSELF`): Qwen2.5-Coder-1.5B wrote `answer['content'] = answer`
+    /// and the dict's str, `{'content': {...}, 'ready': True}`, ended a 32K run with exit 0.
+    static let answerItself = "<the answer dict itself>"
 
     private static let placeholders: Set<String> = [
         // What models copy from the instructions, never an answer to a query.

@@ -140,6 +140,19 @@ struct AnswerProtocolTests {
         #expect(root.requests[3].prompt.contains("failed the same way: change the code"))
     }
 
+    @Test("answer['content'] = answer is refused, not the dict's str")
+    func answerHoldsItself() async throws {
+        // Qwen2.5-Coder-1.5B at 32K: the run ended, exit 0, with "{'content': {...}, 'ready': True}".
+        let (result, root) = try await run([repl("answer['content'] = answer\nanswer['ready'] = True"), "FINAL(2)"])
+        #expect(result.answer == "2")
+        #expect(root.requests[1].prompt.contains("[answer refused: answer[\"content\"] holds the answer dict itself, not an answer."))
+        // At a limit, the forced reply's code is read the same way.
+        let error = await #expect(throws: RLMError.self) {
+            try await run([repl("x = 1"), repl("answer['content'] = answer\nanswer['ready'] = True")], maxIterations: 1, finalAnswerOnLimit: true)
+        }
+        #expect(error?.limit == .iterations)
+    }
+
     @Test("FINAL(...) and FINAL(answer) in code submit nothing, and the model is told")
     func placeholdersInCode() async throws {
         let (result, root) = try await run([repl("FINAL(...)"), repl("FINAL(answer)"), repl("FINAL(context.count('alpha'))")])

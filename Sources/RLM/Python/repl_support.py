@@ -90,6 +90,8 @@ g.update(_ALIASES)
 g["answer"] = {"content": "", "ready": False}
 saved = {}
 
+ANSWER_ITSELF = "<the answer dict itself>"  # RLMLoop.answerItself
+
 def reserve():
     saved.clear()
     saved.update({name: g[name] for name in RESERVED if name in g})
@@ -108,6 +110,9 @@ def after_cell():
     content = answer.get("content", "")
     if content is None:
         content = ""
+    if content is answer:
+        # `answer["content"] = answer`: its str, "{'content': {...}, 'ready': True}", is no answer.
+        content = ANSWER_ITSELF
     if not isinstance(content, str):
         try:
             content = str(content)
