@@ -99,7 +99,7 @@ struct RLMLoop: Sendable {
         blocks = ReplyParser.codeBlocks(in: reply)
         nextBlock = 0
         final = ReplyParser.finalMarker(in: reply)
-        statedAnswer = answering && final == nil ? Self.lenientAnswer(in: reply, blocks: blocks) : nil
+        statedAnswer = answering && final == nil ? Self.lenientAnswer(in: reply, blocks: blocks, statedBesideCode: false) : nil
         if blocks.isEmpty && final == nil && statedAnswer == nil {
             feedback.append(Prompts.noCodeNoAnswer(outputs: recentOutputs))
             toldToSubmit = true
@@ -302,13 +302,19 @@ struct RLMLoop: Sendable {
     /// The longest output an answer-now request quotes.
     static let quotedOutputCharacters = 300
 
-    /// The answer a reply to an answer-now request gives without `FINAL`: one literal, alone or
-    /// as the only code of a block (`65`, ```` ```repl\n"billing"\n``` ````), or "Final answer:
-    /// X" in prose or else in a code comment. Small models answer so when asked for their answer;
-    /// in other turns such text is not a submission, and other prose never is.
-    static func lenientAnswer(in reply: String, blocks: [String]) -> String? {
+    /// The answer a reply to an answer-now request gives without `FINAL`: one literal or name,
+    /// alone or as the only code of a block (`65`, ```` ```repl\n"billing"\n``` ````), or
+    /// "Final answer: X" in prose or else in a code comment. Small models answer so when asked
+    /// for their answer; in other turns such text is not a submission, and other prose never is.
+    ///
+    /// `statedBesideCode` takes "Final answer: X" from a reply that also has code. Only the
+    /// final-answer request at a limit does: in the loop, Qwen wrote "**Output:** 3 **Final
+    /// answer:** 3" beside a block before it ran (the block printed 193), and the next turn shows
+    /// the model what the block printed instead.
+    static func lenientAnswer(in reply: String, blocks: [String], statedBesideCode: Bool = true) -> String? {
         if blocks.count == 1, let literal = ReplyParser.literalAnswer(in: blocks[0]) ?? bareName(in: blocks[0]) { return literal }
         if blocks.isEmpty, let literal = ReplyParser.literalAnswer(in: reply) { return literal }
+        guard blocks.isEmpty || statedBesideCode else { return nil }
         return ReplyParser.statedFinalAnswer(in: reply) ?? ReplyParser.statedFinalAnswer(in: reply, includingCode: true)
     }
 
