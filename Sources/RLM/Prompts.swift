@@ -273,7 +273,7 @@ enum Prompts {
     }
 
     /// " The REPL's latest outputs:" and each of `outputs` fenced, or "" for none.
-    static func latestOutputs(_ outputs: [String]) -> String {
+    private static func latestOutputs(_ outputs: [String]) -> String {
         outputs.isEmpty ? "" : " The REPL's latest output\(outputs.count == 1 ? "" : "s"):\n" + outputs.map(fenced).joined(separator: "\n")
     }
 

@@ -116,9 +116,9 @@ struct RLMLoop: Sendable {
     mutating func cellFinished(output: String, failed: Bool, answer: AnswerState) -> Action {
         feedback.append(output)
         let body = output.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).dropFirst().first ?? ""
+        let shown = body.trimmingCharacters(in: .whitespacesAndNewlines)
         if nextBlock > 0, nextBlock <= blocks.count {
             evidence.append(Self.evidence(output: String(body), code: blocks[nextBlock - 1]))
-            let shown = body.trimmingCharacters(in: .whitespacesAndNewlines)
             if !failed, !answer.ready, shown == "(no output)" {
                 feedback.append(Prompts.printedNothing(lastAssigned: Self.lastAssignedName(in: blocks[nextBlock - 1])))
             } else if !failed, !answer.ready, Self.emptyResults.contains(shown) {
@@ -137,7 +137,6 @@ struct RLMLoop: Sendable {
                 if turn == iteration - 1 { turnRepeats += 1 }
             }
             ran[key] = iteration
-            let shown = body.trimmingCharacters(in: .whitespacesAndNewlines)
             if !failed, !shown.isEmpty, shown != "(no output)", shown.count <= Self.quotedOutputCharacters {
                 recentOutputs.removeAll { $0 == shown }
                 recentOutputs.append(shown)
