@@ -339,7 +339,7 @@ public final class PythonNamespace: Sendable {
             }
             if let compiled {
                 var execution: UInt64 = 0
-                guard let slot = rlm_sandbox_begin_execution(runningTime == nil ? 0 : 1, &execution) else {
+                guard let slot = rlm_sandbox_begin_execution(compiled.pointer, runningTime == nil ? 0 : 1, &execution) else {
                     _ = try? PythonObject(borrowing: handles.endCapture).call([], gil)
                     return .failure(PythonError(code: .exception, typeName: "MemoryError", message: "out of memory starting the execution"))
                 }

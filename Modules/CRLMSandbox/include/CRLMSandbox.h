@@ -1,6 +1,8 @@
 // The in-process sandbox of swift-rlm: a PEP 578 audit hook, per-thread policies, guarded
-// functions and the stop trace. Everything here is plain C over the CPython API; the policy
-// contents and the Python-level set-up live in Swift and in `sandbox.py`.
+// functions, finalizer confinement and stopping model code. Everything here is plain C over the
+// CPython API (3.11 to 3.14; what differs between versions is in compat_stop.c); the policy
+// contents and the Python-level set-up live in Swift and in `sandbox.py`. The files and their
+// concerns are listed in internal.h.
 #ifndef SWIFT_RLM_SANDBOX_H
 #define SWIFT_RLM_SANDBOX_H
 
@@ -52,17 +54,17 @@ int rlm_sandbox_install_hook(void);
 PyObject *_Nullable rlm_sandbox_make_module(void);
 
 /// The stop machinery's record of one thread that runs executions: its thread state and the
-/// execution running on it. Opaque; never freed (see sandbox.c).
+/// execution running on it. Opaque; never freed (see stop.c).
 typedef struct rlm_stop_slot rlm_stop_slot;
 
 /// A monotonic clock in nanoseconds (CLOCK_MONOTONIC), the one execution start times use.
 uint64_t rlm_sandbox_now(void);
 
-/// Marks the start of an execution on the calling thread (GIL held): returns the thread's slot
-/// and stores the execution's id in `execution`, or returns NULL when out of memory. With
-/// `watch_start`, the slot records when the execution runs its first line
+/// Marks the start of an execution of `code` on the calling thread (GIL held): returns the
+/// thread's slot and stores the execution's id in `execution`, or returns NULL when out of
+/// memory. With `watch_start`, the slot records when the execution runs its first line of `code`
 /// (``rlm_sandbox_execution_started``).
-rlm_stop_slot *_Nullable rlm_sandbox_begin_execution(int watch_start, uint64_t *execution);
+rlm_stop_slot *_Nullable rlm_sandbox_begin_execution(PyObject *code, int watch_start, uint64_t *execution);
 
 /// Whether `execution` has run its first line, and when (``rlm_sandbox_now``). Any thread, no GIL.
 int rlm_sandbox_execution_started(const rlm_stop_slot *slot, uint64_t execution, uint64_t *started_at);
@@ -72,18 +74,20 @@ int rlm_sandbox_execution_started(const rlm_stop_slot *slot, uint64_t execution,
 /// back the GIL, so call it with no lock held.
 void rlm_sandbox_end_execution(void);
 
-/// One round of stopping `execution` (GIL held), if it still runs on `slot`'s thread. Sets a trace
-/// function there that raises `exception_type` on every line and call of model code (code outside
-/// the library directories and frozen modules), and, when `inject` is non-zero and the thread is
-/// paused in model code, raises it there asynchronously. Library code never gets the exception,
-/// so its `finally` clauses release the import lock and other locks. Call it every few
-/// milliseconds until the execution returns, after ``rlm_sandbox_withdraw_stop``. Returns 1 while
-/// the execution runs. May release and take back the GIL, so call it with no lock held.
+/// One round of stopping `execution` (GIL held), if it still runs on `slot`'s thread. From then on
+/// that thread raises `exception_type` on every line, jump and call of model code (code outside
+/// the library directories and frozen modules), but never in library code, whose `finally`
+/// clauses release the import lock and other locks, nor in the finalizers a collection runs
+/// there, which may be any namespace's. On CPython 3.11, when `inject` is non-zero and the thread
+/// is paused in model code, it also raises it there asynchronously (compat_stop.c). Call it every
+/// few milliseconds until the execution returns, after ``rlm_sandbox_withdraw_stop``. Returns 1
+/// while the execution runs. May release and take back the GIL, so call it with no lock held.
 int rlm_sandbox_stop(rlm_stop_slot *slot, uint64_t execution, PyObject *exception_type, int inject);
 
 /// Withdraws an asynchronous exception that `execution` has not taken since the last round
 /// (GIL held): the thread is blocked outside the bytecode loop or starved. Returns 1 if one was
-/// withdrawn; then call ``rlm_sandbox_lower_pending_flag`` before the next injections.
+/// withdrawn; then call ``rlm_sandbox_lower_pending_flag`` before the next injections. Only
+/// CPython 3.11 injects; on later versions it returns 0.
 int rlm_sandbox_withdraw_stop(rlm_stop_slot *slot, uint64_t execution);
 
 /// Lowers the interpreter's "asynchronous exception pending" flag after withdrawals (GIL held),

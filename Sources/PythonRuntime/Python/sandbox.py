@@ -70,6 +70,12 @@ del _name, _value
 
 _guard_names(_posixsubprocess, ("fork_exec",), "processes", "model code may not start processes")
 _guard_names(_thread, ("interrupt_main",), "signals", "model code may not interrupt the host")
+# CPython 3.12 and later stop model code through a sys.monitoring tool (Modules/CRLMSandbox/
+# compat_stop.c, which took these functions before this ran): model code may not turn it off.
+if hasattr(sys, "monitoring"):
+    _guard_names(sys.monitoring, ("use_tool_id", "free_tool_id", "register_callback", "set_events",
+                                  "set_local_events", "restart_events"),
+                 "introspection", "tracing and monitoring belong to the host (they stop model code)")
 _guard_names(faulthandler, [name for name in dir(faulthandler) if not name.startswith("__")],
              "process-exit", "the fault handler belongs to the host process")
 

@@ -1,0 +1,126 @@
+import Foundation
+import Testing
+
+@testable import PythonRuntime
+
+/// Hammer tests for what a stop round may touch (docs/architecture.md, "Threads, locks and the
+/// GIL": a round reads another thread's state only while its execution runs, and never anything
+/// that thread can free while the round hands the GIL over). Each failed before its fix.
+@Suite("Stop rounds touch only live state")
+struct StopLifetimeTests {
+    /// Makes cyclic garbage whose finalizers hand the GIL over, with the collector's threshold
+    /// lowered, so that almost any allocation, on any thread, collects it and lets other threads
+    /// run in the middle of that allocation. The caller restores the threshold: a stopped cell's
+    /// `finally` clauses do not run (the stop raises on each of their lines too).
+    static let yieldingGarbage = """
+        import gc, time
+        class Yielding:
+            def __del__(self, sleep=time.sleep):
+                sleep(0)
+        gc.set_threshold(1)
+        while True:
+            a, b = Yielding(), Yielding()
+            a.other, b.other = b, a
+            del a, b
+            time.sleep(0.0002)
+        """
+
+    @Test("stop rounds beside collections that hand the GIL over never read a frame the stopped thread freed")
+    func roundsBesideYieldingCollections() async throws {
+        // On CPython 3.11 a round looked at the stopped thread's innermost frame, making a frame
+        // object for it. That allocation could run a collection whose finalizers handed the GIL
+        // to the stopped thread, which returned from the frame (freeing the stack chunk it lived
+        // in) before the round wrote to it and read its code: the host died with SIGSEGV.
+        try await CollectorTurns.exclusively {
+            let collector = try await PythonNamespace()
+            _ = try await collector.execute("import gc\nsaved = gc.get_threshold()")
+            let collecting = Task { try await collector.execute(Self.yieldingGarbage, timeout: .seconds(600)) }
+            // Code the stop takes for the library's (a frozen module's name) recurses deeply,
+            // allocating nothing, for a second and a half: the round finds no model frame to
+            // stop, so it comes back every few milliseconds while the frames come and go and the
+            // data stack's chunks are freed and made again.
+            let code = #"""
+                import time
+                exec(compile('''
+                def down(n):
+                    return down(n - 1) if n else 0
+                began = time.monotonic()
+                while time.monotonic() - began < 1.5:
+                    down(400)
+                ''', '<frozen stop-lifetime-test>', 'exec'))
+                while True:
+                    pass
+                """#
+            let failures = try await withThrowingTaskGroup(of: [String].self) { group in
+                for _ in 0..<3 {
+                    group.addTask {
+                        var failures: [String] = []
+                        for round in 0..<5 {
+                            let namespace = try await PythonNamespace(configuration: .init(stopGracePeriod: .seconds(60)))
+                            let result = try await namespace.execute(code, timeout: .milliseconds(100))
+                            if result.status != .timedOut { failures.append("round \(round): \(result.status)") }
+                            await namespace.close()
+                        }
+                        return failures
+                    }
+                }
+                return try await group.reduce(into: []) { $0 += $1 }
+            }
+            collecting.cancel()
+            _ = try? await collecting.value
+            let restored = try await collector.execute("gc.set_threshold(*saved)\nprint(gc.get_threshold() == saved)")
+            #expect(restored.stdout == "True\n", "\(restored.error?.message ?? "")")
+            await collector.close()
+            #expect(failures.isEmpty, "\(failures)")
+        }
+    }
+
+    @Test("a collection on a thread being stopped runs other namespaces' finalizers to the end")
+    func stoppedThreadsFinalizeOthersObjects() async throws {
+        // A stopped execution that allocates in library code (where the stop never raises) runs
+        // the automatic collections, and with them the finalizers of every namespace's garbage.
+        // The stop trace raised in those finalizers too: another namespace's `__del__` ended at
+        // its first line, and with it the sandbox's finalizer probes (`[] 0`).
+        try await CollectorTurns.exclusively {
+            let stopped = try await PythonNamespace(configuration: .init(stopGracePeriod: .seconds(60)))
+            let stopping = Task {
+                try await stopped.execute("""
+                    import copy
+                    big = [[i] for i in range(300000)]
+                    while True:
+                        copy.deepcopy(big)
+                    """, timeout: .milliseconds(400))
+            }
+            let other = try await PythonNamespace()
+            var rounds: [String] = []
+            for round in 0..<12 {
+                let output = try await other.execute("""
+                    import gc, sys, time
+                    done = []
+                    class Probe:
+                        def __del__(self, done=done):
+                            x = 1
+                            done.append(x)
+                    for _ in range(20):
+                        a, b = Probe(), Probe()
+                        a.other, b.other = b, a
+                    del a, b
+                    time.sleep(0.05)
+                    for _ in range(100):
+                        if len(done) >= 40:
+                            break
+                        gc.collect()
+                        time.sleep(0.01)
+                    print(len(done))
+                    """).stdout
+                rounds.append(output.trimmingCharacters(in: .whitespacesAndNewlines))
+                try await Task.sleep(for: .milliseconds(40))
+            }
+            let result = try await stopping.value
+            #expect(result.status == .timedOut)
+            #expect(rounds.allSatisfy { $0 == "40" }, "finalizers run to the end in each round: \(rounds)")
+            await other.close()
+            await stopped.close()
+        }
+    }
+}
