@@ -1,4 +1,5 @@
 import CPython
+import Foundation
 
 /// Proof that the current thread holds the GIL.
 ///
@@ -48,5 +49,28 @@ public enum Python {
     /// The version of the linked interpreter, for example `"3.11.2"`.
     public static var version: String {
         String(cString: Py_GetVersion()).split(separator: " ").first.map(String.init) ?? ""
+    }
+
+    /// The CPython version whose headers the bridge was built against, for example `"3.13.5"`
+    /// (pkg-config's `python3-embed` at build time; 3.11 to 3.14 are supported).
+    public static var buildVersion: String {
+        "\(PY_MAJOR_VERSION).\(PY_MINOR_VERSION).\(PY_MICRO_VERSION)"
+    }
+
+    /// The file of the libpython the process loaded, for example
+    /// `"/usr/lib/x86_64-linux-gnu/libpython3.13.so.1.0"`, from `/proc/self/maps`; `nil` where
+    /// there is none (a static build, or a system without `/proc`).
+    public static var libraryPath: String? {
+        // /proc files report no size: read the handle to its end.
+        guard let handle = FileHandle(forReadingAtPath: "/proc/self/maps"),
+            let data = try? handle.readToEnd()
+        else { return nil }
+        let maps = String(decoding: data, as: UTF8.self)
+        for line in maps.split(separator: "\n") {
+            guard let slash = line.firstIndex(of: "/") else { continue }
+            let path = line[slash...]
+            if path.split(separator: "/").last?.hasPrefix("libpython") == true { return String(path) }
+        }
+        return nil
     }
 }

@@ -66,7 +66,8 @@ struct Doctor: AsyncParsableCommand {
                 return Finding(topic: "python", verdict: .missing, detail: "the interpreter started but cannot run code: \(result.error?.message ?? result.stderr)")
             }
             let parts = result.stdout.split(separator: " ", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
-            return Finding(topic: "python", verdict: .ok, detail: "embedded CPython \(parts.first ?? "?") (standard library under \(parts.last ?? "?"))")
+            let library = Python.libraryPath.map { ", \($0)" } ?? ""
+            return Finding(topic: "python", verdict: .ok, detail: "embedded CPython \(parts.first ?? "?") (built against \(Python.buildVersion)\(library); standard library under \(parts.last ?? "?"))")
         } catch {
             return Finding(topic: "python", verdict: .missing, detail: "\(error) — install libpython3-dev (Debian/Ubuntu: apt-get install libpython3-dev python3) and rebuild")
         }
