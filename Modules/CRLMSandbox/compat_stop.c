@@ -205,6 +205,19 @@ static long line_event, stop_events;
 static long stopping;
 static int events_on, updating;
 
+/// Calls one of sys.monitoring's functions as the host: the thread may be sandboxed (its
+/// execution's end, a first line) or run under the finalizer policy (the interrupter), and the
+/// audit hook denies sys.monitoring's events to model code.
+static PyObject *call_as_host(PyObject *function, PyObject *arguments) {
+    if (!arguments) return NULL;
+    int saved = rlm_host_operation;
+    rlm_host_operation = 1;
+    PyObject *result = PyObject_Call(function, arguments, NULL);
+    rlm_host_operation = saved;
+    Py_DECREF(arguments);
+    return result;
+}
+
 /// The callback of JUMP and PY_START events (and of LINE, through line_callback).
 static PyObject *stop_callback(PyObject *self, PyObject *const *args, Py_ssize_t count) {
     (void)self;
@@ -288,7 +301,7 @@ int rlm_compat_stop_install(void) {
 
 int rlm_compat_watch_start(rlm_stop_slot *slot, PyObject *code) {
     if (!code || !PyCode_Check(code)) return -1;
-    PyObject *result = PyObject_CallFunction(set_local_events, "iOl", tool, code, line_event);
+    PyObject *result = call_as_host(set_local_events, Py_BuildValue("(iOl)", tool, code, line_event));
     if (!result) return -1;
     Py_DECREF(result);
     Py_XSETREF(slot->watched, Py_NewRef(code));
@@ -299,7 +312,7 @@ void rlm_compat_unwatch(rlm_stop_slot *slot) {
     PyObject *code = slot->watched;
     if (!code) return;
     slot->watched = NULL;
-    PyObject *result = PyObject_CallFunction(set_local_events, "iOi", tool, code, 0);
+    PyObject *result = call_as_host(set_local_events, Py_BuildValue("(iOi)", tool, code, 0));
     if (result) Py_DECREF(result);
     else PyErr_Clear();
     Py_DECREF(code);
@@ -313,7 +326,7 @@ static void update_events(void) {
     updating = 1;
     while (events_on != (stopping > 0)) {
         int on = stopping > 0;
-        PyObject *result = PyObject_CallFunction(set_events, "il", tool, on ? stop_events : 0L);
+        PyObject *result = call_as_host(set_events, Py_BuildValue("(il)", tool, on ? stop_events : 0L));
         if (!result) {
             PyErr_Clear();
             break;

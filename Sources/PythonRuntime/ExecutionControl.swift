@@ -117,13 +117,16 @@ final class NativeCallWaiter: TaskExecutor, @unchecked Sendable {
 /// The stop machinery of one namespace: which execution runs, on which thread's slot, its
 /// deadline, and the native calls it is waiting on.
 ///
-/// Stopping raises `ExecutionInterrupted` (a `BaseException`) in the execution's thread while
-/// that thread is paused in model code, and sets a trace function there that raises it on every
-/// line and call of model code, every few milliseconds until the execution returns: loops that
-/// catch `Exception` or even `BaseException` and carry on still end at their next line. Library
-/// code and frozen modules never get it, so their `finally` clauses release the import lock and
-/// other locks. It cannot reach code that never returns to the bytecode loop, such as a
-/// catastrophic regular expression: see ``PythonError/Code/abandoned``.
+/// Stopping makes the execution's thread raise `ExecutionInterrupted` (a `BaseException`) on
+/// every line, jump and call of model code, every few milliseconds until the execution returns:
+/// loops that catch `Exception` or even `BaseException` and carry on still end at their next
+/// line. Library code and frozen modules never get it, so their `finally` clauses release the
+/// import lock and other locks, and neither do the finalizers a collection runs on that thread,
+/// which may be any namespace's. On CPython 3.12 and later this is a `sys.monitoring` tool; on
+/// 3.11 a trace function on the thread, plus an asynchronous exception while it is paused in
+/// model code (Modules/CRLMSandbox/compat_stop.c). It cannot reach code that never returns to
+/// the bytecode loop, such as a catastrophic regular expression: see
+/// ``PythonError/Code/abandoned``.
 ///
 /// A stop names the thread *state* and the execution id recorded when the execution began
 /// (``rlm_stop_slot``), and the C side acts only while that execution still runs there, checked

@@ -8,7 +8,7 @@ import Foundation
 ///   return within the grace period (a C-level loop that holds the GIL), abandons the execution
 ///   so that its caller is resumed anyway.
 /// - The interrupter thread takes the GIL every few milliseconds while some execution is being
-///   stopped and injects `ExecutionInterrupted` into it again, until it returns.
+///   stopped and runs a stop round for it (``rlm_sandbox_stop``), until it returns.
 final class Watchdog: @unchecked Sendable {
     static let shared = Watchdog()
 

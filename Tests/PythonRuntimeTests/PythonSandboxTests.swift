@@ -62,6 +62,11 @@ struct PythonSandboxTests {
         Attempt(name: "gc.get_referrers", code: "import gc; gc.get_referrers(globals())", rule: "introspection"),
         Attempt(name: "sys._current_frames", code: "import sys; sys._current_frames()", rule: "introspection"),
         Attempt(name: "settrace", code: "import sys; sys.settrace(None)", rule: "introspection"),
+        // CPython 3.12 and later stop model code through a sys.monitoring tool; 3.11 has none.
+        Attempt(
+            name: "turn the stop's monitoring off",
+            code: "import sys\nm = getattr(sys, 'monitoring', None)\nm.set_events(4, 0) if m else sys.setprofile(None)",
+            rule: "introspection"),
         Attempt(name: "signal handler", code: "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN)", rule: "signals"),
         Attempt(name: "_signal handler", code: "import _signal; _signal.signal(2, _signal.SIG_IGN)", rule: "signals"),
         Attempt(name: "kill", code: "import os; os.kill(os.getpid(), 0)", rule: "signals"),
