@@ -161,22 +161,9 @@ static PyObject *thread_entry(PyObject *state, PyObject *unused) {
 
 static PyMethodDef thread_entry_def = {"sandboxed_thread", thread_entry, METH_NOARGS, NULL};
 
-/// start_new_thread(function, args, kwargs=None): `_thread.start_new_thread`, whose new thread
-/// carries the calling thread's policy.
-static PyObject *start_new_thread(PyObject *module, PyObject *args) {
-    (void)module;
-    if (!original_start_new_thread) {
-        PyErr_SetString(PyExc_RuntimeError, "the sandbox's thread support is not installed");
-        return NULL;
-    }
-    rlm_sandbox_policy *policy = rlm_current_policy;
-    if (!policy) return PyObject_Call(original_start_new_thread, args, NULL);
-    PyObject *function, *function_args, *kwargs = Py_None;
-    if (!PyArg_ParseTuple(args, "OO|O:start_new_thread", &function, &function_args, &kwargs)) return NULL;
-    if (!PyTuple_Check(function_args)) {
-        PyErr_SetString(PyExc_TypeError, "2nd arg must be a tuple");
-        return NULL;
-    }
+/// A callable that runs `function(*function_args, **kwargs)` under `policy` (retained), on the
+/// thread that calls it; NULL with an exception set.
+static PyObject *sandboxed_entry(rlm_sandbox_policy *policy, PyObject *function, PyObject *function_args, PyObject *kwargs) {
     rlm_sandbox_policy_retain(policy);
     PyObject *capsule = PyCapsule_New(policy, "rlm_sandbox_policy", policy_capsule_destructor);
     if (!capsule) {
@@ -188,6 +175,28 @@ static PyObject *start_new_thread(PyObject *module, PyObject *args) {
     if (!state) return NULL;
     PyObject *entry = PyCFunction_New(&thread_entry_def, state);
     Py_DECREF(state);
+    return entry;
+}
+
+static PyObject *not_installed(void) {
+    PyErr_SetString(PyExc_RuntimeError, "the sandbox's thread support is not installed");
+    return NULL;
+}
+
+/// start_new_thread(function, args, kwargs=None): `_thread.start_new_thread`, whose new thread
+/// carries the calling thread's policy.
+static PyObject *start_new_thread(PyObject *module, PyObject *args) {
+    (void)module;
+    if (!original_start_new_thread) return not_installed();
+    rlm_sandbox_policy *policy = rlm_current_policy;
+    if (!policy) return PyObject_Call(original_start_new_thread, args, NULL);
+    PyObject *function, *function_args, *kwargs = Py_None;
+    if (!PyArg_ParseTuple(args, "OO|O:start_new_thread", &function, &function_args, &kwargs)) return NULL;
+    if (!PyTuple_Check(function_args)) {
+        PyErr_SetString(PyExc_TypeError, "2nd arg must be a tuple");
+        return NULL;
+    }
+    PyObject *entry = sandboxed_entry(policy, function, function_args, kwargs);
     if (!entry) return NULL;
     PyObject *result = PyObject_CallFunction(original_start_new_thread, "(O())", entry);
     Py_DECREF(entry);
@@ -202,6 +211,50 @@ static PyObject *install_thread_start(PyObject *module, PyObject *original) {
         return NULL;
     }
     original_start_new_thread = Py_NewRef(original);
+    Py_RETURN_NONE;
+}
+
+// CPython 3.13's `threading` starts its threads with `_thread.start_joinable_thread(function,
+// handle=None, daemon=True)`, not start_new_thread: a thread a sandboxed `threading.Thread`
+// started ran with no policy until this wrapper carried it over.
+static PyObject *original_start_joinable_thread;
+
+/// start_joinable_thread(function, handle=None, daemon=True): `_thread.start_joinable_thread`,
+/// whose new thread carries the calling thread's policy.
+static PyObject *start_joinable_thread(PyObject *module, PyObject *args, PyObject *kwargs) {
+    (void)module;
+    if (!original_start_joinable_thread) return not_installed();
+    rlm_sandbox_policy *policy = rlm_current_policy;
+    if (!policy) return PyObject_Call(original_start_joinable_thread, args, kwargs);
+    if (PyTuple_GET_SIZE(args) < 1 || (kwargs && PyDict_GetItemString(kwargs, "function"))) {
+        PyErr_SetString(PyExc_TypeError, "start_joinable_thread: pass the function as the first positional argument");
+        return NULL;
+    }
+    PyObject *no_arguments = PyTuple_New(0);
+    if (!no_arguments) return NULL;
+    PyObject *entry = sandboxed_entry(policy, PyTuple_GET_ITEM(args, 0), no_arguments, Py_None);
+    Py_DECREF(no_arguments);
+    if (!entry) return NULL;
+    PyObject *rest = PyTuple_GetSlice(args, 1, PyTuple_GET_SIZE(args));
+    PyObject *entry_tuple = rest ? PyTuple_Pack(1, entry) : NULL;
+    PyObject *arguments = entry_tuple ? PySequence_Concat(entry_tuple, rest) : NULL;
+    Py_XDECREF(entry_tuple);
+    Py_XDECREF(rest);
+    Py_DECREF(entry);
+    if (!arguments) return NULL;
+    PyObject *result = PyObject_Call(original_start_joinable_thread, arguments, kwargs);
+    Py_DECREF(arguments);
+    return result;
+}
+
+/// install_joinable_thread_start(original): records `_thread.start_joinable_thread`, once.
+static PyObject *install_joinable_thread_start(PyObject *module, PyObject *original) {
+    (void)module;
+    if (original_start_joinable_thread) {
+        PyErr_SetString(PyExc_RuntimeError, "already installed");
+        return NULL;
+    }
+    original_start_joinable_thread = Py_NewRef(original);
     Py_RETURN_NONE;
 }
 
@@ -229,6 +282,10 @@ static PyMethodDef module_methods[] = {
     {"guard", make_guard, METH_VARARGS, "guard(original, rule, name, why, mode=0, cap=0) -> a guarded callable."},
     {"start_new_thread", start_new_thread, METH_VARARGS, "_thread.start_new_thread; the thread inherits the sandbox."},
     {"install_thread_start", install_thread_start, METH_O, "Records the original _thread.start_new_thread (once)."},
+    {"start_joinable_thread", (PyCFunction)(void (*)(void))start_joinable_thread, METH_VARARGS | METH_KEYWORDS,
+     "_thread.start_joinable_thread (CPython 3.13+); the thread inherits the sandbox."},
+    {"install_joinable_thread_start", install_joinable_thread_start, METH_O,
+     "Records the original _thread.start_joinable_thread (once)."},
     {"install_collector_guard", rlm_install_collector_guard, METH_O, "Runs the cyclic collector under the finalizer policy (once)."},
     {NULL, NULL, 0, NULL},
 };

@@ -105,6 +105,14 @@ struct PythonWorkerTests {
     func crash(code: String) async throws {
         let box = try await Worker(inProcessSandbox: false)
         let result = try await box.worker.execute(code, timeout: .seconds(60))
+        if code.contains("repr(l)"), result.error?.typeName == "RecursionError", Python.buildVersion >= "3.12" {
+            // CPython 3.12 and later bound the C stack's recursion: the deep repr raises instead
+            // of crashing the worker, which lives on.
+            #expect(result.status == .failed)
+            #expect(try await box.worker.evaluate("1 + 1") == .int(2))
+            await box.close()
+            return
+        }
         #expect(result.status == .abandoned)
         #expect(result.error?.message.contains("REPL process ended") == true, "\(result.error?.message ?? "")")
         #expect(box.worker.hasEnded)

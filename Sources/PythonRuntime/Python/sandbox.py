@@ -113,6 +113,10 @@ _sandbox.install_thread_start(_thread.start_new_thread)
 _thread.start_new_thread = _sandbox.start_new_thread
 _thread.start_new = _sandbox.start_new_thread
 threading._start_new_thread = _sandbox.start_new_thread
+if hasattr(_thread, "start_joinable_thread"):  # CPython 3.13 and later start threading's threads so
+    _sandbox.install_joinable_thread_start(_thread.start_joinable_thread)
+    _thread.start_joinable_thread = _sandbox.start_joinable_thread
+    threading._start_joinable_thread = _sandbox.start_joinable_thread
 
 # -- The environment ------------------------------------------------------------------------------
 
