@@ -41,14 +41,11 @@ struct RLMLoop: Sendable {
     private var final: ReplyParser.FinalMarker?
     /// The text of a `FINAL(name)` being resolved as a variable, for when there is none.
     private var literalFallback: String?
-    /// Each cell run so far (its code, trimmed, and its output after the block header) with the
-    /// turn that last ran it: a cell that repeats one, output and all, learned nothing, and the
-    /// model is told.
-    private var ran: [[String]: Int] = [:]
-    /// This turn's cells, how many of them repeated a cell of the turn before, and how many
-    /// repeated any earlier cell.
+    /// Each cell run so far (its code, trimmed, and its output after the block header): a cell
+    /// that repeats one, output and all, learned nothing, and the model is told.
+    private var ran: Set<[String]> = []
+    /// This turn's cells, and how many of them repeated an earlier cell.
     private var turnCells = 0
-    private var turnRepeats = 0
     private var turnRepeatsAny = 0
     /// Turns in a row whose every cell repeated an earlier one that ran without error, output
     /// and all.
@@ -76,10 +73,6 @@ struct RLMLoop: Sendable {
     /// How many of ``evidence`` came before the turn being handled.
     private(set) var evidenceBeforeTurn = 0
     static let stalledTurnsBeforeAsking = 2
-    /// Whether every cell of the last turn repeated the turn before it (code and output): the
-    /// node then shows the model one of the two turns, since small models copy a turn they see
-    /// twice.
-    private(set) var lastTurnRepeatedPrevious = false
 
     init(maxIterations: Int, maxConsecutiveErrors: Int?) {
         self.maxIterations = maxIterations
@@ -130,13 +123,11 @@ struct RLMLoop: Sendable {
             // A traceback names the cell (`File "<cell 3.1>"`), which differs on every run.
             let key = [code.joined(separator: "\n"), String(body).replacing(/<cell [0-9.]+>/, with: "<cell>")]
             turnCells += 1
-            if let turn = ran[key] {
+            if !ran.insert(key).inserted {
                 feedback.append(Prompts.repeatedCell(output: String(body), failed: failed))
                 // A repeated failure is told to change the code, not asked for an answer.
                 if !failed { turnRepeatsAny += 1 }
-                if turn == iteration - 1 { turnRepeats += 1 }
             }
-            ran[key] = iteration
             if !failed, !shown.isEmpty, shown != "(no output)", shown.count <= Self.quotedOutputCharacters {
                 recentOutputs.removeAll { $0 == shown }
                 recentOutputs.append(shown)
@@ -183,16 +174,26 @@ struct RLMLoop: Sendable {
         return nextTurn()
     }
 
-    /// Why `answer` cannot be the run's answer, or `nil` when it can: an empty answer, or a
-    /// placeholder the model copied from the instructions (`FINAL(your answer)`), is refused and
-    /// the model is told so, instead of ending the run with it.
+    /// Why `answer` cannot be the run's answer, or `nil` when it can: an empty answer, or one of
+    /// the placeholders the engine's own instructions write (``placeholders``) copied back, is
+    /// refused and the model is told so, instead of ending the run with it. Anything else is an
+    /// answer, however short: `[]`, `0`, `none` and `no` are what many tasks ask for.
     static func problem(with answer: String) -> String? {
         let text = answer.trimmingCharacters(in: .whitespacesAndNewlines)
         if text.isEmpty { return "the answer is empty" }
         if text == answerItself { return "answer[\"content\"] holds the answer dict itself, not an answer" }
-        let bare = text.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: " \"'`<>[]{}().:*_"))
-        if placeholders.contains(bare) { return "`\(text)` is a placeholder, not an answer" }
+        if placeholders.contains(placeholderForm(of: text)) { return "`\(text)` is a placeholder, not an answer" }
         return nil
+    }
+
+    /// `text` lowercased, without the quotes, backticks or angle brackets around it.
+    private static func placeholderForm(of text: String) -> String {
+        var form = text.lowercased()
+        while let first = form.first, let last = form.last, form.count >= 2,
+              (first == last && "\"'`".contains(first)) || (first == "<" && last == ">") {
+            form = String(form.dropFirst().dropLast()).trimmingCharacters(in: .whitespaces)
+        }
+        return form
     }
 
     /// Whether `FINAL(text)` may name a REPL variable: `text` is a Python identifier (ASCII),
@@ -208,13 +209,15 @@ struct RLMLoop: Sendable {
     /// and the dict's str, `{'content': {...}, 'ready': True}`, ended a 32K run with exit 0.
     static let answerItself = "<the answer dict itself>"
 
-    private static let placeholders: Set<String> = [
-        // What models copy from the instructions, never an answer to a query.
-        "", "...", "…", "answer", "your answer", "your final answer", "final answer", "your answer here", "answer here",
-        "the answer itself", "your answer itself", "insert answer", "insert answer here", "placeholder",
-        "variable name", "variable_name", "final", "final_var", "final answer here",
-        // `FINAL(...)` in code: the str of Python's Ellipsis.
-        "ellipsis",
+    /// The placeholders the engine's own text writes where an answer goes (Prompts: the system
+    /// prompt's `FINAL(your answer)` and `<your answer as a string>`, the notes' `FINAL(…)`,
+    /// `FINAL(the answer itself)` and "the value itself"), the protocol's own names (`answer`,
+    /// the dict, and the markers), and `Ellipsis`, the str of `FINAL(...)` written in code.
+    /// Matched whole, in any case, without surrounding quotes or angle brackets;
+    /// docs/repl-protocol.md lists them.
+    static let placeholders: Set<String> = [
+        "your answer", "your answer as a string", "the answer itself", "the value itself",
+        "...", "…", "answer", "final", "final_var", "ellipsis",
     ]
 
     /// The code blocks of the reply being handled.
@@ -324,7 +327,6 @@ struct RLMLoop: Sendable {
     }
 
     private mutating func nextTurn() -> Action {
-        lastTurnRepeatedPrevious = turnCells > 0 && turnRepeats == turnCells && final == nil
         let stalled = turnCells > 0 && turnRepeatsAny == turnCells && final == nil
         stalledTurns = stalled ? stalledTurns + 1 : 0
         askingForAnswer = stalledTurns >= Self.stalledTurnsBeforeAsking
@@ -334,7 +336,6 @@ struct RLMLoop: Sendable {
         toldToSubmit = false
         statedAnswer = nil
         turnCells = 0
-        turnRepeats = 0
         turnRepeatsAny = 0
         guard iteration < maxIterations else { return .stop(.iterations) }
         iteration += 1

@@ -127,13 +127,6 @@ final class RLMNode: Sendable {
 
         func takeFeedback() {
             let feedback = loop.takeFeedback()
-            if loop.lastTurnRepeatedPrevious, pendingPrompt == nil, refining == nil, messages.count >= 5,
-               messages[messages.count - 1].role == .assistant, messages[messages.count - 2].role == .user {
-                // The model ran the previous turn's code again and got the same output. Small
-                // models copy a turn they see twice, so the conversation keeps one of the two:
-                // the previous turn's output makes way for this one's, which says so.
-                messages.removeLast(2)
-            }
             if let prompt = pendingPrompt {
                 pendingPrompt = nil
                 messages.append(.user((feedback.isEmpty ? "" : feedback.joined(separator: "\n\n") + "\n\n") + prompt))

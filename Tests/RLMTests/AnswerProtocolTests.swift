@@ -28,9 +28,11 @@ struct AnswerProtocolTests {
         #expect(!root.requests[2].prompt.contains("you ran this block before"))
         #expect(root.requests[3].prompt.contains("[block 1 output]\n2\n\n[you ran this block before and it printed the same"))
         #expect(root.requests[3].prompt.contains("FINAL(2)"))
-        // The repeated turn is shown once: the first cell's turn, the second's, then the note.
-        #expect(root.requests[3].messages.map(\.role) == [.system, .user, .assistant, .user, .assistant, .user])
-        #expect(root.requests[3].messages.filter { $0.content.contains("print(len(matches))") }.count == 2)
+        // The conversation only grows: every turn stays, the repeated ones too.
+        #expect(root.requests[3].messages.map(\.role) == [.system, .user, .assistant, .user, .assistant, .user, .assistant, .user])
+        for turn in 1..<root.requests.count {
+            #expect(Array(root.requests[turn].messages.prefix(root.requests[turn - 1].messages.count)) == root.requests[turn - 1].messages)
+        }
     }
 
     @Test("after two turns that re-ran cells and showed nothing new, the model is asked for its answer with the outputs quoted, and may give it bare")

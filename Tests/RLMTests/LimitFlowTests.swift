@@ -85,6 +85,27 @@ struct LimitFlowTests {
         #expect(events.map(\.limit) == [.iterations] && events.map(\.node) == [1])
     }
 
+    @Test("a child that runs a cell twice, then answers, gives its answer: the conversation only grows")
+    func childRepeatsACell() async throws {
+        // A deterministic model answers the same conversation the same way. The engine once
+        // dropped a repeated turn from the history, so the child's third request was its second
+        // again: it wrote the same cell until its iteration limit instead of answering 5050.
+        let child = ScriptedModel(name: "child") { request in
+            let turns = request.messages.filter { $0.role == .assistant }.count
+            return turns < 2 ? repl("s = sum(range(101))\nprint(s)") : "FINAL_VAR(s)"
+        }
+        let root = ScriptedModel.sequence([
+            repl("answer['content'] = rlm_query('sum 0..100', model='child'); answer['ready'] = True"),
+        ], name: "root")
+        let result = try await RLM(configuration: RLMConfiguration(rootModel: root, models: ["child": child], maxDepth: 2, maxIterations: 4))
+            .run(query: "q", context: .text("c")).result()
+        #expect(result.answer == "5050")
+        #expect(child.requests.count == 3)
+        for turn in 1..<child.requests.count {
+            #expect(child.requests[turn].messages.count > child.requests[turn - 1].messages.count)
+        }
+    }
+
     @Test("a token limit crossed by a child's sub-call ends the whole run, reported once by the root")
     func tokensInAChild() async {
         let child = Self.endless("child", code: "llm_query('x' * 400)")
