@@ -285,7 +285,9 @@ struct DirectInput: Sendable {
                       case let tokens = TokenEstimate.tokens(in: DirectPlan.messages(query: query, context: text)) {
                 // The scan may use at most half the calls, so that the loop has the rest if it hands over.
                 let maxParts = min(configuration.maxScanParts, (configuration.budget.maxModelCalls ?? .max) / 2)
-                if DirectPlan.fits(tokens: tokens, window: window) {
+                if tokens > configuration.maxDirectTokens {
+                    self.init(text: nil, forced: false, reason: "the context (about \(tokens) tokens) is over maxDirectTokens (\(configuration.maxDirectTokens)), the most auto reads without the loop: information-dense work loses accuracy long before a window of \(window.tokens) tokens is full")
+                } else if DirectPlan.fits(tokens: tokens, window: window) {
                     self.init(text: text, forced: false, reason: "the whole context (about \(tokens) tokens) fits in the root model's window of \(window.tokens)")
                 } else if ScanPlan.combines(query) {
                     self.init(text: nil, forced: false, reason: "the context (about \(tokens) tokens) does not fit in half of the root model's window of \(window.tokens) tokens, and the query combines what its parts hold (a count, a list, a comparison), which one part's answer cannot give")

@@ -62,6 +62,15 @@ public struct RLMConfiguration: Sendable {
     /// ``Budget/maxModelCalls`` is under twice the parts skips the scan, so that the loop keeps
     /// calls if the scan hands over.
     public var maxScanParts: Int = 6
+    /// The most tokens (estimated) of context that ``Strategy/auto`` answers without the RLM
+    /// loop, with one direct call or a scan; a larger context goes to the loop whatever the root
+    /// model's window. Defaults to 16,384 (2^14): in the paper's Figure 1, GPT-5's scores on
+    /// OOLONG and OOLONG-Pairs fall from about there (its window is 272K), while RLM(GPT-5)'s
+    /// hold; and with Qwen2.5-Coder-1.5B (16K window) direct counts over about 4K tokens were
+    /// all wrong (docs/accuracy.md). Information-dense work rots long before a window is full,
+    /// so a window alone never sends a context past this to one call. `0` sends every context
+    /// to the loop.
+    public var maxDirectTokens: Int = 16_384
     /// Asks the direct call and the scan's calls (``Strategy/auto``, ``Strategy/direct``) for a
     /// JSON reply, `{"quote": …, "answer": …}`: the sentence of the context that answers, copied,
     /// then the answer. The engine takes the answer only when the quote is in the text the call
@@ -156,6 +165,7 @@ public struct RLMConfiguration: Sendable {
         if maxDepth < 1 { throw invalid("maxDepth must be at least 1 (got \(maxDepth))") }
         if maxIterations < 1 { throw invalid("maxIterations must be at least 1 (got \(maxIterations))") }
         if maxScanParts < 0 { throw invalid("maxScanParts must be 0 (no scan) or more (got \(maxScanParts))") }
+        if maxDirectTokens < 0 { throw invalid("maxDirectTokens must be 0 (always the loop) or more (got \(maxDirectTokens))") }
         if maxConcurrentChildren < 1 { throw invalid("maxConcurrentChildren must be at least 1 (got \(maxConcurrentChildren))") }
         if maxConcurrentSubcalls < 1 { throw invalid("maxConcurrentSubcalls must be at least 1 (got \(maxConcurrentSubcalls))") }
         if contextPreviewCharacters < 0 { throw invalid("contextPreviewCharacters must be 0 (no preview) or more (got \(contextPreviewCharacters))") }

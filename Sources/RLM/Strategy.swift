@@ -8,8 +8,10 @@ import PythonRuntime
 /// is often better than what the model's code finds: `auto`, the default, takes that path, so a
 /// run never answers worse than the bare model because it was an RLM.
 public enum Strategy: String, Sendable, Hashable, Codable, CaseIterable {
-    /// One call with the whole context when it fits in the root model's window with room to
-    /// spare (``DirectPlan/fits(tokens:window:)``); for a context of up to
+    /// Up to ``RLMConfiguration/maxDirectTokens`` of context (by default 16,384 tokens, where
+    /// the paper shows a base model's accuracy on information-dense tasks falling), one call with
+    /// the whole context when it fits in the root model's window with room to spare
+    /// (``DirectPlan/fits(tokens:window:)``); for a context of up to
     /// ``RLMConfiguration/maxScanParts`` such calls (by default six: three windows), a scan that
     /// reads it part by part and answers when one part shows its answer in a sentence naming what
     /// the query asks about, or exactly one part answers with what it holds (``ScanPlan``); the

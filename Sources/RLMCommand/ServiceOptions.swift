@@ -214,7 +214,7 @@ enum TenantsFile {
 
 /// How runs answer, for `rlm run`, `rlm bench`, `rlm serve` and `rlm mcp`.
 struct AnswerOptions: ParsableArguments {
-    @Option(help: "auto: one direct call with the whole context when it fits in half of the main model's window (see --context-window); a scan of up to --max-scan-parts such calls, one per part, when one part shows the answer; the RLM loop otherwise or when that gives nothing usable. rlm: always the loop; direct: always one call.")
+    @Option(help: "auto: one direct call with the whole context when it fits in half of the main model's window (see --context-window) and in --max-direct-tokens; a scan of up to --max-scan-parts such calls, one per part, when one part shows the answer; the RLM loop otherwise or when that gives nothing usable. rlm: always the loop; direct: always one call.")
     var strategy: Strategy = .auto
 
     @Option(help: "Ask auto's and direct's calls for JSON, {\"quote\", \"answer\"}, constrained by the server in this style (json-schema: OpenAI, vLLM, llama-server, LM Studio, Ollama; json-object: llama-cpp-python); an answer is taken only when its quote is in the text the call read. Default: plain text.")
@@ -222,6 +222,9 @@ struct AnswerOptions: ParsableArguments {
 
     @Option(help: ArgumentHelp("The most parts of half the main model's window that auto's scan reads, one call each, before the context is the loop's; 0 turns the scan off. With --max-calls, at most half the calls.", valueName: "n"))
     var maxScanParts = 6
+
+    @Option(help: ArgumentHelp("The most tokens of context auto answers without the loop (one direct call or a scan); larger contexts go to the loop whatever the window. 0: always the loop.", valueName: "n"))
+    var maxDirectTokens = 16_384
 
     @Option(help: ArgumentHelp("How many characters of the context the loop's first message shows, so the model's first code fits its form; 0 shows none, as the paper's prompt does.", valueName: "n"))
     var contextPreview = 500
@@ -234,12 +237,14 @@ struct AnswerOptions: ParsableArguments {
 
     func validate() throws {
         guard maxScanParts >= 0 else { throw ValidationError("--max-scan-parts must be 0 (no scan) or more, not \(maxScanParts)") }
+        guard maxDirectTokens >= 0 else { throw ValidationError("--max-direct-tokens must be 0 (always the loop) or more, not \(maxDirectTokens)") }
         guard contextPreview >= 0 else { throw ValidationError("--context-preview must be 0 (none) or more characters, not \(contextPreview)") }
     }
 
     func apply(to configuration: inout RLMConfiguration) {
         configuration.strategy = strategy
         configuration.maxScanParts = maxScanParts
+        configuration.maxDirectTokens = maxDirectTokens
         configuration.contextPreviewCharacters = contextPreview
         configuration.structuredOutput = structuredOutput != nil
         configuration.finalAnswerOnLimit = finalAnswerOnLimit

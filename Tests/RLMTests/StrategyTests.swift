@@ -49,6 +49,39 @@ struct StrategyTests {
         #expect(strategies(plain).isEmpty)
     }
 
+    @Test("auto sends a context over maxDirectTokens to the loop whatever the window, and says why")
+    func autoEffectiveContext() async throws {
+        // gpt-5's window: 400K tokens. The half-window rule alone sent 136K tokens to one call,
+        // where the paper has the base model behind the RLM on information-dense tasks.
+        let gpt5 = ContextWindow(tokens: 400_000)
+        let context = String(repeating: "record 12345 | label: praise | user 2814\n", count: 6_400)  // about 64,000 tokens
+        func run(_ context: String, maxDirectTokens: Int? = nil) async throws -> (RLMResult, ScriptedModel) {
+            let model = ScriptedModel(name: "gpt-5", contextWindow: gpt5) { request in
+                request.messages.first?.content.contains("REPL") == true ? repl("FINAL(len(context))") : "direct"
+            }
+            var configuration = RLMConfiguration(rootModel: model)
+            if let maxDirectTokens { configuration.maxDirectTokens = maxDirectTokens }
+            return (try await RLM(configuration: configuration).complete(query: "How many records?", context: .text(context)), model)
+        }
+        let (loop, _) = try await run(context)
+        #expect(loop.strategy == .rlm)
+        #expect(loop.answer == "\(context.count)")
+        let reasons = loop.events.compactMap { event -> String? in
+            guard case .strategyChosen(.rlm, let reason) = event.kind else { return nil }
+            return reason
+        }
+        #expect(reasons.count == 1)
+        #expect(reasons.first?.contains("over maxDirectTokens (16384)") == true, "\(reasons)")
+        // The limit is the caller's to set.
+        let (direct, model) = try await run(context, maxDirectTokens: 100_000)
+        #expect(direct.strategy == .direct)
+        #expect(direct.answer == "direct")
+        #expect(model.callCount == 1)
+        // A context under it still goes direct.
+        let (small, _) = try await run(String(context.prefix(40_000)))
+        #expect(small.strategy == .direct)
+    }
+
     /// 700 lines, a few times half an 8K window, with a needle in one line.
     static func haystack(needleAt needle: Int?) -> String {
         (0..<700).map { (line: Int) -> String in
@@ -201,9 +234,12 @@ struct StrategyTests {
         let wide = Self.scanner()
         var configuration = RLMConfiguration(rootModel: wide)
         configuration.maxScanParts = 14
+        #expect(try await RLM(configuration: configuration).complete(query: "What is the vault code?", context: .text(large)).answer
+            == "from the loop", "over maxDirectTokens, the scan is not taken either")
+        configuration.maxDirectTokens = 50_000
         let scanned = try await RLM(configuration: configuration).complete(query: "What is the vault code?", context: .text(large))
         #expect(scanned.answer == "7Q-19")
-        #expect((7...14).contains(wide.callCount))
+        #expect((8...15).contains(wide.callCount), "the loop's one call, then 7 to 14 parts")
 
         off.maxScanParts = -1
         await #expect(throws: RLMError.self) { try await RLM(configuration: off).complete(query: "q", context: .text(text)) }
