@@ -289,16 +289,18 @@ struct PythonSandboxTests {
             """)
         #expect(made.status == .completed, "\(made.error?.traceback ?? "")")
         // gc.collect() returns at once, collecting nothing, while another thread's collection is
-        // under way, and one under way hands the GIL over whenever a finalizer does (the hammer
-        // tests' own do). So the wait is for an event, not a number of tries: the first full
-        // collection to start after the release finds every probe unreachable and finalizes it
-        // before it ends. 500 tries of 10 ms once ended with 39 of 40 recorded, beside CPU hogs,
-        // while a yielding collection was between the two probes of a cycle.
-        let result = try await trusted.execute(FullCollections.count + """
-
+        // under way, and one under way hands the GIL over whenever a finalizer does I/O (these
+        // probes' own do). Once, under the address sanitizer, a single call came in such a window
+        // and the probes had recorded nothing: the call is repeated until every finalizer has run.
+        let result = try await trusted.execute("""
+            import gc, sys, time
             sys.modules.pop('\(probe)_held').clear()
             results = sys.modules['\(probe)']
-            FullCollections.wait_for_one(lambda: len(results) >= 40)
+            for _ in range(500):
+                gc.collect()
+                if len(results) >= 40:
+                    break
+                time.sleep(0.01)
             print(sorted(set(results)), len(results))
             """)
         #expect(result.status == .completed, "\(result.error?.traceback ?? "")")
@@ -386,31 +388,4 @@ struct PythonSandboxTests {
         #expect(output == "['denied'] 5\n")
         await trusted.close()
     }
-}
-
-/// Full collections counted as they start and end, on any thread, by a `gc.callbacks` entry
-/// (installed once per process by unsandboxed code). A test that needs its garbage finalized
-/// waits for a full collection that started after it let the garbage go: that collection finds
-/// all of it unreachable and runs its finalizers before it ends.
-enum FullCollections {
-    /// Python that defines `FullCollections.wait_for_one(done)`: returns once `done()` holds or a
-    /// full collection that started after the call has ended, calling `gc.collect()` meanwhile
-    /// (which does nothing while another thread's collection is under way).
-    static let count = """
-        import gc, sys, time
-        class FullCollections:
-            counts = sys.modules.setdefault('rlm_test_full_collections', [0, 0])  # started, ended
-            if not any(getattr(c, '__name__', '') == 'rlm_test_count_full' for c in gc.callbacks):
-                def rlm_test_count_full(phase, info, counts=counts):
-                    if info.get('generation') == 2:
-                        counts[0 if phase == 'start' else 1] += 1
-                gc.callbacks.append(rlm_test_count_full)
-            @staticmethod
-            def wait_for_one(done):
-                counts = FullCollections.counts
-                target = counts[0] + 1
-                while not done() and counts[1] < target:
-                    gc.collect()
-                    time.sleep(0.01)
-        """
 }
