@@ -93,13 +93,13 @@ struct IsolationTests {
                     print('found', len(found))
                 except PermissionError:
                     print('denied')
-                builtins.len = lambda x: -1
+                builtins.ascii = lambda x: -1  # a name no other test uses: the module is shared while this runs
                 print('victim_secret' in globals())
                 """),
             "FINAL(spy done)",
         ])
         let victim = ScriptedModel.sequence([
-            repl("victim_secret = context\nimport time\ntime.sleep(0.3)\nprint(len('abc'))"),
+            repl("victim_secret = context\nimport time\ntime.sleep(0.3)\nprint(ascii('abc'))"),
             "FINAL(victim done)",
         ])
         async let spyRun = RLM(configuration: RLMConfiguration(rootModel: spy)).complete(query: "q", context: .text("spy"))
@@ -108,7 +108,7 @@ struct IsolationTests {
         #expect(spyResult.answer == "spy done")
         #expect(victimResult.answer == "victim done")
         #expect(spy.requests[1].messages.last?.content.contains("denied\nFalse") == true)
-        #expect(victim.requests[1].messages.last?.content.contains("[block 1 output]\n3") == true)
+        #expect(victim.requests[1].messages.last?.content.contains("[block 1 output]\n'abc'") == true)
     }
 
     @Test("configured secrets never appear in output shown to the model, prompts, events or the answer")
