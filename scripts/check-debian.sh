@@ -37,6 +37,7 @@ step() { echo "== check-debian $release: $* ($(( $(date +%s) - started )) s)" >&
 
 if ! command -v debootstrap >/dev/null; then
     step "installing debootstrap"
+    apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
 fi
 if [ ! -x "$root/usr/bin/python3" ]; then
