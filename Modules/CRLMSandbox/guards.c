@@ -203,15 +203,20 @@ static PyObject *start_new_thread(PyObject *module, PyObject *args) {
     return result;
 }
 
-/// install_thread_start(original): records `_thread.start_new_thread`, once.
-static PyObject *install_thread_start(PyObject *module, PyObject *original) {
-    (void)module;
-    if (original_start_new_thread) {
+/// Records `original` in `*slot`, once.
+static PyObject *record_original(PyObject **slot, PyObject *original) {
+    if (*slot) {
         PyErr_SetString(PyExc_RuntimeError, "already installed");
         return NULL;
     }
-    original_start_new_thread = Py_NewRef(original);
+    *slot = Py_NewRef(original);
     Py_RETURN_NONE;
+}
+
+/// install_thread_start(original): records `_thread.start_new_thread`, once.
+static PyObject *install_thread_start(PyObject *module, PyObject *original) {
+    (void)module;
+    return record_original(&original_start_new_thread, original);
 }
 
 // CPython 3.13's `threading` starts its threads with `_thread.start_joinable_thread(function,
@@ -250,12 +255,7 @@ static PyObject *start_joinable_thread(PyObject *module, PyObject *args, PyObjec
 /// install_joinable_thread_start(original): records `_thread.start_joinable_thread`, once.
 static PyObject *install_joinable_thread_start(PyObject *module, PyObject *original) {
     (void)module;
-    if (original_start_joinable_thread) {
-        PyErr_SetString(PyExc_RuntimeError, "already installed");
-        return NULL;
-    }
-    original_start_joinable_thread = Py_NewRef(original);
-    Py_RETURN_NONE;
+    return record_original(&original_start_joinable_thread, original);
 }
 
 // MARK: - Module
