@@ -111,7 +111,16 @@ struct StopLifetimeTests {
                             break
                         gc.collect()
                         time.sleep(0.01)
-                    print(len(done))
+                    # A finalizer cut short leaves its probe neither recorded nor alive. One not
+                    # run yet leaves it alive: collections that skip probes are the sandbox
+                    # finalizer test's concern (still open), not this one's.
+                    def alive():
+                        return sum(1 for o in gc.get_objects() if type(o) is Probe)
+                    for _ in range(200):
+                        if len(done) + alive() >= 40:
+                            break
+                        time.sleep(0.01)
+                    print(len(done) + alive())
                     """).stdout
                 rounds.append(output.trimmingCharacters(in: .whitespacesAndNewlines))
                 try await Task.sleep(for: .milliseconds(40))
