@@ -164,10 +164,13 @@ extension ExecutionControlTests {
             try await collector.execute("""
                 import gc, time
                 class Yielding:
-                    # The sleep is bound now: cycles still waiting when the namespace is closed
-                    # are finalized after its globals are gone.
-                    def __del__(self, sleep=time.sleep):
+                    # Counted while alive, for CollectorTurns. The sleep is bound now: cycles still
+                    # waiting when the namespace is closed are finalized after its globals are gone.
+                    def __init__(self, live=__import__('sys').modules.setdefault('rlm_test_yielding', [0])):
+                        live[0] += 1
+                    def __del__(self, sleep=time.sleep, live=__import__('sys').modules.setdefault('rlm_test_yielding', [0])):
                         sleep(0)
+                        live[0] -= 1
                 # Cycles left for the automatic collector, which other threads' allocations (the
                 # AST converter's among them) trigger.
                 while True:
@@ -234,17 +237,20 @@ enum CollectorTurns {
     }
 
     /// Collects the cycles a turn's test left behind whose finalizers hand the GIL over (its
-    /// `Yielding` objects) before the next test runs. Left to the next automatic collection, a
+    /// `Yielding` objects, which count themselves while alive: scanning `gc.get_objects()`
+    /// instead referenced every object for a moment, and a concurrent test's refcount moved by
+    /// one) before the next test runs. Left to the next automatic collection, a
     /// hundred of them held the collector (one for the whole interpreter) for seconds beside
     /// CPU hogs, and a test that needed its own garbage collected meanwhile saw none of it
     /// finalized (`StopLifetimeTests`, in stress runs).
     private static func collectYieldingGarbage() async {
         guard let namespace = try? await PythonNamespace() else { return }
         _ = try? await namespace.execute("""
-            import gc, time
+            import gc, sys, time
+            live = sys.modules.setdefault('rlm_test_yielding', [0])
             for _ in range(1000):
                 gc.collect()
-                if not any(type(o).__name__ == 'Yielding' for o in gc.get_objects()):
+                if live[0] <= 0:
                     break
                 time.sleep(0.01)
             """)

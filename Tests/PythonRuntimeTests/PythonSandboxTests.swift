@@ -335,9 +335,12 @@ struct PythonSandboxTests {
                     import gc, time
                     finalized = []
                     class Yielding:
-                        def __del__(self, sleep=time.sleep, finalized=finalized):
+                        def __init__(self, live=__import__('sys').modules.setdefault('rlm_test_yielding', [0])):
+                            live[0] += 1
+                        def __del__(self, sleep=time.sleep, finalized=finalized, live=__import__('sys').modules.setdefault('rlm_test_yielding', [0])):
                             sleep(0.001)
                             finalized.append(None)
+                            live[0] -= 1
                     # Collections held open for about 100 ms, handing the GIL over all through,
                     # with short gaps between. A batch is made only once the last one has been
                     # finalized, by whichever thread collected it: garbage made faster than a

@@ -15,8 +15,11 @@ struct StopLifetimeTests {
     static let yieldingGarbage = """
         import gc, time
         class Yielding:
-            def __del__(self, sleep=time.sleep):
+            def __init__(self, live=__import__('sys').modules.setdefault('rlm_test_yielding', [0])):
+                live[0] += 1
+            def __del__(self, sleep=time.sleep, live=__import__('sys').modules.setdefault('rlm_test_yielding', [0])):
                 sleep(0)
+                live[0] -= 1
         gc.set_threshold(1)
         while True:
             a, b = Yielding(), Yielding()
@@ -101,9 +104,12 @@ struct StopLifetimeTests {
                         def __del__(self, done=done):
                             x = 1
                             done.append(x)
+                    import weakref
+                    probes = []  # weak: a strong list, or gc.get_objects(), would move others' refcounts
                     for _ in range(20):
                         a, b = Probe(), Probe()
                         a.other, b.other = b, a
+                        probes += [weakref.ref(a), weakref.ref(b)]
                     del a, b
                     time.sleep(0.05)
                     for _ in range(100):
@@ -115,7 +121,7 @@ struct StopLifetimeTests {
                     # run yet leaves it alive: collections that skip probes are the sandbox
                     # finalizer test's concern (still open), not this one's.
                     def alive():
-                        return sum(1 for o in gc.get_objects() if type(o) is Probe)
+                        return sum(1 for probe in probes if probe() is not None)
                     for _ in range(200):
                         if len(done) + alive() >= 40:
                             break
