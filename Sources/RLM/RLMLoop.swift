@@ -46,7 +46,7 @@ struct RLMLoop: Sendable {
     private var ran: Set<[String]> = []
     /// This turn's cells, and how many of them repeated an earlier cell.
     private var turnCells = 0
-    private var turnRepeatsAny = 0
+    private var turnRepeats = 0
     /// Turns in a row whose every cell repeated an earlier one that ran without error, output
     /// and all.
     private var stalledTurns = 0
@@ -126,7 +126,7 @@ struct RLMLoop: Sendable {
             if !ran.insert(key).inserted {
                 feedback.append(Prompts.repeatedCell(output: String(body), failed: failed))
                 // A repeated failure is told to change the code, not asked for an answer.
-                if !failed { turnRepeatsAny += 1 }
+                if !failed { turnRepeats += 1 }
             }
             if !failed, !shown.isEmpty, shown != "(no output)", shown.count <= Self.quotedOutputCharacters {
                 recentOutputs.removeAll { $0 == shown }
@@ -327,7 +327,7 @@ struct RLMLoop: Sendable {
     }
 
     private mutating func nextTurn() -> Action {
-        let stalled = turnCells > 0 && turnRepeatsAny == turnCells && final == nil
+        let stalled = turnCells > 0 && turnRepeats == turnCells && final == nil
         stalledTurns = stalled ? stalledTurns + 1 : 0
         askingForAnswer = stalledTurns >= Self.stalledTurnsBeforeAsking
         if askingForAnswer { stalledTurns = 0 }
@@ -336,7 +336,7 @@ struct RLMLoop: Sendable {
         toldToSubmit = false
         statedAnswer = nil
         turnCells = 0
-        turnRepeatsAny = 0
+        turnRepeats = 0
         guard iteration < maxIterations else { return .stop(.iterations) }
         iteration += 1
         blocks = []
