@@ -60,6 +60,14 @@ static PyObject *argument(PyObject *args, Py_ssize_t index) {
     return PyTuple_Check(args) && PyTuple_Size(args) > index ? PyTuple_GET_ITEM(args, index) : Py_None;
 }
 
+/// Checks the event's first argument as a file descriptor (anything else passes as -1).
+static int check_first_descriptor(rlm_sandbox_policy *policy, PyObject *args, enum rlm_access_kind kind, const char *event) {
+    PyObject *fd = argument(args, 0);
+    long value = PyLong_Check(fd) ? PyLong_AsLong(fd) : -1;
+    if (value == -1 && PyErr_Occurred()) return -1;
+    return rlm_check_descriptor(policy, value, kind, event);
+}
+
 static int audit_hook(const char *event, PyObject *args, void *user_data) {
     (void)user_data;
     rlm_sandbox_policy *policy = rlm_current_policy;
@@ -75,12 +83,7 @@ static int audit_hook(const char *event, PyObject *args, void *user_data) {
             return rlm_deny("introspection", event, "model code may not create interpreters");
         break;
     case 'f':
-        if (starts_with(event, "fcntl.")) {
-            PyObject *fd = argument(args, 0);
-            long value = PyLong_Check(fd) ? PyLong_AsLong(fd) : -1;
-            if (value == -1 && PyErr_Occurred()) return -1;
-            return rlm_check_descriptor(policy, value, RLM_ACCESS_WRITE, event);
-        }
+        if (starts_with(event, "fcntl.")) return check_first_descriptor(policy, args, RLM_ACCESS_WRITE, event);
         break;
     case 'g':
         if (starts_with(event, "gc.get_"))
@@ -90,12 +93,7 @@ static int audit_hook(const char *event, PyObject *args, void *user_data) {
         if (strcmp(event, "import") == 0) return check_import(policy, args);
         break;
     case 'm':
-        if (strcmp(event, "mmap.__new__") == 0) {
-            PyObject *fd = argument(args, 0);
-            long value = PyLong_Check(fd) ? PyLong_AsLong(fd) : -1;
-            if (value == -1 && PyErr_Occurred()) return -1;
-            return rlm_check_descriptor(policy, value, RLM_ACCESS_ANY, event);
-        }
+        if (strcmp(event, "mmap.__new__") == 0) return check_first_descriptor(policy, args, RLM_ACCESS_ANY, event);
         break;
     case 'o':
         if (strcmp(event, "open") == 0) {
