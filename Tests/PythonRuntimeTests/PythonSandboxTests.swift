@@ -75,6 +75,8 @@ struct PythonSandboxTests {
         Attempt(name: "os.abort", code: "import os; os.abort()", rule: "process-exit"),
         Attempt(name: "faulthandler crash", code: "import faulthandler; faulthandler._sigsegv()", rule: "process-exit"),
         Attempt(name: "close stdout", code: "import os; os.close(1)", rule: "descriptors"),
+        Attempt(name: "fcntl on stdout", code: "import fcntl; fcntl.fcntl(1, fcntl.F_GETFL)", rule: "descriptors"),
+        Attempt(name: "mmap of stdout", code: "import mmap; mmap.mmap(1, 10)", rule: "descriptors"),
         Attempt(name: "write to stdout's descriptor", code: "import os; os.write(1, b'x')", rule: "descriptors"),
         Attempt(name: "reopen stdout", code: "open(1, 'w', closefd=False).write('x')", rule: "descriptors"),
         Attempt(name: "dup2 over stdout", code: "import os; os.dup2(2, 1)", rule: "process-state"),
