@@ -145,6 +145,98 @@ enum Prompts {
         return text
     }
 
+    // MARK: - The paper preset (Assists without `swiftPrompts`)
+    //
+    // The layout of the paper's reference implementation: a system prompt, a first message that
+    // says only what `context` is, and for each turn a prompt put after the conversation for that
+    // request only; each cell comes back as a message of its own that quotes its code. The words
+    // are swift-rlm's, saying what the reference's say (docs/repl-protocol.md, "The paper
+    // preset"); a deployment that wants the reference's own text sets
+    // ``RLMConfiguration/systemPrompt``.
+
+    /// The system prompt without the engine's assists: the REPL, its functions, and the two ways
+    /// to answer in text.
+    static func paperSystem(_ input: SystemPromptInput) -> String {
+        let childrenAreRLMs = input.depth + 1 < input.maxDepth
+        var text = """
+            You answer a query about a context. The context is in a Python REPL, where you can read, transform \
+            and analyze it, and from which you can query language models about pieces of it; use them as much as \
+            you can. You are asked again after every step until you give a final answer.
+
+            The REPL has:
+            1. `context`: the information your query is about. Look at it, and look through enough of it to answer.
+            2. `llm_query(prompt, model=None)`: one language model call, without a REPL, for reading, extracting \
+            or summarizing a piece of text.
+            3. `llm_query_batched(prompts, model=None)`: many `llm_query` calls at once; returns the answers in \
+            the order of the prompts.
+            """
+        text += childrenAreRLMs
+            ? """
+
+                4. `rlm_query(prompt, model=None)`: a recursive call: a child with a REPL of its own, whose \
+                `context` is `prompt`, for sub-tasks that need steps of their own. \
+                `rlm_query_batched(prompts, model=None)` starts several.
+                """
+            : """
+
+                4. `rlm_query(prompt, model=None)` and `rlm_query_batched(prompts, model=None)`: at this depth, \
+                the same as `llm_query` and `llm_query_batched`.
+                """
+        text += """
+
+            5. `SHOW_VARS()`: the variables you have made.
+            6. `print()`, to see values. You see each block's output, cut to \(input.maxOutputCharacters) \
+            characters: keep large values in variables and hand them to `llm_query`.
+            """
+        for tool in input.tools {
+            text += "\n- `\(tool.name)`: \(tool.description)"
+        }
+        if input.persistent {
+            text += "\nEarlier contexts are `context_0`, `context_1`, … (`context` is the newest) and `history` holds the earlier queries and answers."
+        }
+        text += """
+
+
+            Break the problem down: chunk the context, query a model per chunk into variables, and combine the \
+            results in code before you answer.
+
+            To run code, write it in a block that opens with ```repl and closes with ```.
+
+            When you are done, and only then, give your final answer in your reply, not in code, on a line that \
+            starts with one of:
+            1. FINAL(your final answer) for the answer itself;
+            2. FINAL_VAR(name) for the value of a REPL variable you assigned in an earlier step.
+            """
+        if let extra = input.extraInstructions, !extra.isEmpty {
+            text += "\n\n" + extra
+        }
+        return text
+    }
+
+    /// The first user message without the engine's assists: what `context` is.
+    static func paperFirstMessage(contextDescription: String) -> String {
+        "Your context is \(contextDescription)."
+    }
+
+    /// The prompt put after the conversation for turn `iteration`'s request only.
+    static func paperTurnPrompt(query: String?, iteration: Int) -> String {
+        let task = query.map { "to answer the query: \"\($0)\"" } ?? "to carry out the task written in `context`"
+        let lead = iteration == 1
+            ? "You have not used the REPL or looked at the context yet: look at it before you answer.\n\n"
+            : "The conversation above is your work in the REPL so far. "
+        return lead + "Think step by step about how to use the REPL, where `context` is, \(task).\n\nGo on in the REPL (```repl blocks) until you know the answer. Your next step:"
+    }
+
+    /// A cell as a message of its own, quoting its code.
+    static func paperCellMessage(code: String, output: String) -> String {
+        "Code executed:\n```python\n\(code)\n```\n\nREPL output:\n\(output)"
+    }
+
+    /// The request for an answer at a limit, without the engine's assists.
+    static func paperFinalAnswerRequest() -> String {
+        "Give your final answer to the query now, from what you have found."
+    }
+
     /// The first user message of a node: the query, what `context` is and, when `preview` is not
     /// empty, how it begins.
     static func firstUserMessage(query: String?, contextDescription: String, preview: REPLEnvironment.ContextPreview = .init()) -> String {

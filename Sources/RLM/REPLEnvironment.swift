@@ -13,6 +13,8 @@ final class REPLEnvironment: Sendable {
     ]
 
     let execTimeout: Duration
+    /// What the REPL does beyond the protocol (``Assists/Assist/pastedContext``, ``Assists/Assist/refusals``).
+    let assists: Assists
     private let setup: Setup
     private let state: Mutex<State>
 
@@ -56,6 +58,7 @@ final class REPLEnvironment: Sendable {
     /// configuration's tools, output limit, cell timeout and isolation.
     init(name: String, configuration: RLMConfiguration, binding: REPLBinding) async throws {
         execTimeout = configuration.execTimeout
+        assists = configuration.assists
         let isolation = configuration.isolation
         // A warm worker comes with the scratch directory it was confined to.
         let warm = try await WarmWorkers.pool(for: isolation, maxOutputCharacters: configuration.maxOutputCharacters)?.acquire()
@@ -222,7 +225,7 @@ final class REPLEnvironment: Sendable {
     ///   so the best answer so far includes what the stopped cell wrote.
     func run(_ code: String, onInterrupted: (RLMLoop.AnswerState) -> Void) async throws -> CellOutcome {
         let result: ExecutionResult
-        let stripped = try await withoutPastedContext(code)
+        let stripped = assists.contains(.pastedContext) ? try await withoutPastedContext(code) : nil
         do {
             // The answer protocol is read in the same job as the cell.
             result = try await namespace.execute(stripped ?? code, timeout: execTimeout, then: "after_cell()")
@@ -234,7 +237,7 @@ final class REPLEnvironment: Sendable {
             return CellOutcome(result: result, answer: .init(ready: false, content: ""), restoredNames: [])
         }
         let state = try await afterCell(result.followUp)
-        if state.answer.ready, RLMLoop.problem(with: state.answer.content) != nil {
+        if state.answer.ready, assists.contains(.refusals), RLMLoop.problem(with: state.answer.content) != nil {
             // Refused (the loop tells the model why): withdrawn, so the next cell does not
             // submit it again unless the model does.
             try await withdrawSubmission()

@@ -230,7 +230,10 @@ public struct RLM: Sendable {
         }
         if configuration.finalAnswerOnLimit && limit != .deadline && !Task.isCancelled {
             var messages = root.messages
-            messages.append(.user(Prompts.finalAnswerRequest(limit, outputs: root.recentOutputs)))
+            let request = configuration.assists.contains(.swiftPrompts)
+                ? Prompts.finalAnswerRequest(limit, outputs: root.recentOutputs) : Prompts.paperFinalAnswerRequest()
+            messages.append(.user(request))
+            sink.emit(info, .messageSent(iteration: root.iterations + 1, role: .user, text: request, transient: false))
             do {
                 let asked = ContinuousClock.now
                 let response = try await tree.call(configuration.rootModel, messages, depth: 0, limited: false, force: true)
@@ -276,6 +279,10 @@ struct DirectInput: Sendable {
             }
             self.init(text: text, forced: true, reason: "the strategy is direct")
         case .auto:
+            guard configuration.assists.contains(.directAnswers) else {
+                self.init(text: nil, forced: false, reason: "direct answers are off (assists: \(configuration.assists)): the paper's method is the loop")
+                return
+            }
             guard let window = configuration.rootModel.contextWindow else { return nil }
             if configuration.refinement != nil {
                 self.init(text: nil, forced: false, reason: "refinement works in the RLM loop")
@@ -437,9 +444,18 @@ extension RLM {
     static func forcedAnswer(
         in reply: String, repl: REPLEnvironment, configuration: RLMConfiguration, sink: EventSink, info: NodeInfo, iteration: Int
     ) async throws -> String? {
+        let refusing = configuration.assists.contains(.refusals)
         func usable(_ text: String?) -> String? {
-            guard let text, RLMLoop.problem(with: text) == nil else { return nil }
+            guard let text, !refusing || RLMLoop.problem(with: text) == nil else { return nil }
             return text
+        }
+        guard configuration.assists.contains(.lenientAnswers) else {
+            // As the reference reads its default answer: a marker if the reply has one, else the reply.
+            switch ReplyParser.paperFinalMarker(in: reply) {
+            case .variable(let name)?: return usable(try await repl.variable(named: name))
+            case .text(let text)?: return usable(text)
+            case nil: return usable(reply.trimmingCharacters(in: .whitespacesAndNewlines))
+            }
         }
         switch ReplyParser.finalMarker(in: reply) {
         case .text(let text)? where RLMLoop.mayNameVariable(text):

@@ -83,15 +83,26 @@ public struct RLMConfiguration: Sendable {
     /// `context`, the model is asked to print the evidence and submit again; the next
     /// submission is taken as it is. An answer that code submitted must be in an output the
     /// model has seen: that the context holds it somewhere is not enough. Small models submit values they made up; large ones rarely
-    /// do, and a computed answer they did not print costs them a turn. Off by default.
-    public var groundAnswers: Bool = false
+    /// do, and a computed answer they did not print costs them a turn. Off by default; the same switch as ``Assists/Assist/grounding``.
+    public var groundAnswers: Bool {
+        get { assists.contains(.grounding) }
+        set { if newValue { assists.insert(.grounding) } else { assists.remove(.grounding) } }
+    }
     /// How many characters of `context` the first message of each RLM node shows (a str's
     /// start, or a clipped `repr`), so that the model's first code fits the context's real form
     /// instead of a guessed one; the model still reads the rest in the REPL. `0` shows none, as
     /// the paper's prompt does. Defaults to 500.
     public var contextPreviewCharacters: Int = 500
+    /// What the engine says and does beyond the paper's protocol (``Assists``): notes after
+    /// cells, refusals, requests for the answer, lenient reading, direct answers and its own
+    /// prompts. Defaults to ``Assists/default``, every assist; ``Assists/paper`` is the reference
+    /// protocol exactly.
+    public var assists: Assists = .default
     /// Swift functions offered to the model as Python functions. Defaults to none.
     public var tools: [RLMTool]
+    /// A system prompt used instead of the engine's (either preset of ``assists``), for a
+    /// deployment with its own wording, or the reference implementation's text. Defaults to `nil`.
+    public var systemPrompt: String?
     /// Extra instructions appended to the system prompt. Defaults to `nil`.
     public var extraInstructions: String?
     /// Stream the root model's replies into the event stream as ``RLMEvent/Kind/modelReplyDelta(iteration:text:)``

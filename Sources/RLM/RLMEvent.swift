@@ -17,6 +17,15 @@ public struct RLMEvent: Sendable, Hashable, Codable {
         case nodeStarted(query: String?, context: String)
         /// A model turn began.
         case iterationStarted(iteration: Int)
+        /// The engine added a message to the node's conversation (the system prompt, the first
+        /// message, each message after a turn), or, when `transient`, put one after the
+        /// conversation for this turn's request only (the paper's per-turn prompt). With
+        /// ``modelReplied(iteration:text:usage:latency:)`` (the assistant's messages) and
+        /// ``historyCompacted(iteration:removedMessages:estimatedTokens:)`` these rebuild every
+        /// request the node sent.
+        case messageSent(iteration: Int, role: ChatMessage.Role, text: String, transient: Bool)
+        /// The engine used an assist (``Assists``): `text` is what it added to the next message.
+        case assisted(iteration: Int, assist: Assists.Assist, text: String)
         /// A piece of the root model's reply, as it streams in (see ``RLMConfiguration/streamRootReplies``).
         case modelReplyDelta(iteration: Int, text: String)
         /// The node's model replied.

@@ -19,6 +19,22 @@ struct RLMLoop: Sendable {
         case stop(Limit)
     }
 
+    /// One piece of the next user message.
+    enum Feedback: Equatable, Sendable {
+        /// A cell's code and output, as the protocol shows it.
+        case output(code: String, output: String)
+        /// The engine's protocol messages: a failed model call, a `FINAL_VAR` of a missing name.
+        case engine(String)
+        /// An assist's words (``Assists``).
+        case assist(Assists.Assist, String)
+
+        var text: String {
+            switch self {
+            case .output(_, let text), .engine(let text), .assist(_, let text): return text
+            }
+        }
+    }
+
     /// What the REPL's answer protocol says after a cell.
     struct AnswerState: Equatable, Sendable {
         var ready: Bool
@@ -27,6 +43,7 @@ struct RLMLoop: Sendable {
 
     let maxIterations: Int
     let maxConsecutiveErrors: Int?
+    let assists: Assists
     private(set) var iteration = 0
     private(set) var consecutiveErrors = 0
     /// The last non-empty `answer["content"]`.
@@ -35,15 +52,20 @@ struct RLMLoop: Sendable {
     /// a block) rather than in the reply's prose.
     private(set) var submittedByCode = false
     /// Text for the next user message: cell outputs and notes, in order.
-    private(set) var feedback: [String] = []
+    private(set) var feedback: [Feedback] = []
     private var blocks: [String] = []
     private var nextBlock = 0
     private var final: ReplyParser.FinalMarker?
     /// The text of a `FINAL(name)` being resolved as a variable, for when there is none.
     private var literalFallback: String?
-    /// Each cell run so far (its code, trimmed, and its output after the block header): a cell
-    /// that repeats one, output and all, learned nothing, and the model is told.
-    private var ran: Set<[String]> = []
+    /// Each cell run so far (its code, trimmed, and its output after the block header), with how
+    /// many times: a third run of one, output and all, learned nothing, and the model is told (a
+    /// second may be a model checking its work; ``repeatsBeforeNote``).
+    private var ran: [[String]: Int] = [:]
+    /// Whether every cell of the last turn ran without error, printed nothing and submitted nothing.
+    private var lastTurnSilent = false
+    /// This turn's cells that ran without error, printed nothing and submitted nothing.
+    private var turnSilentCells = 0
     /// This turn's cells, and how many of them repeated an earlier cell.
     private var turnCells = 0
     private var turnRepeats = 0
@@ -73,10 +95,20 @@ struct RLMLoop: Sendable {
     /// How many of ``evidence`` came before the turn being handled.
     private(set) var evidenceBeforeTurn = 0
     static let stalledTurnsBeforeAsking = 2
+    /// How many earlier runs of a cell that ran without error, output and all, make the next one
+    /// a repeat worth a note: the third run, since a model that follows the protocol may run a
+    /// cell twice (to check it, or after a turn that changed nothing it reads).
+    static let repeatsBeforeNote = 2
 
-    init(maxIterations: Int, maxConsecutiveErrors: Int?) {
+    init(maxIterations: Int, maxConsecutiveErrors: Int?, assists: Assists = .default) {
         self.maxIterations = maxIterations
         self.maxConsecutiveErrors = maxConsecutiveErrors
+        self.assists = assists
+    }
+
+    /// Adds `assist`'s words to the next message, when it is in use.
+    private mutating func assist(_ assist: Assists.Assist, _ text: String) {
+        if assists.contains(assist) { feedback.append(.assist(assist, text)) }
     }
 
     mutating func start() -> Action {
@@ -89,33 +121,39 @@ struct RLMLoop: Sendable {
     }
 
     mutating func modelReplied(_ reply: String) -> Action {
-        blocks = ReplyParser.codeBlocks(in: reply)
+        let lenient = assists.contains(.lenientAnswers)
+        blocks = ReplyParser.codeBlocks(in: reply, pythonBlocks: assists.contains(.pythonBlocks))
         nextBlock = 0
-        final = ReplyParser.finalMarker(in: reply)
-        statedAnswer = answering && final == nil ? Self.lenientAnswer(in: reply, blocks: blocks, statedBesideCode: false) : nil
-        if blocks.isEmpty && final == nil && statedAnswer == nil {
-            feedback.append(Prompts.noCodeNoAnswer(outputs: recentOutputs))
+        final = lenient ? ReplyParser.finalMarker(in: reply) : ReplyParser.paperFinalMarker(in: reply)
+        statedAnswer = lenient && answering && final == nil ? Self.lenientAnswer(in: reply, blocks: blocks, statedBesideCode: false) : nil
+        if blocks.isEmpty && final == nil && statedAnswer == nil && assists.contains(.noCodeNoAnswer) {
+            assist(.noCodeNoAnswer, Prompts.noCodeNoAnswer(outputs: recentOutputs))
             toldToSubmit = true
         }
         return afterBlocks()
     }
 
     mutating func modelFailed(_ message: String) -> Action {
-        feedback.append("[the previous model call failed: \(message)]")
+        feedback.append(.engine("[the previous model call failed: \(message)]"))
         if let stop = countError() { return stop }
         return nextTurn()
     }
 
     mutating func cellFinished(output: String, failed: Bool, answer: AnswerState) -> Action {
-        feedback.append(output)
+        feedback.append(.output(code: nextBlock > 0 && nextBlock <= blocks.count ? blocks[nextBlock - 1] : "", output: output))
         let body = output.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).dropFirst().first ?? ""
         let shown = body.trimmingCharacters(in: .whitespacesAndNewlines)
         if nextBlock > 0, nextBlock <= blocks.count {
             evidence.append(Self.evidence(output: String(body), code: blocks[nextBlock - 1]))
             if !failed, !answer.ready, shown == "(no output)" {
-                feedback.append(Prompts.printedNothing(lastAssigned: Self.lastAssignedName(in: blocks[nextBlock - 1])))
+                // A block that only assigns is how many models work; a second turn that shows
+                // nothing is not.
+                turnSilentCells += 1
+                if lastTurnSilent {
+                    assist(.printedNothing, Prompts.printedNothing(lastAssigned: Self.lastAssignedName(in: blocks[nextBlock - 1])))
+                }
             } else if !failed, !answer.ready, Self.emptyResults.contains(shown) {
-                feedback.append(Prompts.foundNothing(shown))
+                assist(.foundNothing, Prompts.foundNothing(shown))
             }
         }
         if nextBlock > 0, nextBlock <= blocks.count, !answer.ready {
@@ -123,8 +161,10 @@ struct RLMLoop: Sendable {
             // A traceback names the cell (`File "<cell 3.1>"`), which differs on every run.
             let key = [code.joined(separator: "\n"), String(body).replacing(/<cell [0-9.]+>/, with: "<cell>")]
             turnCells += 1
-            if !ran.insert(key).inserted {
-                feedback.append(Prompts.repeatedCell(output: String(body), failed: failed))
+            let earlierRuns = ran[key, default: 0]
+            ran[key] = earlierRuns + 1
+            if earlierRuns >= (failed ? 1 : Self.repeatsBeforeNote) {
+                assist(.repeatedCell, Prompts.repeatedCell(output: String(body), failed: failed))
                 // A repeated failure is told to change the code, not asked for an answer.
                 if !failed { turnRepeats += 1 }
             }
@@ -136,11 +176,11 @@ struct RLMLoop: Sendable {
         }
         if !answer.content.isEmpty { bestAnswer = answer.content }
         if answer.ready {
-            guard let problem = Self.problem(with: answer.content) else {
+            guard let problem = refusal(of: answer.content) else {
                 submittedByCode = true
                 return .finish(answer.content)
             }
-            feedback.append(Prompts.refusedAnswer(problem))
+            assist(.refusals, Prompts.refusedAnswer(problem))
         }
         if failed {
             if let stop = countError() { return stop }
@@ -157,7 +197,7 @@ struct RLMLoop: Sendable {
             return finishOrRefuse(text, as: "FINAL(\(text))")
         }
         guard let value else {
-            feedback.append(Prompts.missingFinalVariable(name))
+            feedback.append(.engine(Prompts.missingFinalVariable(name)))
             return nextTurn()
         }
         return finishOrRefuse(value, as: "FINAL_VAR(\(name))")
@@ -166,12 +206,18 @@ struct RLMLoop: Sendable {
     /// Finishes with `answer`, or refuses it back to the model (saying which `submission` it
     /// was) when ``problem(with:)`` finds it unusable.
     private mutating func finishOrRefuse(_ answer: String, as submission: String) -> Action {
-        guard let problem = Self.problem(with: answer) else {
+        guard let problem = refusal(of: answer) else {
             submittedByCode = false
             return .finish(answer)
         }
-        feedback.append(Prompts.refusedAnswer("\(submission): " + problem))
+        assist(.refusals, Prompts.refusedAnswer("\(submission): " + problem))
         return nextTurn()
+    }
+
+    /// Why `answer` is refused (``problem(with:)``), or `nil` when it is taken: always, without
+    /// the ``Assists/Assist/refusals`` assist.
+    func refusal(of answer: String) -> String? {
+        assists.contains(.refusals) ? Self.problem(with: answer) : nil
     }
 
     /// Why `answer` cannot be the run's answer, or `nil` when it can: an empty answer, or one of
@@ -223,14 +269,15 @@ struct RLMLoop: Sendable {
     /// The code blocks of the reply being handled.
     var replyBlocks: [String] { blocks }
 
-    /// Does not take an answer yet: tells the model `note` and asks for another turn.
+    /// Does not take an answer yet (``Assists/Assist/grounding``): tells the model `note` and
+    /// asks for another turn.
     mutating func question(_ note: String) -> Action {
-        feedback.append(note)
+        feedback.append(.assist(.grounding, note))
         return nextTurn()
     }
 
     /// Takes the feedback for the next user message.
-    mutating func takeFeedback() -> [String] {
+    mutating func takeFeedback() -> [Feedback] {
         defer { feedback = [] }
         return feedback
     }
@@ -241,7 +288,7 @@ struct RLMLoop: Sendable {
             return .execute(cell: nextBlock, code: blocks[nextBlock - 1])
         }
         switch final {
-        case .text(let text)? where Self.mayNameVariable(text):
+        case .text(let text)? where assists.contains(.lenientAnswers) && Self.mayNameVariable(text):
             // `FINAL(result)` after `result = ...`: small models mean the variable. Its text is
             // the answer only when the REPL has no variable of that name.
             literalFallback = text
@@ -328,8 +375,10 @@ struct RLMLoop: Sendable {
 
     private mutating func nextTurn() -> Action {
         let stalled = turnCells > 0 && turnRepeats == turnCells && final == nil
+        lastTurnSilent = turnCells > 0 && turnSilentCells == turnCells
+        turnSilentCells = 0
         stalledTurns = stalled ? stalledTurns + 1 : 0
-        askingForAnswer = stalledTurns >= Self.stalledTurnsBeforeAsking
+        askingForAnswer = assists.contains(.answerNow) && stalledTurns >= Self.stalledTurnsBeforeAsking
         if askingForAnswer { stalledTurns = 0 }
         evidenceBeforeTurn = evidence.count
         answering = askingForAnswer || toldToSubmit

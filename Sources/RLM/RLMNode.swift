@@ -83,7 +83,9 @@ final class RLMNode: Sendable {
             nodeSpan.end()
         }
         events.emit(info, .nodeStarted(query: query, context: contextDescription))
-        let system = Prompts.system(.init(
+        let assists = configuration.assists
+        let swiftPrompts = assists.contains(.swiftPrompts)
+        let promptInput = Prompts.SystemPromptInput(
             contextDescription: contextDescription, depth: info.depth, maxDepth: configuration.maxDepth,
             maxOutputCharacters: configuration.maxOutputCharacters,
             execTimeoutSeconds: Int(configuration.execTimeout.components.seconds),
@@ -92,14 +94,23 @@ final class RLMNode: Sendable {
             extraInstructions: configuration.extraInstructions, persistent: persistent,
             sandboxed: configuration.isolation.level != .unrestricted,
             subcallWindow: (configuration.subModel ?? configuration.rootModel).contextWindow,
-            mappedContext: repl.hasMappedContext))
-        var preview = try await repl.contextPreview(characters: configuration.contextPreviewCharacters)
-        preview.start = events.redact(preview.start)
-        preview.middle = preview.middle.map { events.redact($0) }
-        var messages: [ChatMessage] = [
-            .system(system), .user(Prompts.firstUserMessage(query: query, contextDescription: contextDescription, preview: preview)),
-        ]
-        var loop = RLMLoop(maxIterations: configuration.maxIterations, maxConsecutiveErrors: configuration.budget.maxConsecutiveErrors)
+            mappedContext: repl.hasMappedContext)
+        let system = configuration.systemPrompt ?? (swiftPrompts ? Prompts.system(promptInput) : Prompts.paperSystem(promptInput))
+        let first: String
+        if swiftPrompts {
+            let characters = assists.contains(.contextPreview) ? configuration.contextPreviewCharacters : 0
+            var preview = try await repl.contextPreview(characters: characters)
+            preview.start = events.redact(preview.start)
+            preview.middle = preview.middle.map { events.redact($0) }
+            first = Prompts.firstUserMessage(query: query, contextDescription: contextDescription, preview: preview)
+        } else {
+            first = Prompts.paperFirstMessage(contextDescription: contextDescription)
+        }
+        var messages: [ChatMessage] = [.system(system), .user(first)]
+        events.emit(info, .messageSent(iteration: 0, role: .system, text: system, transient: false))
+        events.emit(info, .messageSent(iteration: 0, role: .user, text: first, transient: false))
+        var loop = RLMLoop(
+            maxIterations: configuration.maxIterations, maxConsecutiveErrors: configuration.budget.maxConsecutiveErrors, assists: assists)
         var action = loop.start()
         var cell = 0
         var questionedAnswer = false
@@ -125,17 +136,49 @@ final class RLMNode: Sendable {
         var pendingPrompt: String?
         var scratchTurn: Int?
 
-        func takeFeedback() {
+        /// Adds a user message to the conversation, for the request of turn `iteration`.
+        func send(_ text: String, iteration: Int) {
+            messages.append(.user(text))
+            events.emit(info, .messageSent(iteration: iteration, role: .user, text: text, transient: false))
+        }
+
+        /// Turns what the last turn's cells and the engine said into the next user messages:
+        /// with the engine's prompts one message, which ends by asking to go on; in the paper's
+        /// layout one message per cell, quoting its code, with any assists' words after it.
+        func takeFeedback(for iteration: Int) {
             let feedback = loop.takeFeedback()
+            for case .assist(let assist, let text) in feedback {
+                events.emit(info, .assisted(iteration: iteration, assist: assist, text: text))
+            }
+            var closing: String?
             if let prompt = pendingPrompt {
                 pendingPrompt = nil
-                messages.append(.user((feedback.isEmpty ? "" : feedback.joined(separator: "\n\n") + "\n\n") + prompt))
+                closing = prompt
             } else if loop.askingForAnswer {
                 logger.debug("the model showed nothing new for \(RLMLoop.stalledTurnsBeforeAsking) turns; asking for its answer")
-                messages.append(.user((feedback.isEmpty ? "" : feedback.joined(separator: "\n\n") + "\n\n")
-                    + Prompts.answerNow(query: query, outputs: loop.recentOutputs)))
-            } else if !feedback.isEmpty {
-                messages.append(.user(feedback.joined(separator: "\n\n") + "\n\n" + Prompts.continueMessage(query: query)))
+                let request = Prompts.answerNow(query: query, outputs: loop.recentOutputs)
+                events.emit(info, .assisted(iteration: iteration, assist: .answerNow, text: request))
+                closing = request
+            }
+            guard swiftPrompts else {
+                var parts: [String] = []
+                for item in feedback {
+                    if case .output(let code, let output) = item {
+                        if !parts.isEmpty { send(parts.joined(separator: "\n\n"), iteration: iteration) }
+                        parts = [Prompts.paperCellMessage(code: code, output: Self.paperOutput(output))]
+                    } else {
+                        parts.append(item.text)
+                    }
+                }
+                if let closing { parts.append(closing) }
+                if !parts.isEmpty { send(parts.joined(separator: "\n\n"), iteration: iteration) }
+                return
+            }
+            let texts = feedback.map(\.text)
+            if let closing {
+                send((texts.isEmpty ? "" : texts.joined(separator: "\n\n") + "\n\n") + closing, iteration: iteration)
+            } else if !texts.isEmpty {
+                send(texts.joined(separator: "\n\n") + "\n\n" + Prompts.continueMessage(query: query), iteration: iteration)
             }
         }
 
@@ -166,6 +209,11 @@ final class RLMNode: Sendable {
         /// tried again while anything can go.
         func callModel(iteration: Int) async throws -> ModelResponse {
             let info = self.info
+            // The paper's per-turn prompt follows the conversation in this request only.
+            let turnPrompt = swiftPrompts ? nil : Prompts.paperTurnPrompt(query: query, iteration: iteration)
+            if let turnPrompt {
+                events.emit(info, .messageSent(iteration: iteration, role: .user, text: turnPrompt, transient: true))
+            }
             var stream: (@Sendable (String) -> Void)?
             if configuration.streamRootReplies && info.depth == 0 {
                 stream = { @Sendable text in events.emit(info, .modelReplyDelta(iteration: iteration, text: text)) }
@@ -175,7 +223,8 @@ final class RLMNode: Sendable {
                     let span = iterationSpan ?? nodeSpan
                     return try await ServiceContext.withValue(span.context) {
                         try await tree.call(
-                            model, messages, depth: info.depth, limited: info.depth > 0, cached: configuration.cache?.includesRootTurns == true,
+                            model, messages + (turnPrompt.map { [.user($0)] } ?? []), depth: info.depth, limited: info.depth > 0,
+                            cached: configuration.cache?.includesRootTurns == true,
                             span: span, onText: stream)
                     }
                 } catch let refusal as ContextWindowExceeded {
@@ -211,7 +260,7 @@ final class RLMNode: Sendable {
                     refining = state
                     try await beginRefinementPhase()
                 }
-                takeFeedback()
+                takeFeedback(for: iteration)
                 remember()
                 events.emit(info, .iterationStarted(iteration: iteration))
                 iterationSpan?.end()
@@ -276,7 +325,10 @@ final class RLMNode: Sendable {
                 if outcome.result.status == .abandoned {
                     logger.warning("a cell could not be stopped; starting a fresh REPL", metadata: ["rlm.cell": "\(cell)"])
                 }
-                var output = events.redact(Self.describe(outcome, cell: index, timeout: configuration.execTimeout))
+                var output = events.redact(Self.describe(outcome, cell: index, timeout: configuration.execTimeout, assists: assists))
+                for (assist, text) in Self.notes(on: outcome, assists: assists) {
+                    events.emit(info, .assisted(iteration: loop.iteration + 1, assist: assist, text: text))
+                }
                 if outcome.result.status == .abandoned {
                     // The stuck code still runs on its thread; carry on in a fresh REPL if one
                     // can start (it cannot while that code holds the interpreter).
@@ -390,7 +442,7 @@ final class RLMNode: Sendable {
             case .stop(let limit):
                 nodeSpan.attributes["rlm.outcome"] = "limit: \(limit.rawValue)"
                 logger.notice("limit reached", metadata: ["rlm.limit": "\(limit.rawValue)"])
-                takeFeedback()
+                takeFeedback(for: loop.iteration + 1)
                 remember()
                 events.emit(info, .limitReached(limit: limit, partialAnswer: loop.bestAnswer))
                 var error = RLMError.limitReached(limit)
@@ -416,8 +468,33 @@ final class RLMNode: Sendable {
         }
     }
 
+    /// The assists' notes on a cell's outcome (``Assists/Assist/pastedContext``,
+    /// ``Assists/Assist/restoredNames``), as ``describe(_:cell:timeout:assists:)`` ends with them.
+    static func notes(on outcome: REPLEnvironment.CellOutcome, assists: Assists) -> [(Assists.Assist, String)] {
+        var notes: [(Assists.Assist, String)] = []
+        if outcome.skippedPastedContext {
+            notes.append((.pastedContext, "[note: the statement that set `context` to text written in your code was not run: `context` already holds the whole input, and what the first message showed is only a sample of it. The rest of the block ran on the whole `context`]"))
+        }
+        if !outcome.restoredNames.isEmpty, assists.contains(.restoredNames) {
+            let names = outcome.restoredNames.map { "`\($0)`" }.joined(separator: ", ")
+            notes.append((.restoredNames, outcome.restoredNames.count == 1
+                ? "[note: \(names) is reserved and was restored]"
+                : "[note: \(names) are reserved and were restored]"))
+        }
+        return notes
+    }
+
+    /// A cell's output as the paper's layout shows it (``Prompts/paperCellMessage(code:output:)``):
+    /// without the header of a cell that completed, and `No output` for none.
+    static func paperOutput(_ described: String) -> String {
+        let lines = described.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let header = lines.first, header.hasPrefix("[block "), header.hasSuffix(" output]") else { return described }
+        let body = lines.count > 1 ? String(lines[1]) : ""
+        return body == "(no output)" ? "No output" : body
+    }
+
     /// What the model is told about a cell; `cell` is the block's place in the reply.
-    static func describe(_ outcome: REPLEnvironment.CellOutcome, cell: Int, timeout: Duration) -> String {
+    static func describe(_ outcome: REPLEnvironment.CellOutcome, cell: Int, timeout: Duration, assists: Assists = .default) -> String {
         let result = outcome.result
         var parts: [String] = []
         let header: String
@@ -441,15 +518,7 @@ final class RLMNode: Sendable {
         if result.status == .completed && result.stdout.isEmpty && result.stderr.isEmpty {
             parts.append("(no output)")
         }
-        if outcome.skippedPastedContext {
-            parts.append("[note: the statement that set `context` to text written in your code was not run: `context` already holds the whole input, and what the first message showed is only a sample of it. The rest of the block ran on the whole `context`]")
-        }
-        if !outcome.restoredNames.isEmpty {
-            let names = outcome.restoredNames.map { "`\($0)`" }.joined(separator: ", ")
-            parts.append(outcome.restoredNames.count == 1
-                ? "[note: \(names) is reserved and was restored]"
-                : "[note: \(names) are reserved and were restored]")
-        }
+        parts += notes(on: outcome, assists: assists).map(\.1)
         return parts.joined(separator: "\n")
     }
 }

@@ -40,6 +40,10 @@ extension RLMEvent.Kind {
             return .nodeStarted(query: redact(query), context: redact(context))
         case .iterationStarted, .iterationFinished, .historyCompacted:
             return self
+        case .messageSent(let iteration, let role, let text, let transient):
+            return .messageSent(iteration: iteration, role: role, text: redact(text), transient: transient)
+        case .assisted(let iteration, let assist, let text):
+            return .assisted(iteration: iteration, assist: assist, text: redact(text))
         case .modelReplyDelta(let iteration, let text):
             return .modelReplyDelta(iteration: iteration, text: redact(text))
         case .modelReplied(let iteration, let text, let usage, let latency):

@@ -14,11 +14,57 @@ enum ReplyParser {
     /// closed ```python (or ```py) blocks run instead: small models write those despite the
     /// prompt, and would otherwise make no progress at all. With a ```repl block present, other
     /// fences are illustrations and never run.
-    static func codeBlocks(in reply: String) -> [String] {
+    ///
+    /// Without `pythonBlocks` (``Assists/Assist/pythonBlocks``), only ```repl blocks run.
+    static func codeBlocks(in reply: String, pythonBlocks: Bool = true) -> [String] {
         let all = fences(in: reply)
         let repl = all.filter { $0.info == "repl" }
-        if !repl.isEmpty { return repl.map(\.body) }
+        if !repl.isEmpty || !pythonBlocks { return repl.map(\.body) }
         return all.filter { ($0.info == "python" || $0.info == "py") && $0.closed }.map(\.body)
+    }
+
+    /// The answer as the paper's reference implementation reads it, without the lenient reading
+    /// of ``finalMarker(in:)`` (``Assists/Assist/lenientAnswers`` off). Case matters, and a marker
+    /// counts only where it starts a line (after blanks), anywhere in the reply:
+    /// - `FINAL_VAR(` first: the variable named up to the next `)`, quotes around it taken off;
+    /// - else `FINAL`, blanks, `(`: the text up to the `)` that balances it, which may be on a
+    ///   later line (none: no answer);
+    /// - else `FINAL` as a word followed by anything else: the rest of the reply (```` FINAL ```…``` ````
+    ///   up to its closing fence).
+    static func paperFinalMarker(in reply: String) -> FinalMarker? {
+        let lines = reply.split(separator: "\n", omittingEmptySubsequences: false)
+        /// The reply from just after `marker`, where a line starts with it.
+        func after(_ marker: String, where accept: (Substring) -> Bool = { _ in true }) -> Substring? {
+            for line in lines {
+                let text = line.drop { $0 == " " || $0 == "\t" || $0 == "\r" }
+                guard text.hasPrefix(marker) else { continue }
+                let rest = reply[text.index(text.startIndex, offsetBy: marker.count)...]
+                if accept(rest) { return rest }
+            }
+            return nil
+        }
+        if let rest = after("FINAL_VAR("), let close = rest.firstIndex(of: ")") {
+            return .variable(String(rest[..<close].trimmed(of: " \n\t\r").trimmed(of: "\"").trimmed(of: "'")))
+        }
+        let isWordCharacter: (Character) -> Bool = { $0.isLetter || $0.isNumber || $0 == "_" }
+        guard let found = after("FINAL", where: { $0.first.map { !isWordCharacter($0) } ?? true }) else { return nil }
+        let rest = found.drop { $0.isWhitespace }
+        if rest.first == "(" {
+            var depth = 0
+            for position in rest.indices {
+                if rest[position] == "(" { depth += 1 }
+                if rest[position] == ")" {
+                    depth -= 1
+                    if depth == 0 { return .text(String(rest[rest.index(after: rest.startIndex)..<position].trimmed(of: " \n\t\r"))) }
+                }
+            }
+            return nil
+        }
+        if rest.hasPrefix("```") {
+            guard let end = rest.dropFirst(3).firstRange(of: "```") else { return nil }
+            return .text(String(rest[..<end.upperBound].trimmed(of: " \n\t\r")))
+        }
+        return .text(String(rest.trimmed(of: " \n\t\r")))
     }
 
     /// Whether the reply has a ```repl block: code for the REPL, never an answer in itself.

@@ -6,8 +6,10 @@ import PythonRuntime  // its SanitizerMutex is this module's Mutex under ThreadS
 
 /// Writes a run's events as JSON Lines, one event per line, as they happen.
 ///
-/// Each line carries only what is new (a model reply, a cell's code and output, a sub-call), never
-/// the context or the message history, so the file grows with the work done, not quadratically.
+/// Each line carries only what is new (a message the engine sent, a model reply, a cell's code and
+/// output, a sub-call), never the context or the whole history again, so the file grows with the
+/// work done, not quadratically; the `message` lines with the `model_reply` lines rebuild every
+/// request exactly.
 /// Long sub-call prompts (often slices of the context) are cut to ``maxTextCharacters``.
 ///
 /// Lines have `type`, `node`, `parent`, `depth` and `t` (seconds since the start) plus fields
@@ -83,6 +85,17 @@ public final class TrajectoryWriter: Sendable {
         case .iterationStarted(let iteration):
             object["type"] = "iteration_started"
             object["iteration"] = iteration
+        case .messageSent(let iteration, let role, let text, let transient):
+            object["type"] = "message"
+            object["iteration"] = iteration
+            object["role"] = role.rawValue
+            object["text"] = text
+            object["transient"] = transient
+        case .assisted(let iteration, let assist, let text):
+            object["type"] = "assist"
+            object["iteration"] = iteration
+            object["assist"] = assist.rawValue
+            object["text"] = text
         case .modelReplyDelta(let iteration, let text):
             object["type"] = "model_reply_delta"
             object["iteration"] = iteration

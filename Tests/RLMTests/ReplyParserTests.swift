@@ -102,24 +102,34 @@ struct ReplyParserTests {
         #expect(code.cellFinished(output: "[block 1 output]\n(no output)", failed: false, answer: .init(ready: true, content: "[]")) == .finish("[]"))
     }
 
-    @Test("a block that printed nothing is told to print, naming its last assignment; one that found nothing, to check the form")
+    @Test("a second turn that printed nothing is told to print, naming its last assignment; with found-nothing, an empty result to check the form")
     func printedNothing() {
-        var loop = RLMLoop(maxIterations: 3, maxConsecutiveErrors: nil)
+        var loop = RLMLoop(maxIterations: 5, maxConsecutiveErrors: nil)
         _ = loop.start()
-        _ = loop.modelReplied("```repl\ndef f(text):\n    total = 0\n    return total\nresult = f(context)\n```")
-        _ = loop.cellFinished(output: "[block 1 output]\n(no output)", failed: false, answer: .init(ready: false, content: ""))
-        #expect(loop.takeFeedback().last == "[the block printed nothing: to see a value, print it, for example print(result)]")
+        // A block that only assigns is how many models work: no note the first time.
         _ = loop.modelReplied("```repl\nimport re\n```")
         _ = loop.cellFinished(output: "[block 1 output]\n(no output)", failed: false, answer: .init(ready: false, content: ""))
-        #expect(loop.takeFeedback().last == "[the block printed nothing: to see a value, print it]")
+        #expect(loop.takeFeedbackTexts() == ["[block 1 output]\n(no output)"])
+        _ = loop.modelReplied("```repl\ndef f(text):\n    total = 0\n    return total\nresult = f(context)\n```")
+        _ = loop.cellFinished(output: "[block 1 output]\n(no output)", failed: false, answer: .init(ready: false, content: ""))
+        #expect(loop.takeFeedbackTexts().last == "[the block printed nothing: to see a value, print it, for example print(result)]")
+        _ = loop.modelReplied("```repl\nimport os\n```")
+        _ = loop.cellFinished(output: "[block 1 output]\n(no output)", failed: false, answer: .init(ready: false, content: ""))
+        #expect(loop.takeFeedbackTexts().last == "[the block printed nothing: to see a value, print it]")
         #expect(RLMLoop.lastAssignedName(in: "n: int = 3\nx == 2\nanswer['content'] = n\ncontext = 1") == "n")
-        // A block that found nothing is told to check the form of what it compared.
+        // An empty result is what a true count of 0 prints too: the default says nothing.
         _ = loop.modelReplied("```repl\nprint(len([r for r in records if r[2] == 'praise']))\n```")
         _ = loop.cellFinished(output: "[block 1 output]\n0", failed: false, answer: .init(ready: false, content: ""))
-        #expect(loop.takeFeedback().last?.hasPrefix("[the block printed only `0`: if you expected to find something") == true)
-        _ = loop.modelReplied("```repl\nprint(len(records))\n```")
-        _ = loop.cellFinished(output: "[block 1 output]\n300", failed: false, answer: .init(ready: false, content: ""))
-        #expect(loop.takeFeedback() == ["[block 1 output]\n300"])
+        #expect(loop.takeFeedbackTexts() == ["[block 1 output]\n0"])
+        // With found-nothing, it is told to check the form of what it compared.
+        var told = RLMLoop(maxIterations: 3, maxConsecutiveErrors: nil, assists: .all)
+        _ = told.start()
+        _ = told.modelReplied("```repl\nprint(len([r for r in records if r[2] == 'praise']))\n```")
+        _ = told.cellFinished(output: "[block 1 output]\n0", failed: false, answer: .init(ready: false, content: ""))
+        #expect(told.takeFeedbackTexts().last?.hasPrefix("[the block printed only `0`: if you expected to find something") == true)
+        _ = told.modelReplied("```repl\nprint(len(records))\n```")
+        _ = told.cellFinished(output: "[block 1 output]\n300", failed: false, answer: .init(ready: false, content: ""))
+        #expect(told.takeFeedbackTexts() == ["[block 1 output]\n300"])
     }
 
     @Test("an output's lines that its code printed as literals are no evidence; computed ones are")
@@ -153,7 +163,7 @@ struct ReplyParserTests {
         var loop = RLMLoop(maxIterations: 3, maxConsecutiveErrors: nil)
         _ = loop.start()
         #expect(loop.modelReplied("I will answer with FINAL(your answer)") == .callModel(iteration: 2))
-        #expect(loop.takeFeedback().first?.contains("answer refused: FINAL(your answer): `your answer` is a placeholder") == true)
+        #expect(loop.takeFeedbackTexts().first?.contains("answer refused: FINAL(your answer): `your answer` is a placeholder") == true)
         #expect(loop.modelReplied("FINAL(17)") == .finish("17"))
     }
 
@@ -163,34 +173,38 @@ struct ReplyParserTests {
         _ = loop.start()
         #expect(loop.modelReplied("```repl\na\n```\n```repl\nb\n```") == .execute(cell: 1, code: "a"))
         #expect(loop.cellFinished(output: "o1", failed: false, answer: .init(ready: true, content: "")) == .execute(cell: 2, code: "b"))
-        #expect(loop.takeFeedback() == ["o1", "[answer refused: the answer is empty. Put the real answer, found with the REPL, in answer[\"content\"] and set answer[\"ready\"] = True, or write FINAL(the answer)]"])
+        #expect(loop.takeFeedbackTexts() == ["o1", "[answer refused: the answer is empty. Put the real answer, found with the REPL, in answer[\"content\"] and set answer[\"ready\"] = True, or write FINAL(the answer)]"])
     }
 
     @Test("a block that repeats an earlier one with the same output is pointed out, with its output as the answer to submit")
     func repeatedCell() {
-        var loop = RLMLoop(maxIterations: 5, maxConsecutiveErrors: nil)
+        var loop = RLMLoop(maxIterations: 6, maxConsecutiveErrors: nil)
         _ = loop.start()
         #expect(loop.modelReplied("```repl\nprint(len(matches))  # Output: 10\n```") == .execute(cell: 1, code: "print(len(matches))  # Output: 10"))
         #expect(loop.cellFinished(output: "[block 1 output]\n65", failed: false, answer: .init(ready: false, content: "")) == .callModel(iteration: 2))
-        #expect(loop.takeFeedback() == ["[block 1 output]\n65"])
-        // The same code (indentation and blank lines aside) printing the same: pointed out.
+        #expect(loop.takeFeedbackTexts() == ["[block 1 output]\n65"])
+        // A second run may be a check: not pointed out.
+        _ = loop.modelReplied("```repl\nprint(len(matches))  # Output: 10\n```")
+        _ = loop.cellFinished(output: "[block 1 output]\n65", failed: false, answer: .init(ready: false, content: ""))
+        #expect(loop.takeFeedbackTexts() == ["[block 1 output]\n65"])
+        // A third run of the same code (indentation and blank lines aside) printing the same: pointed out.
         _ = loop.modelReplied("```repl\n\n  print(len(matches))  # Output: 10\n```")
         _ = loop.cellFinished(output: "[block 1 output]\n65", failed: false, answer: .init(ready: false, content: ""))
-        let told = loop.takeFeedback()
+        let told = loop.takeFeedbackTexts()
         #expect(told.count == 2)
         #expect(told.last?.contains("you ran this block before and it printed the same") == true)
         #expect(told.last?.contains("FINAL(65)") == true)
         // The same code printing something else learned something: not pointed out.
         _ = loop.modelReplied("```repl\nprint(len(matches))  # Output: 10\n```")
         _ = loop.cellFinished(output: "[block 1 output]\n66", failed: false, answer: .init(ready: false, content: ""))
-        #expect(loop.takeFeedback() == ["[block 1 output]\n66"])
+        #expect(loop.takeFeedbackTexts() == ["[block 1 output]\n66"])
         // A repeated failure is told to change.
         _ = loop.modelReplied("```repl\nx = 1/0\n```")
         _ = loop.cellFinished(output: "[block 1 raised ZeroDivisionError]\nZeroDivisionError: division by zero", failed: true, answer: .init(ready: false, content: ""))
-        _ = loop.takeFeedback()
+        _ = loop.takeFeedbackTexts()
         _ = loop.modelReplied("```repl\nx = 1/0\n```")
         _ = loop.cellFinished(output: "[block 1 raised ZeroDivisionError]\nZeroDivisionError: division by zero", failed: true, answer: .init(ready: false, content: ""))
-        #expect(loop.takeFeedback().last == "[you ran this block before and it failed the same way: change the code]")
+        #expect(loop.takeFeedbackTexts().last == "[you ran this block before and it failed the same way: change the code]")
     }
 
     @Test("FINAL(name) means the variable when the REPL has one, else the text")
@@ -240,7 +254,7 @@ struct ReplyParserTests {
         var loop = RLMLoop(maxIterations: 2, maxConsecutiveErrors: 2)
         _ = loop.start()
         #expect(loop.modelReplied("no code") == .callModel(iteration: 2))
-        #expect(loop.takeFeedback().count == 1)
+        #expect(loop.takeFeedbackTexts().count == 1)
         #expect(loop.modelReplied("still none") == .stop(.iterations))
 
         var errors = RLMLoop(maxIterations: 10, maxConsecutiveErrors: 2)
@@ -257,6 +271,11 @@ struct ReplyParserTests {
         _ = loop.start()
         #expect(loop.modelReplied("FINAL_VAR(missing)") == .resolveVariable("missing"))
         #expect(loop.variableResolved(name: "missing", value: nil) == .callModel(iteration: 2))
-        #expect(loop.takeFeedback().first?.contains("no variable named `missing`") == true)
+        #expect(loop.takeFeedbackTexts().first?.contains("no variable named `missing`") == true)
     }
+}
+
+extension RLMLoop {
+    /// The texts of ``takeFeedback()``, in order.
+    mutating func takeFeedbackTexts() -> [String] { takeFeedback().map(\.text) }
 }
