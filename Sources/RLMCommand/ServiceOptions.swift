@@ -232,13 +232,29 @@ struct AnswerOptions: ParsableArguments {
     @Flag(inversion: .prefixedNo, help: "When a limit other than the deadline is reached, ask the model once more for a final answer instead of failing, as the reference implementation does (the default); --no-final-answer-on-limit fails with the limit.")
     var finalAnswerOnLimit = true
 
-    @Flag(help: "Question an answer once when its numbers (or words) appear in no REPL output and not in the context: the model is asked to print the evidence and submit again. Helps small models that make values up.")
+    @Flag(help: "Question an answer once when its numbers (or words) appear in no REPL output and not in the context: the model is asked to print the evidence and submit again. Helps small models that make values up. The same as --assists default,+grounding.")
     var groundAnswers = false
+
+    @Option(help: ArgumentHelp(
+        "What the engine says and does beyond the paper's protocol: paper (the reference protocol exactly: the loop, its prompt layout, no notes, refusals or lenient reading), default, all, or a list that adds (+name) or removes (-name) assists from a preset, such as default,-repeated-cell or paper,+printed-nothing. Assists: \(Assists.Assist.allCases.map(\.name).joined(separator: ", ")); docs/repl-protocol.md lists what each says.",
+        valueName: "preset[,±assist…]"))
+    var assists = "default"
+
+    @Option(help: ArgumentHelp("A file whose text is the system prompt instead of the engine's (for the reference implementation's own wording, say).", valueName: "file"))
+    var systemPrompt: String?
 
     func validate() throws {
         guard maxScanParts >= 0 else { throw ValidationError("--max-scan-parts must be 0 (no scan) or more, not \(maxScanParts)") }
         guard maxDirectTokens >= 0 else { throw ValidationError("--max-direct-tokens must be 0 (always the loop) or more, not \(maxDirectTokens)") }
         guard contextPreview >= 0 else { throw ValidationError("--context-preview must be 0 (none) or more characters, not \(contextPreview)") }
+        do {
+            _ = try Assists(parsing: assists)
+        } catch {
+            throw ValidationError("--assists: \(error.message)")
+        }
+        if let path = systemPrompt, (try? String(contentsOfFile: path, encoding: .utf8))?.isEmpty != false {
+            throw ValidationError("--system-prompt \(path) is not a readable, non-empty UTF-8 text file")
+        }
     }
 
     func apply(to configuration: inout RLMConfiguration) {
@@ -248,7 +264,10 @@ struct AnswerOptions: ParsableArguments {
         configuration.contextPreviewCharacters = contextPreview
         configuration.structuredOutput = structuredOutput != nil
         configuration.finalAnswerOnLimit = finalAnswerOnLimit
-        configuration.groundAnswers = groundAnswers
+        // Checked in validate().
+        configuration.assists = (try? Assists(parsing: assists)) ?? .default
+        if groundAnswers { configuration.assists.insert(.grounding) }
+        configuration.systemPrompt = systemPrompt.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }
     }
 }
 

@@ -53,6 +53,10 @@ struct TrajectoryPage {
         case subcall(started: [String: Any], finished: [String: Any]?)
         case child(id: Int, started: [String: Any], finished: [String: Any]?)
         case note(String)
+        /// A message the engine sent (`message` lines).
+        case message([String: Any])
+        /// An assist the engine used (`assist` lines).
+        case assist([String: Any])
     }
 
     private struct Node {
@@ -85,6 +89,8 @@ struct TrajectoryPage {
             case "node_started": node.start = event
             case "iteration_started": node.iterations.append((event["iteration"] as? Int ?? 0, []))
             case "model_reply": append(.reply(event))
+            case "message": append(.message(event))
+            case "assist": append(.assist(event))
             case "code": append(.code(event))
             case "subcall_started":
                 let call = event["call"] as? Int ?? -1
@@ -206,6 +212,13 @@ struct TrajectoryPage {
             return html + "</div>"
         case .note(let text):
             return "<p class=\"warn\">\(escape(text))</p>"
+        case .message(let event):
+            let role = event["role"] as? String ?? "user"
+            let when = event["transient"] as? Bool == true ? " (this request only)" : ""
+            let text = event["text"] as? String ?? ""
+            return "<details class=\"message\"><summary>\(escape("Message to the model · \(role)\(when) · \(text.count) characters"))</summary><pre>\(escape(text))</pre></details>"
+        case .assist(let event):
+            return "<p class=\"assist\">\(escape("Assist \(event["assist"] as? String ?? "?"): \(event["text"] as? String ?? "")"))</p>"
         }
     }
 
@@ -240,7 +253,7 @@ struct TrajectoryPage {
         pre{background:#f1f3f7;padding:8px;border-radius:4px;white-space:pre-wrap;word-break:break-word;max-height:420px;overflow:auto;margin:4px 0}
         pre.code{background:#eef6ee}.cell.failed pre.output,.cell.timedOut pre.output{background:#fbeaea}
         .label{font-size:12px;color:#5b6478;margin-top:6px}details.subcall{border-left:2px solid #e0a33b;padding-left:8px}
-        details.subcall.failed{border-left-color:#d33}.child{margin:8px 0 8px 12px}.warn{color:#b3261e}
+        details.subcall.failed{border-left-color:#d33}.child{margin:8px 0 8px 12px}.warn{color:#b3261e}.assist{color:#6a3d9a;font-style:italic}details.message summary{color:#555}
         .controls button{margin-right:6px}
         """
 

@@ -105,6 +105,8 @@ struct CommandTests {
         (["--context-file", "CONTEXT", "--query", "q", "--refine-steps", "0"], "--refine-steps must be from 1 to 16"),
         (["--context-file", "CONTEXT", "--query", "q", "--strategy", "fast"], "--strategy"),
         (["--context-file", "CONTEXT", "--query", "q", "--max-scan-parts=-1"], "--max-scan-parts must be 0 (no scan) or more"),
+        (["--context-file", "CONTEXT", "--query", "q", "--assists", "default,-bogus"], "--assists: 'bogus' is not an assist"),
+        (["--context-file", "CONTEXT", "--query", "q", "--system-prompt", "/nonexistent/prompt.txt"], "--system-prompt /nonexistent/prompt.txt is not a readable"),
     ])
     func badInput(arguments: [String], message: String) async throws {
         let context = try temporaryFile(Data("some text".utf8))
@@ -336,6 +338,20 @@ struct CommandTests {
         #expect(html.contains("class=\"subcall\""))
         #expect(html.contains("llm_query_batched"))
         #expect(!html.contains("http://") && !html.contains("https://"))
+        // Every message the engine sent is on the page, the system prompt first.
+        #expect(html.contains("Message to the model · system"))
+        #expect(html.contains("Message to the model · user"))
+
+        // The assists the engine used are shown where they happened.
+        let assisted = directory.appendingPathComponent("assisted.jsonl")
+        let lines = [
+            #"{"type":"node_started","node":0,"parent":null,"depth":0,"t":0,"query":"q","context":"a str"}"#,
+            #"{"type":"iteration_started","node":0,"parent":null,"depth":0,"t":0.1,"iteration":2}"#,
+            #"{"type":"assist","node":0,"parent":null,"depth":0,"t":0.1,"iteration":2,"assist":"repeated-cell","text":"[you ran this block before]"}"#,
+        ]
+        try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: assisted)
+        #expect(try await rlm(["view", assisted.path, "--output", page]).status == 0)
+        #expect(try String(contentsOfFile: page, encoding: .utf8).contains("Assist repeated-cell: [you ran this block before]"))
 
         let bogus = directory.appendingPathComponent("bogus.jsonl")
         try Data("not json\n".utf8).write(to: bogus)
