@@ -436,66 +436,44 @@ extension RLM {
     /// The answer in the reply to the final-answer request, or `nil` when it holds none (the run
     /// then ends at its limit, with its best answer as the partial one).
     ///
-    /// In order: a `FINAL(...)`/`FINAL_VAR(...)` in the reply's prose, wherever it stands; the
-    /// reply's code blocks, run as cells, where code submits with `FINAL(...)` or `answer` (small
-    /// models answer in code even when asked not to), or a block that is one literal; prose that
-    /// states "Final answer: X"; a reply with no code and no marker, whose text is the answer. An
-    /// empty answer or a placeholder (the request's own words echoed back) is never one.
+    /// In order: a `FINAL(...)`/`FINAL_VAR(...)` marker; the reply's code blocks, run as cells,
+    /// where code submits with `FINAL(...)` or `answer` (small models answer in code even when
+    /// asked not to); what the reply states at ``AnswerReader/Leniency/finalRequest`` (a block
+    /// that is one literal or name, "Final answer: X", a reply without code that is its own
+    /// answer). Without the ``Assists/Assist/lenientAnswers`` assist, as the reference reads its
+    /// default answer: the paper's marker, else the whole reply. With ``Assists/Assist/refusals``
+    /// an empty answer or a placeholder (the request's own words echoed back) is never one.
     static func forcedAnswer(
         in reply: String, repl: REPLEnvironment, configuration: RLMConfiguration, sink: EventSink, info: NodeInfo, iteration: Int
     ) async throws -> String? {
         let refusing = configuration.assists.contains(.refusals)
-        func usable(_ text: String?) -> String? {
+        func usable(_ reading: AnswerReader.Reading?) async throws -> String? {
+            let text: String?
+            switch reading {
+            case .text(let value)?: text = value
+            case .variable(let name)?: text = try await repl.variable(named: name)
+            case .variableOrText(let name)?: text = try await repl.variable(named: name) ?? name
+            case nil: text = nil
+            }
             guard let text, !refusing || RLMLoop.problem(with: text) == nil else { return nil }
             return text
         }
         guard configuration.assists.contains(.lenientAnswers) else {
-            // As the reference reads its default answer: a marker if the reply has one, else the reply.
-            switch ReplyParser.paperFinalMarker(in: reply) {
-            case .variable(let name)?: return usable(try await repl.variable(named: name))
-            case .text(let text)?: return usable(text)
-            case nil: return usable(reply.trimmingCharacters(in: .whitespacesAndNewlines))
-            }
+            let marker = AnswerReader.marker(in: reply, leniency: .paper)
+            return try await usable(marker ?? .text(reply.trimmingCharacters(in: .whitespacesAndNewlines)))
         }
-        switch ReplyParser.finalMarker(in: reply) {
-        case .text(let text)? where RLMLoop.mayNameVariable(text):
-            return usable(try await repl.variable(named: text) ?? text)
-        case .text(let text)?:
-            return usable(text)
-        case .variable(let name)?:
-            return usable(try await repl.variable(named: name))
-        case nil:
-            break
-        }
-        let blocks = ReplyParser.codeBlocks(in: reply)
-        guard !blocks.isEmpty else {
-            let text = reply.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard text.contains("```") else { return usable(ReplyParser.statedFinalAnswer(in: text) ?? text) }
-            // A reply that is one fence (not ```repl) around one line, `billing` or
-            // `final("billing")`: read as if the line stood alone.
-            let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-            guard lines.count == 3, lines[0].hasPrefix("```"), lines[2] == "```", !lines[1].contains("`") else {
-                return usable(ReplyParser.statedFinalAnswer(in: text))
-            }
-            let line = lines[1].trimmingCharacters(in: .whitespaces)
-            if let literal = ReplyParser.literalAnswer(in: line) { return usable(literal) }
-            return try await forcedAnswer(in: line, repl: repl, configuration: configuration, sink: sink, info: info, iteration: iteration)
-        }
+        if let marker = AnswerReader.marker(in: reply, leniency: .finalRequest) { return try await usable(marker) }
+        let blocks = ReplyParser.codeBlocks(in: reply, pythonBlocks: configuration.assists.contains(.pythonBlocks))
         for (index, code) in blocks.enumerated() {
             let outcome = try await repl.run(code) { _ in }
-            let output = sink.redact(RLMNode.describe(outcome, cell: index + 1, timeout: configuration.execTimeout))
+            let output = sink.redact(RLMNode.describe(outcome, cell: index + 1, timeout: configuration.execTimeout, assists: configuration.assists))
             sink.emit(info, .codeExecuted(
                 iteration: iteration, cell: index + 1, code: code, output: output,
                 status: RLMEvent.CellStatus(outcome.result.status), duration: outcome.result.duration))
-            if outcome.answer.ready, let answer = usable(outcome.answer.content) { return answer }
+            if outcome.answer.ready, let answer = try await usable(.text(outcome.answer.content)) { return answer }
             if outcome.result.status == .abandoned { return nil }
         }
-        // A reply that is one block holding one literal (```repl\n102\n```) answers with it;
-        // else prose beside the code, or else a comment in it, may state it ("Final answer: `48`").
-        guard let stated = RLMLoop.lenientAnswer(in: reply, blocks: blocks) else { return nil }
-        // A bare name (```repl\nresult\n```) is read as FINAL(name) is.
-        if RLMLoop.mayNameVariable(stated), let value = try await repl.variable(named: stated) { return usable(value) }
-        return usable(stated)
+        return try await usable(AnswerReader.stated(in: reply, blocks: blocks, leniency: .finalRequest))
     }
 }
 

@@ -55,7 +55,7 @@ struct RLMLoop: Sendable {
     private(set) var feedback: [Feedback] = []
     private var blocks: [String] = []
     private var nextBlock = 0
-    private var final: ReplyParser.FinalMarker?
+    private var final: AnswerReader.Reading?
     /// The text of a `FINAL(name)` being resolved as a variable, for when there is none.
     private var literalFallback: String?
     /// Each cell run so far (its code, trimmed, and its output after the block header), with how
@@ -75,7 +75,7 @@ struct RLMLoop: Sendable {
     /// Whether the turn being asked for is an answer-now request: the model re-ran code that
     /// showed nothing new for ``stalledTurnsBeforeAsking`` turns, so it is asked for its answer
     /// (``Prompts/answerNow(query:outputs:)``), and its reply may give it in the forms a forced
-    /// final answer may take (``lenientAnswer(in:blocks:)``).
+    /// final answer may take (``AnswerReader/Leniency/answerRequest``).
     private(set) var askingForAnswer = false
     /// Whether the reply being handled answers an answer-now request, or follows a reply with
     /// neither code nor an answer (``Prompts/noCodeNoAnswer(outputs:)`` asked for one): Qwen replied a bare
@@ -85,7 +85,7 @@ struct RLMLoop: Sendable {
     private var toldToSubmit = false
     /// The answer the reply being handled states outside the protocol, when it answers an
     /// answer-now request; taken when its cells submit nothing.
-    private var statedAnswer: String?
+    private var statedAnswer: AnswerReader.Reading?
     /// The latest distinct short outputs of cells that ran without error, newest last: what an
     /// answer-now request quotes.
     private(set) var recentOutputs: [String] = []
@@ -121,11 +121,11 @@ struct RLMLoop: Sendable {
     }
 
     mutating func modelReplied(_ reply: String) -> Action {
-        let lenient = assists.contains(.lenientAnswers)
+        let leniency: AnswerReader.Leniency = !assists.contains(.lenientAnswers) ? .paper : answering ? .answerRequest : .protocolForms
         blocks = ReplyParser.codeBlocks(in: reply, pythonBlocks: assists.contains(.pythonBlocks))
         nextBlock = 0
-        final = lenient ? ReplyParser.finalMarker(in: reply) : ReplyParser.paperFinalMarker(in: reply)
-        statedAnswer = lenient && answering && final == nil ? Self.lenientAnswer(in: reply, blocks: blocks, statedBesideCode: false) : nil
+        final = AnswerReader.marker(in: reply, leniency: leniency)
+        statedAnswer = final == nil ? AnswerReader.stated(in: reply, blocks: blocks, leniency: leniency) : nil
         if blocks.isEmpty && final == nil && statedAnswer == nil && assists.contains(.noCodeNoAnswer) {
             assist(.noCodeNoAnswer, Prompts.noCodeNoAnswer(outputs: recentOutputs))
             toldToSubmit = true
@@ -242,14 +242,6 @@ struct RLMLoop: Sendable {
         return form
     }
 
-    /// Whether `FINAL(text)` may name a REPL variable: `text` is a Python identifier (ASCII),
-    /// and not `answer` (the protocol's dict) or `context` (the whole input).
-    static func mayNameVariable(_ text: String) -> Bool {
-        guard text != "answer" && text != "context" else { return false }
-        guard let first = text.unicodeScalars.first, first == "_" || (first.isASCII && CharacterSet.letters.contains(first)) else { return false }
-        return text.unicodeScalars.allSatisfy { $0 == "_" || ($0.isASCII && CharacterSet.alphanumerics.contains($0)) }
-    }
-
     /// What the REPL reads as `answer["content"]` when it is the `answer` dict itself
     /// (repl_support.py's `ANSWER_ITSELF`): Qwen2.5-Coder-1.5B wrote `answer['content'] = answer`
     /// and the dict's str, `{'content': {...}, 'ready': True}`, ended a 32K run with exit 0.
@@ -287,26 +279,19 @@ struct RLMLoop: Sendable {
             nextBlock += 1
             return .execute(cell: nextBlock, code: blocks[nextBlock - 1])
         }
-        switch final {
-        case .text(let text)? where assists.contains(.lenientAnswers) && Self.mayNameVariable(text):
-            // `FINAL(result)` after `result = ...`: small models mean the variable. Its text is
-            // the answer only when the REPL has no variable of that name.
+        let stated = final == nil ? statedAnswer : nil
+        statedAnswer = nil
+        switch final ?? stated {
+        case .variableOrText(let text)?:
+            // `FINAL(result)` after `result = ...`, or a bare name: small models mean the
+            // variable. Its text is the answer only when the REPL has no variable of that name.
             literalFallback = text
             return .resolveVariable(text)
         case .text(let text)?:
-            return finishOrRefuse(text, as: "FINAL(\(text))")
+            return finishOrRefuse(text, as: final != nil ? "FINAL(\(text))" : "your answer `\(text)`")
         case .variable(let name)?:
             return .resolveVariable(name)
         case nil:
-            if let text = statedAnswer {
-                statedAnswer = nil
-                if Self.mayNameVariable(text) {
-                    // A bare name, as FINAL(name): the variable when there is one.
-                    literalFallback = text
-                    return .resolveVariable(text)
-                }
-                return finishOrRefuse(text, as: "your answer `\(text)`")
-            }
             return nextTurn()
         }
     }
@@ -333,39 +318,8 @@ struct RLMLoop: Sendable {
         }.last { $0 != "answer" && $0 != "context" }
     }
 
-    /// A block that is one bare name and nothing else (```` ```repl\noutage\n``` ````): asked for
-    /// its answer, Qwen2.5-Coder-1.5B wrote the label so, and it raised a `NameError`. Read as
-    /// `FINAL(name)` is: the variable when the REPL has one, else the word.
-    static func bareName(in code: String) -> String? {
-        let text = code.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard mayNameVariable(text), text.count <= 60, !pythonKeywords.contains(text) else { return nil }
-        return text
-    }
-
-    private static let pythonKeywords: Set<String> = [
-        "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue", "def", "del",
-        "elif", "else", "except", "finally", "for", "from", "global", "if", "import", "in", "is", "lambda", "nonlocal",
-        "not", "or", "pass", "raise", "return", "try", "while", "with", "yield",
-    ]
-
     /// The longest output an answer-now request quotes.
     static let quotedOutputCharacters = 300
-
-    /// The answer a reply to an answer-now request gives without `FINAL`: one literal or name,
-    /// alone or as the only code of a block (`65`, ```` ```repl\n"billing"\n``` ````), or
-    /// "Final answer: X" in prose or else in a code comment. Small models answer so when asked
-    /// for their answer; in other turns such text is not a submission, and other prose never is.
-    ///
-    /// `statedBesideCode` takes "Final answer: X" from a reply that also has code. Only the
-    /// final-answer request at a limit does: in the loop, Qwen wrote "**Output:** 3 **Final
-    /// answer:** 3" beside a block before it ran (the block printed 193), and the next turn shows
-    /// the model what the block printed instead.
-    static func lenientAnswer(in reply: String, blocks: [String], statedBesideCode: Bool = true) -> String? {
-        if blocks.count == 1, let literal = ReplyParser.literalAnswer(in: blocks[0]) ?? bareName(in: blocks[0]) { return literal }
-        if blocks.isEmpty, let literal = ReplyParser.literalAnswer(in: reply) { return literal }
-        guard blocks.isEmpty || statedBesideCode else { return nil }
-        return ReplyParser.statedFinalAnswer(in: reply) ?? ReplyParser.statedFinalAnswer(in: reply, includingCode: true)
-    }
 
     private mutating func countError() -> Action? {
         consecutiveErrors += 1
