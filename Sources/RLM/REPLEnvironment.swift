@@ -61,7 +61,8 @@ final class REPLEnvironment: Sendable {
         assists = configuration.assists
         let isolation = configuration.isolation
         // A warm worker comes with the scratch directory it was confined to.
-        let warm = try await WarmWorkers.pool(for: isolation, maxOutputCharacters: configuration.maxOutputCharacters)?.acquire()
+        let warm = try await WarmWorkers.pool(
+            for: isolation, maxOutputCharacters: configuration.maxOutputCharacters, stopGracePeriod: configuration.stopGracePeriod)?.acquire()
         let scratch = try warm.map { URL(fileURLWithPath: $0.scratch) } ?? (isolation.level == .unrestricted ? nil : Self.makeScratchDirectory())
         setup = Setup(
             name: name, maxOutputCharacters: configuration.maxOutputCharacters,
@@ -87,7 +88,8 @@ final class REPLEnvironment: Sendable {
         let namespace: any PythonREPL
         if setup.isolation.level == .process, let scratch = setup.scratch {
             namespace = try await PythonWorker.start(configuration: WarmWorkers.configuration(
-                for: WarmWorkers.Key(setup.isolation, maxOutputCharacters: setup.maxOutputCharacters), scratch: scratch.path, name: setup.name))
+                for: WarmWorkers.Key(setup.isolation, maxOutputCharacters: setup.maxOutputCharacters, stopGracePeriod: setup.stopGracePeriod),
+                scratch: scratch.path, name: setup.name))
         } else {
             let isolation = setup.isolation
             let sandbox = setup.scratch.map {

@@ -109,8 +109,9 @@ public struct RLMConfiguration: Sendable {
     /// events while they arrive (for models that stream). Defaults to `false`.
     public var streamRootReplies: Bool = false
     /// How long a stopped cell may take to return before its REPL is abandoned (the code is in a
-    /// long C-level call). The run then goes on in a fresh REPL with the context bound again, and
-    /// the model is told its variables are lost. Defaults to 5 s.
+    /// long C-level call), or, with ``Isolation/process``, its worker killed. The run then goes on
+    /// in a fresh REPL with the context bound again, and the model is told its variables are
+    /// lost. Defaults to 5 s: on a loaded host a stop that works still waits for a core.
     public var stopGracePeriod: Duration = .seconds(5)
     /// How model-written code is confined. Defaults to ``Isolation/inProcess``: the REPL runs
     /// sandboxed in this process, with a scratch directory of its own.

@@ -14,14 +14,18 @@ enum WarmWorkers {
         var memoryLimitBytes: UInt64
         var requiresAllLayers: Bool
         var executable: String?
+        /// How long after a cell's deadline the host waits before it kills the worker
+        /// (``RLMConfiguration/stopGracePeriod``).
+        var killGrace: Duration
 
-        init(_ isolation: Isolation, maxOutputCharacters: Int) {
+        init(_ isolation: Isolation, maxOutputCharacters: Int, stopGracePeriod: Duration) {
             readablePaths = isolation.readablePaths
             nativeModules = isolation.nativeModules
             self.maxOutputCharacters = maxOutputCharacters
             memoryLimitBytes = isolation.memoryLimitBytes
             requiresAllLayers = isolation.requiresAllLayers
             executable = isolation.workerExecutable
+            killGrace = stopGracePeriod
         }
     }
 
@@ -29,9 +33,9 @@ enum WarmWorkers {
 
     /// The pool for `isolation`, made (and starting to fill) on first use; `nil` when it keeps no
     /// warm workers.
-    static func pool(for isolation: Isolation, maxOutputCharacters: Int) -> PythonWorkerPool? {
+    static func pool(for isolation: Isolation, maxOutputCharacters: Int, stopGracePeriod: Duration) -> PythonWorkerPool? {
         guard isolation.level == .process, isolation.warmWorkers > 0 else { return nil }
-        let key = Key(isolation, maxOutputCharacters: maxOutputCharacters)
+        let key = Key(isolation, maxOutputCharacters: maxOutputCharacters, stopGracePeriod: stopGracePeriod)
         return pools.withLock { pools in
             if let pool = pools[key], pool.configuration.size == isolation.warmWorkers { return pool }
             let pool = PythonWorkerPool(configuration: .init(
@@ -45,7 +49,7 @@ enum WarmWorkers {
     static func configuration(for key: Key, scratch: String, name: String = "worker") -> PythonWorker.Configuration {
         .init(
             name: name, scratch: scratch, readablePaths: key.readablePaths, nativeModules: key.nativeModules,
-            maxOutputCharacters: key.maxOutputCharacters, memoryLimitBytes: key.memoryLimitBytes,
+            maxOutputCharacters: key.maxOutputCharacters, memoryLimitBytes: key.memoryLimitBytes, killGrace: key.killGrace,
             requireAllLayers: key.requiresAllLayers, executable: key.executable)
     }
 
@@ -63,7 +67,7 @@ extension RLMConfiguration {
     /// Starts filling the pool of warm workers these settings keep (``Isolation/warmWorkers``)
     /// now, instead of at the first run that needs one. Does nothing when they keep none.
     public func startWarmWorkers() {
-        _ = WarmWorkers.pool(for: isolation, maxOutputCharacters: maxOutputCharacters)
+        _ = WarmWorkers.pool(for: isolation, maxOutputCharacters: maxOutputCharacters, stopGracePeriod: stopGracePeriod)
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import PythonRuntime
 import Testing
 
@@ -7,10 +8,11 @@ struct Worker {
     let worker: PythonWorker
     let scratch: URL
 
-    init(inProcessSandbox: Bool = true, readable: [String] = []) async throws {
+    init(inProcessSandbox: Bool = true, readable: [String] = [], killGrace: Duration? = nil) async throws {
         scratch = FileManager.default.temporaryDirectory.appendingPathComponent("rlm-worker-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
         var configuration = PythonWorker.Configuration(scratch: scratch.path, readablePaths: readable, memoryLimitBytes: 2 << 30)
+        if let killGrace { configuration.killGrace = killGrace }
         configuration.inProcessSandbox = inProcessSandbox
         worker = try await PythonWorker.start(configuration: configuration)
     }
@@ -122,7 +124,8 @@ struct PythonWorkerTests {
 
     @Test("code that cannot be stopped is ended by killing its worker")
     func killedAtDeadline() async throws {
-        let box = try await Worker()
+        // Code stuck in C cannot be stopped: the grace only delays the kill.
+        let box = try await Worker(killGrace: .milliseconds(100))
         // The match would take 2^64 steps: any answer at all means the worker was killed.
         let result = try await box.worker.execute("import re\nre.match(r'(a+)+$', 'a' * 64 + 'b')", timeout: .milliseconds(300))
         #expect(result.status == .abandoned)
@@ -137,6 +140,45 @@ struct PythonWorkerTests {
         #expect(result.status == .timedOut)
         #expect(try await box.worker.evaluate("n > 0") == .bool(true))
         await box.close()
+    }
+
+    @Test("loops past their deadlines in busy workers beside busy host threads are stopped, never killed")
+    func timedOutUnderLoad() async throws {
+        // The host killed a worker when its cell had not returned 100 ms after the deadline
+        // (the old default grace), counted from when the host sent the cell: under load the
+        // worker got the cell late, and its stop and reply waited for a core, so a loop that
+        // the worker stopped as it should cost the REPL and its variables (stress run 10; this
+        // test, beside two CPU hogs, failed 1 of 3 with the old grace: stops took up to 350 ms
+        // where the deadline was 200).
+        let spinning = Atomic<Bool>(true)
+        let spinners = (0..<6).map { _ in
+            let thread = Thread {
+                var n = 0
+                while spinning.load(ordering: .relaxed) { n &+= 1 }
+                _ = n
+            }
+            thread.start()
+            return thread
+        }
+        defer { spinning.store(false, ordering: .relaxed) }
+        _ = spinners
+        let statuses = try await withThrowingTaskGroup(of: [String].self) { group in
+            for _ in 0..<12 {
+                group.addTask {
+                    let box = try await Worker()
+                    var statuses: [String] = []
+                    for _ in 0..<3 {
+                        let result = try await box.worker.execute("n = 0\nwhile True:\n    n += 1", timeout: .milliseconds(200))
+                        statuses.append(result.status == .timedOut ? "timedOut" : "\(result.status): \(result.error?.message ?? "")")
+                        if result.status != .timedOut { break }
+                    }
+                    await box.close()
+                    return statuses
+                }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        #expect(statuses.allSatisfy { $0 == "timedOut" }, "\(statuses)")
     }
 
     @Test("the memory limit turns a huge allocation into MemoryError")

@@ -45,7 +45,7 @@ struct ProcessIsolationTests {
         var configuration = Self.configuration(root, models: ["inner": inner], maxDepth: 2)
         configuration.isolation.readablePaths = [readable.path]
         configuration.isolation.warmWorkers = 2
-        let pool = try #require(WarmWorkers.pool(for: configuration.isolation, maxOutputCharacters: configuration.maxOutputCharacters))
+        let pool = try #require(WarmWorkers.pool(for: configuration.isolation, maxOutputCharacters: configuration.maxOutputCharacters, stopGracePeriod: configuration.stopGracePeriod))
         let clock = ContinuousClock()
         let limit = clock.now + .seconds(60)
         while pool.statistics.ready < 2 && clock.now < limit { try await Task.sleep(for: .milliseconds(5)) }
@@ -96,6 +96,9 @@ struct ProcessIsolationTests {
         ])
         var configuration = Self.configuration(root)
         configuration.execTimeout = .milliseconds(500)
+        // The worker is killed this long after the deadline (by default 5 s): code stuck in C
+        // cannot be stopped, so the grace only delays the kill.
+        configuration.stopGracePeriod = .milliseconds(300)
         // The match would take 2^64 steps: an answer at all means the worker was killed.
         let result = try await RLM(configuration: configuration).complete(query: "q", context: .text("abc"))
         #expect(result.answer == "after the kill")

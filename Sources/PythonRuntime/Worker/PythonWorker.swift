@@ -44,7 +44,11 @@ public final class PythonWorker: PythonREPL {
         /// The worker's address-space limit in bytes. Defaults to 4 GiB.
         public var memoryLimitBytes: UInt64
         /// How long after a cell's deadline the host waits for it to return before it kills the
-        /// worker. Defaults to 100 ms.
+        /// worker. Defaults to 5 s, as ``PythonNamespace/Configuration/stopGracePeriod``: the
+        /// worker stops code it can stop at the deadline itself, but on a loaded host its stop
+        /// and reply wait for a core (a stopped loop took 150 ms past its deadline beside 12
+        /// busy workers), and a kill costs the REPL every variable. Code stuck in C is killed
+        /// this long after its deadline.
         public var killGrace: Duration
         /// How long the worker may take to start. Defaults to 10 s.
         public var startTimeout: Duration
@@ -61,7 +65,7 @@ public final class PythonWorker: PythonREPL {
         /// Creates a configuration with the defaults above.
         public init(
             name: String = "worker", scratch: String, readablePaths: [String] = [], nativeModules: [String] = [],
-            maxOutputCharacters: Int? = nil, memoryLimitBytes: UInt64 = 4 << 30, killGrace: Duration = .milliseconds(100),
+            maxOutputCharacters: Int? = nil, memoryLimitBytes: UInt64 = 4 << 30, killGrace: Duration = .seconds(5),
             startTimeout: Duration = .seconds(10), requireAllLayers: Bool = false, executable: String? = nil
         ) {
             self.name = name
