@@ -13,6 +13,10 @@ struct RLMLoop: Sendable {
         case execute(cell: Int, code: String)
         /// Read the REPL variable a `FINAL_VAR(name)` named.
         case resolveVariable(String)
+        /// Check that the answer is grounded (``Assists/Assist/grounding``) before it is taken:
+        /// the node reads what it needs with ``groundingInput(for:query:)`` and the REPL, and
+        /// goes on with ``checked(_:missing:)``.
+        case check(String)
         /// The node answered.
         case finish(String)
         /// A limit ended the node.
@@ -95,6 +99,11 @@ struct RLMLoop: Sendable {
     /// How many of ``evidence`` came before the turn being handled.
     private(set) var evidenceBeforeTurn = 0
     static let stalledTurnsBeforeAsking = 2
+    /// Whether an answer was questioned as ungrounded: the next one is taken as it is.
+    private var questioned = false
+    /// Whether the node is refining an answer it gave (``RLMConfiguration/refinement``): its
+    /// answers then are not questioned.
+    var refining = false
     /// How many earlier runs of a cell that ran without error, output and all, make the next one
     /// a repeat worth a note: the third run, since a model that follows the protocol may run a
     /// cell twice (to check it, or after a turn that changed nothing it reads).
@@ -178,7 +187,7 @@ struct RLMLoop: Sendable {
         if answer.ready {
             guard let problem = refusal(of: answer.content) else {
                 submittedByCode = true
-                return .finish(answer.content)
+                return finishing(answer.content)
             }
             assist(.refusals, Prompts.refusedAnswer(problem))
         }
@@ -208,9 +217,39 @@ struct RLMLoop: Sendable {
     private mutating func finishOrRefuse(_ answer: String, as submission: String) -> Action {
         guard let problem = refusal(of: answer) else {
             submittedByCode = false
-            return .finish(answer)
+            return finishing(answer)
         }
         assist(.refusals, Prompts.refusedAnswer("\(submission): " + problem))
+        return nextTurn()
+    }
+
+    /// `.check(answer)` when the answer is to be questioned if ungrounded (once, outside
+    /// refinement, with a turn left to answer again), else `.finish(answer)`.
+    private func finishing(_ answer: String) -> Action {
+        assists.contains(.grounding) && !questioned && !refining && iteration < maxIterations ? .check(answer) : .finish(answer)
+    }
+
+    /// What grounds `answer`: the outputs it must be in (`seen`), whether code submitted it, and
+    /// whether it was written into the submitting code (``Grounding/writtenInSubmission(_:blocks:)``).
+    func groundingInput(for answer: String, query: String?) -> (seen: [String], byCode: Bool, preset: Bool) {
+        let byCode = submittedByCode
+        // A value written into the submitting code was chosen before its block's output was
+        // seen: only earlier outputs ground it. The query's own words may be echoed in an
+        // answer, but do not ground a value written into the code ("'praise' or 'billing'?"
+        // would ground both).
+        let preset = byCode && Grounding.writtenInSubmission(answer, blocks: blocks)
+        let seen = preset ? Array(evidence.prefix(evidenceBeforeTurn)) : evidence + (query.map { [$0] } ?? [])
+        return (seen, byCode, preset)
+    }
+
+    /// Takes `answer` when nothing is `missing` from what the model saw; otherwise questions it
+    /// once (``Assists/Assist/grounding``) and asks for another turn.
+    mutating func checked(_ answer: String, missing: [String]) -> Action {
+        guard !missing.isEmpty else { return .finish(answer) }
+        questioned = true
+        let input = groundingInput(for: answer, query: nil)
+        feedback.append(.assist(.grounding, input.preset ? Prompts.presetAnswer(answer)
+            : input.byCode ? Prompts.unseenAnswer(missing: missing) : Prompts.ungroundedAnswer(missing: missing)))
         return nextTurn()
     }
 
@@ -258,15 +297,6 @@ struct RLMLoop: Sendable {
         "...", "…", "answer", "final", "final_var", "ellipsis",
     ]
 
-    /// The code blocks of the reply being handled.
-    var replyBlocks: [String] { blocks }
-
-    /// Does not take an answer yet (``Assists/Assist/grounding``): tells the model `note` and
-    /// asks for another turn.
-    mutating func question(_ note: String) -> Action {
-        feedback.append(.assist(.grounding, note))
-        return nextTurn()
-    }
 
     /// Takes the feedback for the next user message.
     mutating func takeFeedback() -> [Feedback] {
