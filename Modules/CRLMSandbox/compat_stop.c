@@ -159,14 +159,22 @@ int rlm_compat_withdraw(rlm_stop_slot *slot) {
 
 void rlm_compat_lower_pending_flag(PyObject *exception_type) {
     // CPython lowers the interpreter's flag only when a thread takes its own pending exception:
-    // give this thread one and take it.
+    // give this thread one and take it. While it is pending, this thread must run no other
+    // Python code: making the trivial code's function object could run a collection here, and
+    // the first finalizer it ran would raise the exception at its first line (any namespace's
+    // `__del__`, a sandboxed probe's among them). This thread has no stop slot, so the collector
+    // callback cannot set the exception aside as it does for a stopped thread; the collector is
+    // off instead until the exception is taken. Finalizers of objects the trivial code frees run
+    // after that.
     PyObject *type, *value, *traceback;
     PyErr_Fetch(&type, &value, &traceback);
     PyThreadState *state = PyThreadState_Get();
+    int collector_was_on = PyGC_Disable();
     Py_XSETREF(state->async_exc, Py_NewRef(exception_type));
     _PyEval_SignalAsyncExc(state->interp);
     take_pending_exception();
     Py_CLEAR(state->async_exc);
+    if (collector_was_on) PyGC_Enable();
     PyErr_Restore(type, value, traceback);
 }
 
