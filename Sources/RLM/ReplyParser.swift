@@ -67,6 +67,19 @@ enum ReplyParser {
         return .text(String(rest.trimmed(of: " \n\t\r")))
     }
 
+    /// The ")" in `text` that balances a "(" just before it, if any.
+    private static func balancingParenthesis(in text: Substring) -> Substring.Index? {
+        var depth = 1
+        for position in text.indices {
+            if text[position] == "(" { depth += 1 }
+            if text[position] == ")" {
+                depth -= 1
+                if depth == 0 { return position }
+            }
+        }
+        return nil
+    }
+
     /// Whether the reply has a ```repl block: code for the REPL, never an answer in itself.
     static func hasREPLBlock(_ reply: String) -> Bool {
         fences(in: reply).contains { $0.info == "repl" }
@@ -92,6 +105,13 @@ enum ReplyParser {
                 continue
             }
             if found.startsLine {
+                // A line that goes on past the ")" balancing the opening one is prose after the
+                // answer: SmolLM2 echoed "FINAL(the answer itself) on a line of its own, or
+                // FINAL_VAR(name) …" from the final-answer request, and everything up to a later
+                // line's ")" was taken as its answer.
+                if !rest.trimmed(of: " `*\t\r").hasSuffix(")"), let close = balancingParenthesis(in: rest) {
+                    return .text(unquoted(rest[..<close].trimmed(of: " \t\r")))
+                }
                 // The answer ends at the ")" that closes its line, or, for an answer over several
                 // lines, the first later line that ends with ")" (prose after it is not part of it).
                 let lines = [String(rest)] + prose[(index + 1)...]
@@ -105,16 +125,7 @@ enum ReplyParser {
                 return .text(unquoted(joined[..<close].trimmed(of: " \n\t\r")))
             }
             // Within a sentence: up to the balancing ")" on this line, else its last ")".
-            var depth = 1
-            var close: Substring.Index?
-            for position in rest.indices {
-                if rest[position] == "(" { depth += 1 }
-                if rest[position] == ")" {
-                    depth -= 1
-                    if depth == 0 { close = position; break }
-                }
-            }
-            guard let close = close ?? rest.lastIndex(of: ")") else { continue }
+            guard let close = balancingParenthesis(in: rest) ?? rest.lastIndex(of: ")") else { continue }
             return .text(unquoted(rest[..<close].trimmed(of: " \t\r")))
         }
         return nil

@@ -20,6 +20,10 @@ struct AnswerReaderTests {
         ("```repl\nprint(n)\n```\n**Final answer:** 3", [nil, nil, nil, .text("3")]),
         ("I think it is billing, since most lines say so.", [nil, nil, nil, .text("I think it is billing, since most lines say so.")]),
         ("```\nbilling\n```", [nil, nil, nil, .text("billing")]),
+        // SmolLM2 echoing the final-answer request: the answer ends at the balancing ")", and
+        // the refusals assist then refuses the engine's own placeholder.
+        ("FINAL(the answer itself) on a line of its own, or FINAL_VAR(name) for a REPL variable that holds it.\nDone (really).",
+         [.text("the answer itself"), .text("the answer itself"), .text("the answer itself"), .text("the answer itself")]),
     ]
 
     @Test("each level reads what the one before reads, and more", arguments: 0..<table.count)
