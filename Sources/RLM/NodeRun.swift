@@ -343,40 +343,48 @@ final class NodeRun {
         return loop.checked(answer, missing: missing)
     }
 
-    /// `.finish`: the node's outcome, or `nil` while refinement goes on (``nextAction`` says how).
-    func finish(_ unredacted: String) async throws -> NodeOutcome? {
+    /// What `.finish` leads to: the node's outcome, or, while refinement goes on, the next action.
+    enum Finish {
+        case answered(NodeOutcome)
+        case goOn(RLMLoop.Action)
+    }
+
+    /// `.finish`: the node's outcome, or the action that continues refinement.
+    func finish(_ unredacted: String) async throws -> Finish {
         var answer = events.redact(unredacted)
         if let plan = refinementPlan {
-            guard let refined = try await refine(answer, plan: plan) else { return nil }
-            answer = refined
+            switch try await refine(answer, plan: plan) {
+            case .answered(let refined): answer = refined
+            case .goOn(let action): return .goOn(action)
+            }
         }
         nodeSpan.attributes["rlm.outcome"] = "answered"
         logger.debug("node answered")
         remember()
         events.emit(info, .answer(text: answer, iterations: loop.iteration))
-        return NodeOutcome(answer: answer, iterations: loop.iteration)
+        return .answered(NodeOutcome(answer: answer, iterations: loop.iteration))
     }
 
-    /// The action that continues refinement after ``finish(_:)`` returned `nil`.
-    private(set) var nextAction: RLMLoop.Action = .stop(.iterations)
+    /// What refinement does with an answer: ends with the refined answer, or goes on.
+    private enum Refined {
+        case answered(String)
+        case goOn(RLMLoop.Action)
+    }
 
     /// Takes `answer` into refinement (``RLMConfiguration/refinement``): its first answer starts
     /// it; an answer update ends a step, and the halting rules or the judge end it; an answer in
-    /// a scratch turn ends that update. Returns the final answer, or `nil` with ``nextAction``
-    /// set when refinement goes on.
-    private func refine(_ answer: String, plan: Refinement) async throws -> String? {
+    /// a scratch turn ends that update.
+    private func refine(_ answer: String, plan: Refinement) async throws -> Refined {
         guard var state = refining else {
             refining = RefinementState(plan: plan, firstAnswer: answer)
             node.remember { $0.refinedAnswer = answer }
-            try await continueRefinement()
-            return nil
+            return .goOn(try await continueRefinement())
         }
         guard case .answer(let step) = state.phase else {
             // An answer in a scratch turn ends that update; the answer is the answer update's to give.
             state.scratchDone()
             refining = state
-            try await continueRefinement()
-            return nil
+            return .goOn(try await continueRefinement())
         }
         let (changed, halt) = state.answered(answer)
         refining = state
@@ -398,17 +406,15 @@ final class NodeRun {
         }
         events.emit(info, .refinementStep(step: step, answer: answer, changed: changed, judgeScore: score))
         logger.debug("refinement step ended", metadata: ["rlm.step": "\(step)", "rlm.changed": "\(changed)"])
-        guard let reason else {
-            try await continueRefinement()
-            return nil
-        }
+        guard let reason else { return .goOn(try await continueRefinement()) }
         events.emit(info, .refinementFinished(steps: step, reason: reason))
-        return refining?.answer ?? answer
+        return .answered(refining?.answer ?? answer)
     }
 
-    private func continueRefinement() async throws {
+    /// Prepares the next refinement phase and resumes the loop.
+    private func continueRefinement() async throws -> RLMLoop.Action {
         try await beginRefinementPhase()
-        nextAction = loop.resume()
+        return loop.resume()
     }
 
     /// Prepares the REPL and the prompt for the refinement phase that comes next.

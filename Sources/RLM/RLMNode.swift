@@ -87,8 +87,10 @@ final class RLMNode: Sendable {
             case .check(let answer):
                 action = try await run.check(answer)
             case .finish(let answer):
-                if let outcome = try await run.finish(answer) { return outcome }
-                action = run.nextAction
+                switch try await run.finish(answer) {
+                case .answered(let outcome): return outcome
+                case .goOn(let next): action = next
+                }
             case .stop(let limit):
                 throw run.stopped(limit)
             }
