@@ -147,7 +147,11 @@ struct StopLifetimeTests {
         // run a collection there first, and the finalizers it ran raised the stop at their first
         // line: a sandboxed probe's `__del__` "Exception ignored … ExecutionInterrupted" (stress
         // run 23, `['denied'] 39`). Cells blocked in `time.sleep` past their deadline make a
-        // withdrawal every few milliseconds; with the threshold at 1 every allocation collects.
+        // withdrawal every few milliseconds, and a threshold of 25 makes collections frequent:
+        // before the fix each run cut 1 finalizer short at 25 (about 150 at 1). At 1, every
+        // allocation of every concurrent test collected for 3 s, and the suite's stop-latency
+        // test beside it was abandoned after its 10 s grace (stress run 45, and twice in full
+        // suites under heavy load).
         try await CollectorTurns.exclusively {
             let collector = try await PythonNamespace()
             _ = try await collector.execute("import gc\nsaved = gc.get_threshold()")
@@ -160,7 +164,7 @@ struct StopLifetimeTests {
                             counts[0] += 1
                         def __del__(self, counts=counts):
                             counts[1] += 1
-                    gc.set_threshold(1)
+                    gc.set_threshold(25)
                     began = time.monotonic()
                     while time.monotonic() - began < 3:
                         a, b = Recorder(), Recorder()
