@@ -144,7 +144,7 @@ final class RLMNode: Sendable {
     }
 
     /// What the model is told about a cell; `cell` is the block's place in the reply.
-    static func describe(_ outcome: REPLEnvironment.CellOutcome, cell: Int, timeout: Duration, assists: Assists = .default) -> String {
+    static func describe(_ outcome: REPLEnvironment.CellOutcome, cell: Int, timeout: Duration, assists: Assists) -> String {
         let result = outcome.result
         var parts: [String] = []
         let header: String
